@@ -1,0 +1,28 @@
+# Pixelake: `make dev` runs the whole system locally, `make test` runs every test.
+SHELL := /bin/bash
+# Lambda's python3.12 runtime matches the wheels we ship; fall back to python3 where 3.12 is missing.
+PYTHON ?= $(shell for p in python3.12 $(HOME)/.pyenv/versions/3.12*/bin/python3.12 python3; do \
+	$$p -c 'import sys' >/dev/null 2>&1 && { echo $$p; break; }; done)
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed-$(shell cat requirements.txt requirements-dev.txt layers/*/requirements.txt | cksum | cut -d' ' -f1)
+PORT ?= 5000
+
+.PHONY: venv dev test clean
+
+$(STAMP): requirements.txt requirements-dev.txt $(wildcard layers/*/requirements.txt)
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -r requirements-dev.txt
+	rm -f $(VENV)/.installed-* && touch $@
+
+venv: $(STAMP)
+
+dev: venv
+	PORT=$(PORT) $(PY) -m infra.local
+
+test: venv
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+clean:
+	rm -rf $(VENV) .pytest_cache

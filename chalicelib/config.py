@@ -1,0 +1,84 @@
+"""One typed Settings object, read from the environment once per process.
+
+Every limit has a name and a documented default (thumbor's habit): change it with the
+environment variable named in the field's metadata, never by editing code.
+"""
+from __future__ import annotations
+
+import dataclasses
+import functools
+import os
+from dataclasses import dataclass, field
+
+
+def _env(name: str, doc: str):
+    return {"env": name, "doc": doc}
+
+
+@dataclass(frozen=True)
+class Settings:
+    stage: str = field(default="local", metadata=_env("PIXELAKE_STAGE", "deployment stage: local, dev, prod"))
+    database_url: str = field(default="", metadata=_env("DATABASE_URL", "postgresql+pg8000://… (the local stack sets it)"))
+    aws_region: str = field(default="us-east-1", metadata=_env("AWS_DEFAULT_REGION", "AWS region"))
+    aws_endpoint_url: str = field(default="", metadata=_env("AWS_ENDPOINT_URL", "S3/SQS endpoint (moto, LocalStack); empty for AWS"))
+    bucket: str = field(default="", metadata=_env("PIXELAKE_BUCKET", "bucket for uploads/, thumbnails/, results/, models/, exports/"))
+    uploads_queue: str = field(default="", metadata=_env("PIXELAKE_UPLOADS_QUEUE", "queue fed by S3 notifications for uploads/"))
+    tasks_queue: str = field(default="", metadata=_env("PIXELAKE_TASKS_QUEUE", "queue of image operations and analyses"))
+    ml_tasks_queue: str = field(default="", metadata=_env("PIXELAKE_ML_TASKS_QUEUE", "queue of scikit-learn model tasks"))
+    max_upload_bytes: int = field(default=50 * 1024 * 1024, metadata=_env("PIXELAKE_MAX_UPLOAD_BYTES", "largest accepted image file"))
+    # API Gateway + Lambda accept at most 6 MB of request payload (10 MB on API Gateway, 6 MB on Lambda).
+    max_request_bytes: int = field(default=6 * 1024 * 1024, metadata=_env("PIXELAKE_MAX_REQUEST_BYTES", "largest request body through the API"))
+    max_pixels: int = field(default=75_000_000, metadata=_env("PIXELAKE_MAX_PIXELS", "largest width×height decoded (decompression-bomb guard)"))
+    max_frames: int = field(default=200, metadata=_env("PIXELAKE_MAX_FRAMES", "most frames in an animated image"))
+    thumbnail_sizes: tuple[int, ...] = field(default=(256, 1024), metadata=_env("PIXELAKE_THUMBNAIL_SIZES", "longest side of each thumbnail, comma-separated"))
+    ingest_analyzers: tuple[str, ...] = field(default=("properties", "faces", "phash"), metadata=_env("PIXELAKE_INGEST_ANALYZERS", "analyzers run on every upload, comma-separated"))
+    presign_expiry_s: int = field(default=900, metadata=_env("PIXELAKE_PRESIGN_EXPIRY", "lifetime of presigned URLs in seconds"))
+    max_wait_s: int = field(default=25, metadata=_env("PIXELAKE_MAX_WAIT", "longest ?wait= a request may ask for (API Gateway times out at 29 s)"))
+    auth: str = field(default="off", metadata=_env("PIXELAKE_AUTH", "off (local user) or required"))
+    secret_key: str = field(default="", metadata=_env("SECRET_KEY", "JWT signing key"))
+    dask_scheduler_address: str = field(default="", metadata=_env("DASK_SCHEDULER_ADDRESS", "Dask scheduler; empty for a local cluster"))
+    tmp_dir: str = field(default="/tmp/pixelake", metadata=_env("PIXELAKE_TMP", "cache for model artifacts"))
+
+    def __post_init__(self) -> None:
+        derived = {
+            "bucket": f"pixelake-{self.stage}",
+            "uploads_queue": f"pixelake-{self.stage}-uploads",
+            "tasks_queue": f"pixelake-{self.stage}-tasks",
+            "ml_tasks_queue": f"pixelake-{self.stage}-ml-tasks",
+        }
+        for name, value in derived.items():
+            if not getattr(self, name):
+                object.__setattr__(self, name, value)
+
+    @classmethod
+    def from_env(cls, environ: dict[str, str] | None = None) -> Settings:
+        environ = os.environ if environ is None else environ
+        values = {}
+        for f in dataclasses.fields(cls):
+            raw = environ.get(f.metadata["env"])
+            if raw is None and f.name == "aws_region":
+                raw = environ.get("AWS_REGION")
+            if raw is None or raw == "":
+                continue
+            values[f.name] = _parse(raw, f.type)
+        return cls(**values)
+
+
+def _parse(raw: str, type_name: str):
+    if type_name == "int":
+        return int(float(raw))
+    if type_name.startswith("tuple[int"):
+        return tuple(int(v) for v in raw.split(",") if v.strip())
+    if type_name.startswith("tuple[str"):
+        return tuple(v.strip() for v in raw.split(",") if v.strip())
+    return raw
+
+
+@functools.cache
+def get_settings() -> Settings:
+    return Settings.from_env()
+
+
+def reset_settings() -> None:
+    """Forget the cached settings (tests and the local stack change the environment)."""
+    get_settings.cache_clear()

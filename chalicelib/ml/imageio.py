@@ -1,0 +1,204 @@
+"""Image bytes in, pixels out, and back: probing, guarded decoding, orientation, encoding.
+
+The format is decided by content (Pillow identifies files by their magic bytes, never by a
+name), the pixel count is checked from the header before any pixel is decoded, and JPEGs are
+decoded at the smallest DCT scale that still covers the size the caller needs.
+"""
+from __future__ import annotations
+
+import io
+import math
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # Pillow and numpy live in the Lambda layers, not in the api function
+    import numpy as np
+    from PIL import Image
+
+# Formats accepted on upload, by Pillow's format name, with the content type we serve.
+CONTENT_TYPES = {
+    "JPEG": "image/jpeg",
+    "PNG": "image/png",
+    "WEBP": "image/webp",
+    "GIF": "image/gif",
+    "TIFF": "image/tiff",
+    "BMP": "image/bmp",
+}
+# What a client may announce for a presigned upload (checked again by content on ingest).
+ACCEPTED_CONTENT_TYPES = frozenset(CONTENT_TYPES.values())
+OUTPUT_FORMATS = {"jpeg": "JPEG", "png": "PNG", "webp": "WEBP"}
+
+# Leading bytes of things that are certainly not images, for a precise message.
+_NOT_IMAGE_SIGNATURES = (
+    (b"<svg", "an SVG document"),
+    (b"<?xml", "an XML document"),
+    (b"<!doctype html", "an HTML document"),
+    (b"<html", "an HTML document"),
+    (b"%pdf", "a PDF document"),
+    (b"pk\x03\x04", "a ZIP archive"),
+    (b"#!", "a script"),
+)
+
+
+class ImageRejected(ValueError):
+    """The file is not an image we accept; the message is shown to the user."""
+
+
+@dataclass(frozen=True)
+class ImageInfo:
+    format: str
+    width: int
+    height: int
+    mode: str
+    frames: int
+
+    @property
+    def content_type(self) -> str:
+        return CONTENT_TYPES[self.format]
+
+
+def _pil():
+    from PIL import Image, ImageFile
+
+    # A truncated file must fail, not decode half an image silently.
+    ImageFile.LOAD_TRUNCATED_IMAGES = False
+    # We check the pixel count ourselves, before decoding, with the configured limit.
+    Image.MAX_IMAGE_PIXELS = None
+    return Image
+
+
+def describe_non_image(data: bytes) -> str | None:
+    head = data[:64].lstrip().lower()
+    for signature, what in _NOT_IMAGE_SIGNATURES:
+        if head.startswith(signature):
+            return what
+    return None
+
+
+def probe(data: bytes, *, max_pixels: int, max_frames: int = 1_000_000) -> ImageInfo:
+    """Identify the image from its header only; raises ImageRejected."""
+    if not data:
+        raise ImageRejected("the file is empty")
+    what = describe_non_image(data)
+    if what:
+        raise ImageRejected(f"the file is {what}, not an image")
+    Image = _pil()
+    try:
+        with Image.open(io.BytesIO(data), formats=list(CONTENT_TYPES)) as img:
+            info = ImageInfo(img.format, img.width, img.height, img.mode, getattr(img, "n_frames", 1))
+    except Image.UnidentifiedImageError:
+        raise ImageRejected(
+            "the file is not a supported image (accepted: JPEG, PNG, WebP, GIF, TIFF, BMP)"
+        ) from None
+    except (OSError, ValueError, SyntaxError, EOFError) as exc:
+        raise ImageRejected(f"the image header is damaged: {exc}") from None
+    if info.width < 1 or info.height < 1:
+        raise ImageRejected("the image has no pixels")
+    if info.width * info.height > max_pixels:
+        raise ImageRejected(
+            f"the image is {info.width}×{info.height} pixels, more than the limit of {max_pixels:,}"
+        )
+    if info.frames > max_frames:
+        raise ImageRejected(f"the image has {info.frames} frames, more than the limit of {max_frames}")
+    return info
+
+
+def reduced_request(width: int, height: int, longest_side: int) -> tuple[int, int]:
+    """The smallest size, with the image's aspect, whose longest side is `longest_side`."""
+    scale = longest_side / max(width, height)
+    return max(1, math.ceil(width * scale)), max(1, math.ceil(height * scale))
+
+
+def decode(data: bytes, *, max_pixels: int, min_longest_side: int | None = None) -> Image.Image:
+    """Decode the first frame, oriented by EXIF, in RGB/RGBA/L.
+
+    With `min_longest_side`, a JPEG is decoded at the smallest DCT scale (1/2, 1/4, 1/8) whose
+    longest side is still at least that many pixels: a 12 MP photo needed at 1024 px decodes
+    at 1/2 or 1/4 of the work.
+    """
+    probe(data, max_pixels=max_pixels)
+    Image = _pil()
+    from PIL import ImageOps
+
+    try:
+        img = Image.open(io.BytesIO(data), formats=list(CONTENT_TYPES))
+        original_size = img.size
+        if min_longest_side and img.format == "JPEG" and max(img.size) > min_longest_side:
+            img.draft("RGB", reduced_request(*img.size, min_longest_side))
+        img.load()
+    except (OSError, ValueError, SyntaxError, EOFError) as exc:
+        raise ImageRejected(f"the image data is damaged or truncated: {exc}") from None
+    img.info["original_size"] = original_size
+    oriented = ImageOps.exif_transpose(img)
+    oriented.info["original_size"] = original_size
+    return normalize_mode(oriented)
+
+
+def normalize_mode(img: Image.Image) -> Image.Image:
+    """RGB, RGBA or L with 8 bits per channel, whatever the file stored (CMYK, 16-bit, palette)."""
+    if img.mode in ("RGB", "RGBA", "L"):
+        return img
+    if img.mode in ("I;16", "I;16B", "I;16L", "I"):
+        import numpy as np
+
+        from PIL import Image
+
+        arr = np.asarray(img, dtype=np.float64)
+        top = 65535.0 if arr.max() > 255 else 255.0
+        return Image.fromarray(np.clip(arr / top * 255.0 + 0.5, 0, 255).astype(np.uint8), "L")
+    has_alpha = img.mode in ("LA", "PA", "RGBa", "La") or "transparency" in img.info
+    return img.convert("RGBA" if has_alpha else "RGB")
+
+
+def to_array(img: Image.Image) -> np.ndarray:
+    """Pillow image → numpy array in OpenCV's channel order (BGR / BGRA / gray)."""
+    import numpy as np
+
+    arr = np.asarray(img)
+    if arr.ndim == 3 and arr.shape[2] == 3:
+        return np.ascontiguousarray(arr[:, :, ::-1])
+    if arr.ndim == 3 and arr.shape[2] == 4:
+        return np.ascontiguousarray(arr[:, :, [2, 1, 0, 3]])
+    return np.ascontiguousarray(arr)
+
+
+def from_array(arr: np.ndarray) -> Image.Image:
+    """numpy array in OpenCV's channel order → Pillow image."""
+    import numpy as np
+    from PIL import Image
+
+    arr = np.asarray(arr)
+    if arr.dtype != np.uint8:
+        arr = np.clip(arr, 0, 255).astype(np.uint8)
+    if arr.ndim == 3 and arr.shape[2] == 3:
+        return Image.fromarray(np.ascontiguousarray(arr[:, :, ::-1]), "RGB")
+    if arr.ndim == 3 and arr.shape[2] == 4:
+        return Image.fromarray(np.ascontiguousarray(arr[:, :, [2, 1, 0, 3]]), "RGBA")
+    if arr.ndim == 3 and arr.shape[2] == 1:
+        arr = arr[:, :, 0]
+    return Image.fromarray(arr, "L")
+
+
+def encode(img: Image.Image, fmt: str = "JPEG", quality: int = 85) -> bytes:
+    """Encode to JPEG, PNG or WebP; JPEG drops alpha onto white."""
+    fmt = fmt.upper()
+    if fmt == "JPEG" and img.mode not in ("RGB", "L"):
+        from PIL import Image
+
+        background = Image.new("RGB", img.size, (255, 255, 255))
+        background.paste(img, mask=img.getchannel("A") if "A" in img.mode else None)
+        img = background
+    out = io.BytesIO()
+    options = {"quality": quality} if fmt in ("JPEG", "WEBP") else {"optimize": False, "compress_level": 6}
+    img.save(out, fmt, **options)
+    return out.getvalue()
+
+
+def fit_within(img: Image.Image, longest_side: int) -> Image.Image:
+    """A copy no larger than longest_side on its longest side (never upscaled)."""
+    from PIL import Image
+
+    if max(img.size) <= longest_side:
+        return img.copy()
+    size = reduced_request(*img.size, longest_side)
+    return img.resize(size, Image.Resampling.LANCZOS, reducing_gap=2.0)
