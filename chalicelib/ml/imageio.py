@@ -40,6 +40,27 @@ _NOT_IMAGE_SIGNATURES = (
 )
 
 
+# Magic bytes of the accepted formats: the api function decides a content type without Pillow.
+_IMAGE_SIGNATURES = (
+    (0, b"\xff\xd8\xff", "image/jpeg"),
+    (0, b"\x89PNG\r\n\x1a\n", "image/png"),
+    (0, b"GIF87a", "image/gif"),
+    (0, b"GIF89a", "image/gif"),
+    (8, b"WEBP", "image/webp"),
+    (0, b"II*\x00", "image/tiff"),
+    (0, b"MM\x00*", "image/tiff"),
+    (0, b"BM", "image/bmp"),
+)
+
+
+def sniff_content_type(head: bytes) -> str | None:
+    """The image content type announced by a file's first bytes, or None."""
+    for offset, magic, content_type in _IMAGE_SIGNATURES:
+        if head[offset:offset + len(magic)] == magic and (offset == 0 or head[:4] == b"RIFF"):
+            return content_type
+    return None
+
+
 class ImageRejected(ValueError):
     """The file is not an image we accept; the message is shown to the user."""
 
@@ -128,8 +149,13 @@ def decode(data: bytes, *, max_pixels: int, min_longest_side: int | None = None)
         img.load()
     except (OSError, ValueError, SyntaxError, EOFError) as exc:
         raise ImageRejected(f"the image data is damaged or truncated: {exc}") from None
-    img.info["original_size"] = original_size
-    oriented = ImageOps.exif_transpose(img)
+    try:
+        orientation = img.getexif().get(0x0112)
+    except Exception:  # a malformed EXIF block: treat as unrotated rather than reject
+        orientation = None
+    oriented = ImageOps.exif_transpose(img) if orientation in range(2, 9) else img
+    # Callers need the stored image's full size even when the decode was reduced.
+    oriented.info["orientation"] = orientation
     oriented.info["original_size"] = original_size
     return normalize_mode(oriented)
 

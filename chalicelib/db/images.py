@@ -1,0 +1,78 @@
+"""Image rows: created on upload (or when an object appears under uploads/), then ingested."""
+from __future__ import annotations
+
+from datetime import datetime, timezone
+
+from sqlalchemy import select
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.orm import Session
+
+from chalicelib.db.models import Image
+
+
+def create_pending(session: Session, *, owner_id: int, bucket: str, key: str, filename: str | None,
+                   content_type: str | None, size_bytes: int | None) -> Image:
+    image = Image(owner_id=owner_id, bucket=bucket, key=key, filename=filename, content_type=content_type,
+                  size_bytes=size_bytes, status="pending")
+    session.add(image)
+    session.flush()
+    return image
+
+
+def claim_for_ingest(session: Session, *, owner_id: int, bucket: str, key: str, size_bytes: int,
+                     etag: str | None) -> Image:
+    """The image row for an uploaded object, created if the upload bypassed the API.
+
+    Locked FOR UPDATE so two deliveries of the same event ingest it once: the second waits,
+    then sees the first one's result.
+    """
+    session.execute(
+        insert(Image)
+        .values(owner_id=owner_id, bucket=bucket, key=key, size_bytes=size_bytes, etag=etag, status="pending")
+        .on_conflict_do_nothing(index_elements=["bucket", "key"])
+    )
+    return session.scalars(
+        select(Image).where(Image.bucket == bucket, Image.key == key).with_for_update()
+    ).one()
+
+
+def get_for_owner(session: Session, image_id: int, owner_id: int | None) -> Image | None:
+    """The image if it exists and belongs to owner_id (None: an admin, any owner)."""
+    query = select(Image).where(Image.id == image_id)
+    if owner_id is not None:
+        query = query.where(Image.owner_id == owner_id)
+    return session.scalars(query).one_or_none()
+
+
+def list_for_owner(session: Session, owner_id: int | None, *, limit: int, before_id: int | None = None,
+                   status: str | None = None) -> list[Image]:
+    """Newest first, keyset-paginated on id (stable under inserts, fast at any depth)."""
+    query = select(Image).order_by(Image.id.desc()).limit(limit)
+    if owner_id is not None:
+        query = query.where(Image.owner_id == owner_id)
+    if before_id is not None:
+        query = query.where(Image.id < before_id)
+    if status is not None:
+        query = query.where(Image.status == status)
+    return list(session.scalars(query))
+
+
+def mark_failed(image: Image, reason: str) -> None:
+    image.status = "failed"
+    image.error = reason
+    image.processed_at = datetime.now(timezone.utc)
+
+
+def mark_ready(image: Image, outcome, thumbnails: list[dict]) -> None:
+    image.status = "ready"
+    image.error = None
+    image.format = outcome.format
+    image.content_type = outcome.content_type
+    image.width = outcome.width
+    image.height = outcome.height
+    image.mode = outcome.mode
+    image.sha256 = outcome.sha256
+    image.phash = outcome.phash
+    image.metadata_ = outcome.metadata
+    image.thumbnails = thumbnails
+    image.processed_at = datetime.now(timezone.utc)

@@ -1,0 +1,70 @@
+"""The engine and sessions: created lazily, once per process (one per Lambda container)."""
+from __future__ import annotations
+
+import contextlib
+import functools
+from collections.abc import Iterator
+
+from sqlalchemy import Engine, create_engine
+from sqlalchemy.engine import make_url
+from sqlalchemy.orm import Session, sessionmaker
+
+from chalicelib.config import get_settings
+
+
+class DatabaseNotConfigured(RuntimeError):
+    pass
+
+
+def normalize_url(url: str) -> str:
+    """Any postgres URL → the pg8000 dialect (pure Python: nothing to compile into a layer)."""
+    parsed = make_url(url)
+    if parsed.drivername in ("postgres", "postgresql", "postgresql+psycopg2", "postgresql+psycopg"):
+        parsed = parsed.set(drivername="postgresql+pg8000")
+    return parsed.render_as_string(hide_password=False)
+
+
+@functools.cache
+def get_engine() -> Engine:
+    url = get_settings().database_url
+    if not url:
+        raise DatabaseNotConfigured("DATABASE_URL is not set")
+    # A Lambda container serves one request at a time: one pooled connection, a few overflow
+    # ones for the local stack's threads, pre-ping so a connection RDS Proxy dropped while the
+    # container was frozen is replaced instead of failing the request.
+    return create_engine(
+        normalize_url(url),
+        pool_size=1,
+        max_overflow=4,
+        pool_pre_ping=True,
+        pool_recycle=280,
+        pool_timeout=10,
+        connect_args={"timeout": 10},
+    )
+
+
+@functools.cache
+def _session_factory() -> sessionmaker[Session]:
+    return sessionmaker(get_engine(), expire_on_commit=False)
+
+
+@contextlib.contextmanager
+def session_scope() -> Iterator[Session]:
+    """A session that commits on success and rolls back on any exception."""
+    session = _session_factory()()
+    try:
+        yield session
+        session.commit()
+    except BaseException:
+        session.rollback()
+        raise
+    finally:
+        session.close()
+
+
+def reset_engine() -> None:
+    """Dispose of the engine (tests and the local stack point DATABASE_URL elsewhere)."""
+    if get_engine.cache_info().currsize:
+        get_engine().dispose()
+    get_engine.cache_clear()
+    _session_factory.cache_clear()

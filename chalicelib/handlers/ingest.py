@@ -1,0 +1,107 @@
+"""The `uploads` queue handler: S3 ObjectCreated events under uploads/ → a ready (or failed) image.
+
+Each SQS record is handled on its own. A file that is not an acceptable image ends as a
+`failed` image with the reason and the message is consumed; a transient fault (database or
+S3 unreachable) reports only that record as failed (ReportBatchItemFailures), so SQS retries
+it and, after maxReceiveCount, moves it to the dead-letter queue.
+"""
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass
+from urllib.parse import unquote_plus
+
+from chalicelib import storage
+from chalicelib.config import get_settings
+from chalicelib.db import images as image_rows
+from chalicelib.db import users
+from chalicelib.db.session import session_scope
+
+log = logging.getLogger("pixelake.ingest")
+
+
+@dataclass(frozen=True)
+class UploadedObject:
+    bucket: str
+    key: str
+    size: int
+    etag: str | None
+
+
+def uploaded_objects(message_body: str) -> list[UploadedObject]:
+    """The created objects under uploads/ named by an S3 event notification (the test event names none)."""
+    event = json.loads(message_body)
+    objects = []
+    for record in event.get("Records", []):
+        if not str(record.get("eventName", "")).startswith("ObjectCreated"):
+            continue
+        s3 = record["s3"]
+        # moto and LocalStack URL-encode keys differently; S3 itself uses form encoding.
+        key = unquote_plus(s3["object"]["key"])
+        if key.startswith(storage.UPLOAD_PREFIX):
+            objects.append(UploadedObject(s3["bucket"]["name"], key, int(s3["object"].get("size", 0)),
+                                          s3["object"].get("eTag")))
+    return objects
+
+
+def ingest_object(obj: UploadedObject) -> str:
+    """Ingest one uploaded object; returns the image's final status. Raises on transient faults."""
+    from chalicelib.ml.imageio import ImageRejected
+    from chalicelib.ml.ingest import analyze_upload
+
+    settings = get_settings()
+    owner_id = storage.owner_from_upload_key(obj.key)
+    with session_scope() as session:
+        if owner_id is None or users.get(session, owner_id) is None:
+            log.warning("ignoring %s: its key names no known user (uploads/<user id>/<name>)", obj.key)
+            return "ignored"
+        image = image_rows.claim_for_ingest(session, owner_id=owner_id, bucket=obj.bucket, key=obj.key,
+                                            size_bytes=obj.size, etag=obj.etag)
+        if image.status in ("ready", "failed") and image.etag == obj.etag:
+            return image.status  # a duplicate delivery: done already
+        image.etag = obj.etag
+        image.size_bytes = obj.size
+        if obj.size > settings.max_upload_bytes:
+            # A presigned POST's size condition is not enforced by every S3 emulator: check again.
+            image_rows.mark_failed(image, f"the file is {obj.size:,} bytes; the limit is {settings.max_upload_bytes:,}")
+            return image.status
+        data = storage.get(obj.key, bucket=obj.bucket)
+        try:
+            outcome = analyze_upload(data, max_pixels=settings.max_pixels, max_frames=settings.max_frames,
+                                     thumbnail_sizes=settings.thumbnail_sizes)
+        except ImageRejected as exc:
+            image_rows.mark_failed(image, str(exc))
+            return image.status
+        except Exception as exc:  # decoders raise many types on hostile input: the file is at fault, not us
+            log.warning("could not process %s", obj.key, exc_info=True)
+            image_rows.mark_failed(image, f"the image could not be decoded ({type(exc).__name__})")
+            return image.status
+        thumbnails = []
+        for thumb in outcome.thumbnails:
+            key = f"thumbnails/{image.id}/{thumb.size}.{thumb.format}"
+            storage.put(key, thumb.data, thumb.content_type, bucket=obj.bucket)
+            thumbnails.append({"size": thumb.size, "width": thumb.width, "height": thumb.height,
+                               "format": thumb.format, "key": key, "size_bytes": len(thumb.data)})
+        image_rows.mark_ready(image, outcome, thumbnails)
+        return image.status
+
+
+def ingest_upload(event) -> dict:
+    """Chalice SQS handler body; returns the partial-batch response."""
+    failures = []
+    for record in event:
+        message_id = record.to_dict().get("messageId")
+        try:
+            objects = uploaded_objects(record.body)
+        except (ValueError, KeyError, TypeError):
+            log.error("dropping message %s: not an S3 event notification", message_id)
+            continue
+        try:
+            for obj in objects:
+                status = ingest_object(obj)
+                log.info("ingested %s: %s", obj.key, status)
+        except Exception:
+            log.exception("transient failure on message %s; it will be retried", message_id)
+            failures.append({"itemIdentifier": message_id})
+    return {"batchItemFailures": failures}

@@ -1,0 +1,97 @@
+"""S3: put, get, head, delete, and presigned URLs. Honours AWS_ENDPOINT_URL (moto, LocalStack).
+
+Key layout: uploads/<user>/<uuid>.<ext> (written by clients, never by processing),
+thumbnails/, results/, models/, exports/ (written by Pixelake).
+"""
+from __future__ import annotations
+
+import functools
+import uuid
+
+from chalicelib.config import get_settings
+
+UPLOAD_PREFIX = "uploads/"
+UPLOAD_EXTENSIONS = {"image/jpeg": "jpg", "image/png": "png", "image/webp": "webp", "image/gif": "gif",
+                     "image/tiff": "tiff", "image/bmp": "bmp"}
+
+
+@functools.cache
+def s3_client():
+    import boto3
+    from botocore.config import Config
+
+    settings = get_settings()
+    # Path-style addressing on a local endpoint: no wildcard DNS for bucket sub-domains there.
+    addressing = {"addressing_style": "path"} if settings.aws_endpoint_url else {}
+    return boto3.client(
+        "s3",
+        region_name=settings.aws_region,
+        endpoint_url=settings.aws_endpoint_url or None,
+        config=Config(signature_version="s3v4", s3=addressing, retries={"mode": "standard", "max_attempts": 4},
+                      connect_timeout=5, read_timeout=60),
+    )
+
+
+def new_upload_key(user_id: int, content_type: str) -> str:
+    """A server-chosen key: the client's filename never becomes part of a key."""
+    return f"{UPLOAD_PREFIX}{user_id}/{uuid.uuid4().hex}.{UPLOAD_EXTENSIONS.get(content_type, 'bin')}"
+
+
+def owner_from_upload_key(key: str) -> int | None:
+    parts = key.split("/")
+    if len(parts) == 3 and parts[0] == UPLOAD_PREFIX.rstrip("/") and parts[1].isdigit():
+        return int(parts[1])
+    return None
+
+
+def put(key: str, data: bytes, content_type: str, *, bucket: str | None = None) -> str:
+    response = s3_client().put_object(Bucket=bucket or get_settings().bucket, Key=key, Body=data, ContentType=content_type)
+    return response["ETag"].strip('"')
+
+
+def get(key: str, *, bucket: str | None = None, max_bytes: int | None = None) -> bytes:
+    kwargs = {"Range": f"bytes=0-{max_bytes}"} if max_bytes else {}
+    body = s3_client().get_object(Bucket=bucket or get_settings().bucket, Key=key, **kwargs)["Body"]
+    try:
+        return body.read()
+    finally:
+        body.close()
+
+
+def head(key: str, *, bucket: str | None = None) -> dict | None:
+    from botocore.exceptions import ClientError
+
+    try:
+        return s3_client().head_object(Bucket=bucket or get_settings().bucket, Key=key)
+    except ClientError as exc:
+        if exc.response["Error"]["Code"] in ("404", "NoSuchKey", "NotFound"):
+            return None
+        raise
+
+
+def delete(key: str, *, bucket: str | None = None) -> None:
+    s3_client().delete_object(Bucket=bucket or get_settings().bucket, Key=key)
+
+
+def presign_get(key: str, *, bucket: str | None = None, expires: int | None = None) -> str:
+    settings = get_settings()
+    return s3_client().generate_presigned_url(
+        "get_object", Params={"Bucket": bucket or settings.bucket, "Key": key}, ExpiresIn=expires or settings.presign_expiry_s
+    )
+
+
+def presign_post(key: str, content_type: str, max_bytes: int) -> dict:
+    """A presigned POST limited to one key, one content type and at most max_bytes."""
+    settings = get_settings()
+    return s3_client().generate_presigned_post(
+        Bucket=settings.bucket,
+        Key=key,
+        Fields={"Content-Type": content_type},
+        Conditions=[{"Content-Type": content_type}, ["content-length-range", 1, max_bytes]],
+        ExpiresIn=settings.presign_expiry_s,
+    )
+
+
+def ping() -> None:
+    """Raise unless the bucket answers (the health check)."""
+    s3_client().head_bucket(Bucket=get_settings().bucket)

@@ -1,0 +1,309 @@
+BEGIN;
+
+CREATE TABLE alembic_version (
+    version_num VARCHAR(32) NOT NULL, 
+    CONSTRAINT alembic_version_pkc PRIMARY KEY (version_num)
+);
+
+-- Running upgrade  -> 0001
+
+CREATE TABLE users (
+    id BIGSERIAL NOT NULL, 
+    email VARCHAR(320) NOT NULL, 
+    password_hash TEXT, 
+    role VARCHAR(16) DEFAULT 'user' NOT NULL, 
+    is_active BOOLEAN DEFAULT true NOT NULL, 
+    quota_bytes BIGINT, 
+    created_at TIMESTAMP WITH TIME ZONE DEFAULT now() NOT NULL, 
+    updated_at TIMESTAMP WITH TIME ZONE DEFAULT now() NOT NULL, 
+    CONSTRAINT pk_users PRIMARY KEY (id), 
+    CONSTRAINT ck_users_role CHECK (role IN ('user', 'admin'))
+);
+
+CREATE UNIQUE INDEX uq_users_lower_email ON users (lower(email));
+
+CREATE TABLE api_keys (
+    id BIGSERIAL NOT NULL, 
+    user_id BIGINT NOT NULL, 
+    name VARCHAR(100) NOT NULL, 
+    prefix VARCHAR(16) NOT NULL, 
+    key_hash VARCHAR(64) NOT NULL, 
+    last_used_at TIMESTAMP WITH TIME ZONE, 
+    revoked_at TIMESTAMP WITH TIME ZONE, 
+    created_at TIMESTAMP WITH TIME ZONE DEFAULT now() NOT NULL, 
+    updated_at TIMESTAMP WITH TIME ZONE DEFAULT now() NOT NULL, 
+    CONSTRAINT pk_api_keys PRIMARY KEY (id), 
+    CONSTRAINT fk_api_keys_user_id_users FOREIGN KEY(user_id) REFERENCES users (id) ON DELETE CASCADE, 
+    CONSTRAINT uq_api_keys_key_hash UNIQUE (key_hash)
+);
+
+CREATE INDEX ix_api_keys_user_id ON api_keys (user_id);
+
+CREATE TABLE audit_log (
+    id BIGSERIAL NOT NULL, 
+    user_id BIGINT, 
+    action VARCHAR(100) NOT NULL, 
+    resource_type VARCHAR(50), 
+    resource_id VARCHAR(100), 
+    outcome VARCHAR(16) NOT NULL, 
+    ip INET, 
+    user_agent VARCHAR(500), 
+    request_id VARCHAR(100), 
+    details JSONB DEFAULT '{}'::jsonb NOT NULL, 
+    created_at TIMESTAMP WITH TIME ZONE DEFAULT now() NOT NULL, 
+    updated_at TIMESTAMP WITH TIME ZONE DEFAULT now() NOT NULL, 
+    CONSTRAINT pk_audit_log PRIMARY KEY (id), 
+    CONSTRAINT fk_audit_log_user_id_users FOREIGN KEY(user_id) REFERENCES users (id) ON DELETE SET NULL
+);
+
+CREATE INDEX ix_audit_log_action ON audit_log (action);
+
+CREATE INDEX ix_audit_log_created_at ON audit_log (created_at);
+
+CREATE INDEX ix_audit_log_user_id_created_at ON audit_log (user_id, created_at);
+
+CREATE TABLE batches (
+    id BIGSERIAL NOT NULL, 
+    owner_id BIGINT NOT NULL, 
+    request_hash VARCHAR(64) NOT NULL, 
+    operation VARCHAR(100) NOT NULL, 
+    params JSONB DEFAULT '{}'::jsonb NOT NULL, 
+    source JSONB DEFAULT '{}'::jsonb NOT NULL, 
+    status VARCHAR(16) DEFAULT 'pending' NOT NULL, 
+    total INTEGER DEFAULT '0' NOT NULL, 
+    error TEXT, 
+    export_key VARCHAR(1024), 
+    started_at TIMESTAMP WITH TIME ZONE, 
+    finished_at TIMESTAMP WITH TIME ZONE, 
+    created_at TIMESTAMP WITH TIME ZONE DEFAULT now() NOT NULL, 
+    updated_at TIMESTAMP WITH TIME ZONE DEFAULT now() NOT NULL, 
+    CONSTRAINT pk_batches PRIMARY KEY (id), 
+    CONSTRAINT ck_batches_status CHECK (status IN ('pending', 'running', 'succeeded', 'failed', 'cancelled')), 
+    CONSTRAINT fk_batches_owner_id_users FOREIGN KEY(owner_id) REFERENCES users (id) ON DELETE CASCADE, 
+    CONSTRAINT uq_batches_owner_id_request_hash UNIQUE (owner_id, request_hash)
+);
+
+CREATE INDEX ix_batches_owner_id ON batches (owner_id);
+
+CREATE TABLE datasets (
+    id BIGSERIAL NOT NULL, 
+    owner_id BIGINT NOT NULL, 
+    name VARCHAR(100) NOT NULL, 
+    description TEXT, 
+    source JSONB DEFAULT '{}'::jsonb NOT NULL, 
+    created_at TIMESTAMP WITH TIME ZONE DEFAULT now() NOT NULL, 
+    updated_at TIMESTAMP WITH TIME ZONE DEFAULT now() NOT NULL, 
+    CONSTRAINT pk_datasets PRIMARY KEY (id), 
+    CONSTRAINT fk_datasets_owner_id_users FOREIGN KEY(owner_id) REFERENCES users (id) ON DELETE CASCADE, 
+    CONSTRAINT uq_datasets_owner_id_name UNIQUE (owner_id, name)
+);
+
+CREATE INDEX ix_datasets_owner_id ON datasets (owner_id);
+
+CREATE TABLE images (
+    id BIGSERIAL NOT NULL, 
+    owner_id BIGINT NOT NULL, 
+    bucket VARCHAR(63) NOT NULL, 
+    key VARCHAR(1024) NOT NULL, 
+    filename VARCHAR(255), 
+    content_type VARCHAR(100), 
+    size_bytes BIGINT, 
+    etag VARCHAR(100), 
+    sha256 VARCHAR(64), 
+    format VARCHAR(16), 
+    width INTEGER, 
+    height INTEGER, 
+    mode VARCHAR(16), 
+    status VARCHAR(16) DEFAULT 'pending' NOT NULL, 
+    error TEXT, 
+    metadata JSONB DEFAULT '{}'::jsonb NOT NULL, 
+    thumbnails JSONB DEFAULT '[]'::jsonb NOT NULL, 
+    phash BIGINT, 
+    processed_at TIMESTAMP WITH TIME ZONE, 
+    created_at TIMESTAMP WITH TIME ZONE DEFAULT now() NOT NULL, 
+    updated_at TIMESTAMP WITH TIME ZONE DEFAULT now() NOT NULL, 
+    CONSTRAINT pk_images PRIMARY KEY (id), 
+    CONSTRAINT ck_images_status CHECK (status IN ('pending', 'processing', 'ready', 'failed')), 
+    CONSTRAINT fk_images_owner_id_users FOREIGN KEY(owner_id) REFERENCES users (id) ON DELETE CASCADE, 
+    CONSTRAINT uq_images_bucket_key UNIQUE (bucket, key)
+);
+
+CREATE INDEX ix_images_metadata ON images USING gin (metadata jsonb_path_ops);
+
+CREATE INDEX ix_images_owner_id_id ON images (owner_id, id DESC);
+
+CREATE INDEX ix_images_phash ON images (phash);
+
+CREATE INDEX ix_images_sha256 ON images (sha256);
+
+CREATE INDEX ix_images_status ON images (status);
+
+CREATE TABLE ml_models (
+    id BIGSERIAL NOT NULL, 
+    owner_id BIGINT NOT NULL, 
+    name VARCHAR(100) NOT NULL, 
+    version INTEGER NOT NULL, 
+    framework VARCHAR(16) NOT NULL, 
+    task VARCHAR(16) NOT NULL, 
+    artifact_key VARCHAR(1024) NOT NULL, 
+    sha256 VARCHAR(64) NOT NULL, 
+    size_bytes BIGINT, 
+    input_spec JSONB DEFAULT '{}'::jsonb NOT NULL, 
+    labels JSONB DEFAULT '[]'::jsonb NOT NULL, 
+    metrics JSONB DEFAULT '{}'::jsonb NOT NULL, 
+    status VARCHAR(16) DEFAULT 'inactive' NOT NULL, 
+    description TEXT, 
+    training_job_id BIGINT, 
+    created_at TIMESTAMP WITH TIME ZONE DEFAULT now() NOT NULL, 
+    updated_at TIMESTAMP WITH TIME ZONE DEFAULT now() NOT NULL, 
+    CONSTRAINT pk_ml_models PRIMARY KEY (id), 
+    CONSTRAINT ck_ml_models_framework CHECK (framework IN ('onnx', 'sklearn', 'opencv')), 
+    CONSTRAINT ck_ml_models_status CHECK (status IN ('active', 'inactive', 'archived')), 
+    CONSTRAINT ck_ml_models_task CHECK (task IN ('classify', 'detect', 'segment', 'embed')), 
+    CONSTRAINT fk_ml_models_owner_id_users FOREIGN KEY(owner_id) REFERENCES users (id) ON DELETE CASCADE, 
+    CONSTRAINT uq_ml_models_owner_id_name_version UNIQUE (owner_id, name, version)
+);
+
+CREATE UNIQUE INDEX uq_ml_models_active ON ml_models (owner_id, name) WHERE status = 'active';
+
+CREATE TABLE dataset_items (
+    id BIGSERIAL NOT NULL, 
+    dataset_id BIGINT NOT NULL, 
+    image_id BIGINT, 
+    key VARCHAR(1024) NOT NULL, 
+    label VARCHAR(200) NOT NULL, 
+    created_at TIMESTAMP WITH TIME ZONE DEFAULT now() NOT NULL, 
+    updated_at TIMESTAMP WITH TIME ZONE DEFAULT now() NOT NULL, 
+    CONSTRAINT pk_dataset_items PRIMARY KEY (id), 
+    CONSTRAINT fk_dataset_items_dataset_id_datasets FOREIGN KEY(dataset_id) REFERENCES datasets (id) ON DELETE CASCADE, 
+    CONSTRAINT fk_dataset_items_image_id_images FOREIGN KEY(image_id) REFERENCES images (id) ON DELETE SET NULL, 
+    CONSTRAINT uq_dataset_items_dataset_id_key UNIQUE (dataset_id, key)
+);
+
+CREATE INDEX ix_dataset_items_dataset_id_label ON dataset_items (dataset_id, label);
+
+CREATE INDEX ix_dataset_items_image_id ON dataset_items (image_id);
+
+CREATE TABLE processing_tasks (
+    id BIGSERIAL NOT NULL, 
+    owner_id BIGINT NOT NULL, 
+    image_id BIGINT NOT NULL, 
+    batch_id BIGINT, 
+    model_id BIGINT, 
+    kind VARCHAR(16) DEFAULT 'operation' NOT NULL, 
+    operation VARCHAR(100) NOT NULL, 
+    params JSONB DEFAULT '{}'::jsonb NOT NULL, 
+    status VARCHAR(16) DEFAULT 'pending' NOT NULL, 
+    error TEXT, 
+    attempts INTEGER DEFAULT '0' NOT NULL, 
+    queued_at TIMESTAMP WITH TIME ZONE DEFAULT now() NOT NULL, 
+    started_at TIMESTAMP WITH TIME ZONE, 
+    finished_at TIMESTAMP WITH TIME ZONE, 
+    duration_ms INTEGER, 
+    created_at TIMESTAMP WITH TIME ZONE DEFAULT now() NOT NULL, 
+    updated_at TIMESTAMP WITH TIME ZONE DEFAULT now() NOT NULL, 
+    CONSTRAINT pk_processing_tasks PRIMARY KEY (id), 
+    CONSTRAINT ck_processing_tasks_kind CHECK (kind IN ('operation', 'analysis')), 
+    CONSTRAINT ck_processing_tasks_status CHECK (status IN ('pending', 'running', 'succeeded', 'failed')), 
+    CONSTRAINT fk_processing_tasks_batch_id_batches FOREIGN KEY(batch_id) REFERENCES batches (id) ON DELETE CASCADE, 
+    CONSTRAINT fk_processing_tasks_image_id_images FOREIGN KEY(image_id) REFERENCES images (id) ON DELETE CASCADE, 
+    CONSTRAINT fk_processing_tasks_model_id_ml_models FOREIGN KEY(model_id) REFERENCES ml_models (id) ON DELETE SET NULL, 
+    CONSTRAINT fk_processing_tasks_owner_id_users FOREIGN KEY(owner_id) REFERENCES users (id) ON DELETE CASCADE
+);
+
+CREATE INDEX ix_processing_tasks_finished_at ON processing_tasks (finished_at);
+
+CREATE INDEX ix_processing_tasks_image_id ON processing_tasks (image_id);
+
+CREATE INDEX ix_processing_tasks_model_id ON processing_tasks (model_id);
+
+CREATE INDEX ix_processing_tasks_operation_status ON processing_tasks (operation, status);
+
+CREATE INDEX ix_processing_tasks_owner_id_id ON processing_tasks (owner_id, id DESC);
+
+CREATE INDEX ix_processing_tasks_status ON processing_tasks (status);
+
+CREATE UNIQUE INDEX uq_processing_tasks_batch_id_image_id ON processing_tasks (batch_id, image_id) WHERE batch_id IS NOT NULL;
+
+CREATE TABLE training_jobs (
+    id BIGSERIAL NOT NULL, 
+    owner_id BIGINT NOT NULL, 
+    dataset_id BIGINT NOT NULL, 
+    model_name VARCHAR(100) NOT NULL, 
+    algorithm VARCHAR(50) NOT NULL, 
+    features VARCHAR(50) NOT NULL, 
+    params JSONB DEFAULT '{}'::jsonb NOT NULL, 
+    test_size FLOAT DEFAULT '0.25' NOT NULL, 
+    seed INTEGER DEFAULT '0' NOT NULL, 
+    status VARCHAR(16) DEFAULT 'pending' NOT NULL, 
+    progress INTEGER DEFAULT '0' NOT NULL, 
+    stage VARCHAR(50), 
+    metrics JSONB DEFAULT '{}'::jsonb NOT NULL, 
+    model_id BIGINT, 
+    error TEXT, 
+    started_at TIMESTAMP WITH TIME ZONE, 
+    finished_at TIMESTAMP WITH TIME ZONE, 
+    created_at TIMESTAMP WITH TIME ZONE DEFAULT now() NOT NULL, 
+    updated_at TIMESTAMP WITH TIME ZONE DEFAULT now() NOT NULL, 
+    CONSTRAINT pk_training_jobs PRIMARY KEY (id), 
+    CONSTRAINT ck_training_jobs_status CHECK (status IN ('pending', 'running', 'succeeded', 'failed', 'cancelled')), 
+    CONSTRAINT ck_training_jobs_progress CHECK (progress >= 0 AND progress <= 100), 
+    CONSTRAINT fk_training_jobs_dataset_id_datasets FOREIGN KEY(dataset_id) REFERENCES datasets (id) ON DELETE CASCADE, 
+    CONSTRAINT fk_training_jobs_model_id_ml_models FOREIGN KEY(model_id) REFERENCES ml_models (id) ON DELETE SET NULL, 
+    CONSTRAINT fk_training_jobs_owner_id_users FOREIGN KEY(owner_id) REFERENCES users (id) ON DELETE CASCADE
+);
+
+CREATE INDEX ix_training_jobs_dataset_id ON training_jobs (dataset_id);
+
+CREATE INDEX ix_training_jobs_owner_id ON training_jobs (owner_id);
+
+CREATE INDEX ix_training_jobs_status ON training_jobs (status);
+
+CREATE TABLE results (
+    id BIGSERIAL NOT NULL, 
+    task_id BIGINT NOT NULL, 
+    image_id BIGINT NOT NULL, 
+    kind VARCHAR(32) NOT NULL, 
+    label VARCHAR(200), 
+    confidence FLOAT, 
+    data JSONB DEFAULT '{}'::jsonb NOT NULL, 
+    output_key VARCHAR(1024), 
+    output_format VARCHAR(16), 
+    width INTEGER, 
+    height INTEGER, 
+    size_bytes BIGINT, 
+    created_at TIMESTAMP WITH TIME ZONE DEFAULT now() NOT NULL, 
+    updated_at TIMESTAMP WITH TIME ZONE DEFAULT now() NOT NULL, 
+    CONSTRAINT pk_results PRIMARY KEY (id), 
+    CONSTRAINT ck_results_confidence CHECK (confidence IS NULL OR (confidence >= 0 AND confidence <= 1)), 
+    CONSTRAINT fk_results_image_id_images FOREIGN KEY(image_id) REFERENCES images (id) ON DELETE CASCADE, 
+    CONSTRAINT fk_results_task_id_processing_tasks FOREIGN KEY(task_id) REFERENCES processing_tasks (id) ON DELETE CASCADE
+);
+
+CREATE INDEX ix_results_data ON results USING gin (data jsonb_path_ops);
+
+CREATE INDEX ix_results_image_id ON results (image_id);
+
+CREATE INDEX ix_results_task_id ON results (task_id);
+
+CREATE OR REPLACE VIEW processing_statistics AS
+SELECT
+    t.owner_id,
+    date_trunc('day', t.queued_at) AS day,
+    t.operation,
+    t.status,
+    count(*) AS task_count,
+    avg(t.duration_ms)::double precision AS avg_duration_ms,
+    percentile_cont(0.5) WITHIN GROUP (ORDER BY t.duration_ms) AS p50_duration_ms,
+    percentile_cont(0.95) WITHIN GROUP (ORDER BY t.duration_ms) AS p95_duration_ms,
+    avg(r.confidence)::double precision AS avg_confidence
+FROM processing_tasks t
+LEFT JOIN LATERAL (
+    SELECT max(confidence) AS confidence FROM results WHERE results.task_id = t.id
+) r ON true
+GROUP BY t.owner_id, date_trunc('day', t.queued_at), t.operation, t.status;
+
+INSERT INTO alembic_version (version_num) VALUES ('0001') RETURNING alembic_version.version_num;
+
+COMMIT;
+

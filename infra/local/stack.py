@@ -1,0 +1,141 @@
+"""The whole of Pixelake on one machine, on loopback, with real parts.
+
+PostgreSQL (DATABASE_URL, else embedded), S3 + SQS (AWS_ENDPOINT_URL, else moto's server with
+an S3 journal), pollers feeding the queues to the same Chalice handlers the Lambdas run, and
+the API. All state lives under $PIXELAKE_HOME (default .pixelake/).
+"""
+from __future__ import annotations
+
+import json
+import logging
+import os
+import socket
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from infra.local.pollers import QueuePoller
+
+log = logging.getLogger("pixelake.stack")
+PROJECT_DIR = Path(__file__).resolve().parents[2]
+LOCALHOST = "127.0.0.1"
+
+
+def port_is_free(port: int) -> bool:
+    with socket.socket() as s:
+        try:
+            s.bind((LOCALHOST, port))
+        except OSError:
+            return False
+    return True
+
+
+def stage_environment(stage: str = "local") -> dict[str, str]:
+    """The environment .chalice/config.json gives the stage (as `chalice local --stage` would)."""
+    config = json.loads((PROJECT_DIR / ".chalice" / "config.json").read_text())
+    env = dict(config.get("environment_variables", {}))
+    env.update(config.get("stages", {}).get(stage, {}).get("environment_variables", {}))
+    return env
+
+
+@dataclass
+class LocalStack:
+    home: Path
+    port: int = 5000
+    aws_port: int | None = None
+    run_api: bool = True
+    stopping: list = field(default_factory=list)
+    urls: dict = field(default_factory=dict)
+
+    def start(self) -> LocalStack:
+        self.home.mkdir(parents=True, exist_ok=True)
+        for name, value in stage_environment().items():
+            os.environ.setdefault(name, value)
+        self._start_database()
+        self._start_aws()
+        from chalicelib.config import reset_settings
+        from chalicelib.db.session import reset_engine
+
+        reset_settings()
+        reset_engine()
+        self._migrate()
+        self._provision()
+        self._start_pollers()
+        if self.run_api:
+            self._start_api()
+        return self
+
+    def _start_database(self) -> None:
+        if os.environ.get("DATABASE_URL"):
+            self.urls["database"] = "DATABASE_URL"
+            return
+        from infra.local.postgres import EmbeddedPostgres
+
+        postgres = EmbeddedPostgres(self.home / "postgres")
+        os.environ["DATABASE_URL"] = postgres.start()
+        self.urls["database"] = f"embedded PostgreSQL in {postgres.data_dir}"
+        self.stopping.append(postgres.stop)
+
+    def _start_aws(self) -> None:
+        # Credentials are needed for signing even against moto; never real ones by accident.
+        os.environ.setdefault("AWS_DEFAULT_REGION", "us-east-1")
+        if os.environ.get("AWS_ENDPOINT_URL"):
+            self.urls["aws"] = os.environ["AWS_ENDPOINT_URL"]
+            return
+        os.environ.setdefault("AWS_ACCESS_KEY_ID", "pixelake-local")
+        os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "pixelake-local")
+        from infra.local.s3_server import MotoServer
+
+        port = self.aws_port if self.aws_port is not None else self.port + 1
+        server = MotoServer(self.home / "s3", port=port if port and port_is_free(port) else 0)
+        replayed = server.replay()
+        server.start()
+        os.environ["AWS_ENDPOINT_URL"] = server.endpoint
+        self.urls["aws"] = f"{server.endpoint} (moto; {replayed} stored S3 writes replayed)"
+        self.stopping.append(server.stop)
+
+    def _migrate(self) -> None:
+        from chalicelib.db.migrate import upgrade
+
+        upgrade(os.environ["DATABASE_URL"])
+
+    def _provision(self) -> None:
+        from chalicelib import queues, storage
+        from chalicelib.config import get_settings
+        from infra.local.resources import provision
+
+        self.queue_urls = provision(storage.s3_client(), queues.sqs_client(), get_settings())
+
+    def _start_pollers(self) -> None:
+        import app as chalice_app
+        from chalicelib import queues
+        from chalicelib.config import get_settings
+
+        settings = get_settings()
+        handlers = {settings.uploads_queue: ("ingest_upload", chalice_app.ingest_upload)}
+        for queue_name, (function_name, handler) in handlers.items():
+            poller = QueuePoller(queues.sqs_client(), self.queue_urls[queue_name], handler, name=function_name,
+                                 region=settings.aws_region)
+            poller.start()
+            self.stopping.append(poller.stop)
+
+    def _start_api(self) -> None:
+        import app as chalice_app
+        from chalice.config import Config
+        from chalice.local import create_local_server
+
+        config = Config.create(chalice_stage="local", app_name="pixelake", chalice_app=chalice_app.app,
+                               project_dir=str(PROJECT_DIR))
+        server = create_local_server(chalice_app.app, config, LOCALHOST, self.port)
+        thread = threading.Thread(target=server.server.serve_forever, name="api", daemon=True)
+        thread.start()
+        self.urls["api"] = f"http://{LOCALHOST}:{self.port}"
+        self.stopping.append(server.shutdown)
+
+    def stop(self) -> None:
+        while self.stopping:
+            stop = self.stopping.pop()
+            try:
+                stop()
+            except Exception:  # stop everything else even if one part fails to stop cleanly
+                log.exception("error while stopping")
