@@ -8,7 +8,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-$(shell cat requirements.txt requirements-dev.txt layers/*/requirements.txt | cksum | cut -d' ' -f1)
 PORT ?= 5000
 
-.PHONY: venv dev test clean
+.PHONY: venv dev test schema migrate clean
 
 $(STAMP): requirements.txt requirements-dev.txt $(wildcard layers/*/requirements.txt)
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -23,6 +23,14 @@ dev: venv
 
 test: venv
 	$(PY) -m pytest $(PYTEST_ARGS)
+
+# Regenerate database_schema.sql from the Alembic migrations (a test checks it is current).
+schema: venv
+	$(PY) -m chalicelib.db.migrate --sql > database_schema.sql
+
+# Apply migrations to DATABASE_URL (RDS in a deploy; the local stack migrates on start).
+migrate: venv
+	$(PY) -m chalicelib.db.migrate
 
 clean:
 	rm -rf $(VENV) .pytest_cache

@@ -1,0 +1,1 @@
+from e2e_helpers import stack, stack_home  # noqa: F401  (fixtures)

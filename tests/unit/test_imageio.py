@@ -1,0 +1,86 @@
+import io
+
+import pytest
+from PIL import Image
+
+from chalicelib.ml import imageio
+from chalicelib.ml.imageio import ImageRejected
+from sample_images import jpeg_bytes, png_claiming_size
+
+LIMIT = 75_000_000
+
+
+def test_probe_reads_the_header_of_a_photo():
+    info = imageio.probe(jpeg_bytes(), max_pixels=LIMIT)
+    assert (info.format, info.width, info.height, info.mode) == ("JPEG", 640, 427, "RGB")
+    assert info.content_type == "image/jpeg"
+
+
+@pytest.mark.parametrize("data, reason", [
+    (b"", "empty"),
+    (b"<!DOCTYPE html><html><script>alert(1)</script></html>", "HTML"),
+    (b'<svg xmlns="http://www.w3.org/2000/svg"></svg>', "SVG"),
+    (b"just some text, not an image at all", "not a supported image"),
+])
+def test_probe_rejects_what_is_not_an_image(data, reason):
+    with pytest.raises(ImageRejected, match=reason):
+        imageio.probe(data, max_pixels=LIMIT)
+
+
+def test_a_pixel_bomb_is_rejected_from_its_header_without_decoding():
+    bomb = png_claiming_size(50_000, 50_000)
+    assert len(bomb) < 200
+    with pytest.raises(ImageRejected, match="50000×50000 pixels, more than the limit"):
+        imageio.decode(bomb, max_pixels=LIMIT)
+
+
+def test_a_truncated_jpeg_fails_with_a_reason():
+    data = jpeg_bytes()
+    with pytest.raises(ImageRejected, match="damaged or truncated"):
+        imageio.decode(data[: len(data) // 2], max_pixels=LIMIT)
+
+
+def test_reduced_decode_covers_the_requested_size_and_no_more_than_needed():
+    data = jpeg_bytes((4000, 3000))
+    img = imageio.decode(data, max_pixels=LIMIT, min_longest_side=1024)
+    # DCT scaling gives 1/2 (2000 px) here: the largest scale step still ≥ 1024 px.
+    assert img.size == (2000, 1500)
+    assert img.info["original_size"] == (4000, 3000)
+    full = imageio.decode(data, max_pixels=LIMIT)
+    assert full.size == (4000, 3000)
+
+
+def test_exif_orientation_is_applied():
+    exif = Image.Exif()
+    exif[0x0112] = 6  # rotate 90° clockwise to display
+    img = imageio.decode(jpeg_bytes(exif=exif), max_pixels=LIMIT)
+    assert img.size == (427, 640)
+    assert img.info["orientation"] == 6
+
+
+@pytest.mark.parametrize("mode", ["CMYK", "I;16", "LA", "P"])
+def test_unusual_modes_are_normalized_to_8_bit(mode):
+    img = Image.new(mode, (10, 10))
+    out = io.BytesIO()
+    img.save(out, "TIFF" if mode in ("CMYK", "I;16") else "PNG")
+    decoded = imageio.decode(out.getvalue(), max_pixels=LIMIT)
+    assert decoded.mode in ("RGB", "RGBA", "L")
+
+
+@pytest.mark.parametrize("head, expected", [
+    (b"\xff\xd8\xff\xe0", "image/jpeg"),
+    (b"\x89PNG\r\n\x1a\n", "image/png"),
+    (b"RIFF\x00\x00\x00\x00WEBPVP8 ", "image/webp"),
+    (b"RIFF\x00\x00\x00\x00AVI LIST", None),
+    (b"GIF89a", "image/gif"),
+    (b"<svg", None),
+])
+def test_sniff_content_type_by_magic_bytes(head, expected):
+    assert imageio.sniff_content_type(head) == expected
+
+
+def test_round_trip_between_pillow_and_opencv_channel_order():
+    img = Image.new("RGB", (4, 2), (255, 0, 0))
+    arr = imageio.to_array(img)
+    assert tuple(arr[0, 0]) == (0, 0, 255)  # BGR
+    assert imageio.from_array(arr).getpixel((0, 0)) == (255, 0, 0)
