@@ -1,0 +1,155 @@
+"""Processing tasks: POST /api/process, the task lifecycle, the operations catalogue, statistics."""
+from __future__ import annotations
+
+import time
+from typing import Annotated, Any
+
+import msgspec
+from chalice import Blueprint, Response
+from msgspec import Meta
+
+from chalicelib import queues, storage
+from chalicelib.config import get_settings
+from chalicelib.db import images as image_rows
+from chalicelib.db import tasks as task_rows
+from chalicelib.db.models import ProcessingTask
+from chalicelib.db.session import session_scope
+from chalicelib.handlers.http import ApiError, created, not_found, parse_id, route, to_json
+from chalicelib.handlers.identity import current_principal
+from chalicelib.ml.operations import OPERATIONS
+from chalicelib.ml.registry import ML, Entry
+
+tasks_api = Blueprint(__name__)
+WAIT_POLL_S = 0.2
+
+
+class ProcessRequest(msgspec.Struct, forbid_unknown_fields=True):
+    image_id: Annotated[int, Meta(ge=1)]
+    operation: Annotated[str, Meta(max_length=100)]
+    params: dict[str, Any] = {}
+
+
+class WaitQuery(msgspec.Struct, forbid_unknown_fields=True):
+    wait: Annotated[float, Meta(ge=0)] = 0
+
+
+class PageQuery(msgspec.Struct, forbid_unknown_fields=True):
+    limit: Annotated[int, Meta(ge=1, le=100)] = 20
+    cursor: Annotated[str, Meta(pattern=r"^\d{1,19}$")] | None = None
+
+
+def result_json(task: ProcessingTask) -> dict | None:
+    if task.status != "succeeded" or not task.results:
+        return None
+    result = task.results[0]
+    body: dict[str, Any] = dict(result.data)
+    if result.confidence is not None:
+        body["confidence"] = result.confidence
+    if result.output_key:
+        body.update(width=result.width, height=result.height, format=result.output_format,
+                    size_bytes=result.size_bytes, url=storage.presign_get(result.output_key))
+    return body
+
+
+def task_json(task: ProcessingTask) -> dict:
+    return {
+        "id": task.id,
+        "image_id": task.image_id,
+        "kind": task.kind,
+        "operation": task.operation,
+        "params": task.params,
+        "status": task.status,
+        "error": task.error,
+        "result": result_json(task),
+        "attempts": task.attempts,
+        "queued_at": task.queued_at,
+        "started_at": task.started_at,
+        "finished_at": task.finished_at,
+        "duration_ms": task.duration_ms,
+    }
+
+
+def queue_for(entry: Entry) -> str:
+    settings = get_settings()
+    return settings.ml_tasks_queue if entry.runtime == ML else settings.tasks_queue
+
+
+def submit_task(request, *, image_id: int, kind: str, entry: Entry, params: dict, model_id: int | None = None) -> int:
+    """Create a task for the caller's image and enqueue it; returns the task id."""
+    principal = current_principal(request)
+    with session_scope() as session:
+        image = image_rows.get_for_owner(session, image_id, principal.owner_filter)
+        if image is None:
+            raise not_found("image", image_id)
+        if image.status != "ready":
+            raise ApiError(409, "image_not_ready",
+                           f"image {image_id} is {image.status}" + (f": {image.error}" if image.error else
+                                                                    "; try again when it is ready"))
+        task = task_rows.create(session, owner_id=image.owner_id, image_id=image_id, kind=kind,
+                                operation=entry.name, params=params, model_id=model_id)
+        task_id = task.id
+    queues.send(queue_for(entry), {"task_id": task_id})
+    return task_id
+
+
+def wait_for_task(task_id: int, owner_filter: int | None, wait_s: float) -> dict:
+    """The task, once finished or when `wait_s` has passed, whichever comes first."""
+    deadline = time.monotonic() + min(wait_s, get_settings().max_wait_s)
+    while True:
+        with session_scope() as session:
+            task = task_rows.get_for_owner(session, task_id, owner_filter)
+            body = task_json(task)
+        if body["status"] in task_rows.FINISHED or time.monotonic() >= deadline:
+            return body
+        time.sleep(WAIT_POLL_S)
+
+
+def accepted_or_finished(request, task_id: int, wait_s: float) -> Response:
+    body = wait_for_task(task_id, current_principal(request).owner_filter, wait_s)
+    if body["status"] in task_rows.FINISHED:
+        return Response(body=to_json(body), status_code=200, headers={"Content-Type": "application/json",
+                                                                      "Location": f"/api/tasks/{task_id}"})
+    return created(body, f"/api/tasks/{task_id}", status=202)
+
+
+@route(tasks_api, "/api/process", methods=["POST"], body=ProcessRequest, query=WaitQuery, tag="tasks",
+       summary="Run an operation on an image: 202 with the task, or 200 with the result when `wait` suffices",
+       responses={202: "task queued", 200: "task finished within wait", 404: "no such image",
+                  409: "image not ready", 400: "unknown operation or bad parameters"})
+def process(body: ProcessRequest, query: WaitQuery):
+    entry = OPERATIONS.get(body.operation)
+    params = entry.clean_params(body.params)
+    task_id = submit_task(tasks_api.current_request, image_id=body.image_id, kind="operation", entry=entry,
+                          params=params)
+    return accepted_or_finished(tasks_api.current_request, task_id, query.wait)
+
+
+@route(tasks_api, "/api/tasks/{task_id}", methods=["GET"], query=WaitQuery, tag="tasks",
+       summary="One task with its result; `wait` (≤ 25 s) waits for it to finish", responses={404: "no such task"})
+def get_task(task_id: str, query: WaitQuery):
+    task_id = parse_id(task_id, "task")
+    principal = current_principal(tasks_api.current_request)
+    with session_scope() as session:
+        if task_rows.get_for_owner(session, task_id, principal.owner_filter) is None:
+            raise not_found("task", task_id)
+    return wait_for_task(task_id, principal.owner_filter, query.wait)
+
+
+@route(tasks_api, "/api/images/{image_id}/tasks", methods=["GET"], query=PageQuery, tag="tasks",
+       summary="The tasks run on an image, newest first", responses={404: "no such image"})
+def list_image_tasks(image_id: str, query: PageQuery):
+    image_id = parse_id(image_id, "image")
+    principal = current_principal(tasks_api.current_request)
+    with session_scope() as session:
+        if image_rows.get_for_owner(session, image_id, principal.owner_filter) is None:
+            raise not_found("image", image_id)
+        rows = task_rows.list_for_image(session, image_id, limit=query.limit + 1,
+                                        before_id=int(query.cursor) if query.cursor else None)
+        items = [task_json(t) for t in rows[: query.limit]]
+    return {"items": items, "next_cursor": str(items[-1]["id"]) if len(rows) > query.limit else None}
+
+
+@route(tasks_api, "/api/operations", methods=["GET"], tag="tasks",
+       summary="The operations with their declared parameters (JSON Schema)")
+def list_operations():
+    return {"operations": OPERATIONS.describe()}

@@ -1,0 +1,101 @@
+"""The `tasks` queue handler: run one processing task per message, idempotently.
+
+A task whose image cannot be processed (bad parameters for this image, a decoder error)
+ends `failed` with the reason and its message is consumed; a transient fault (database or
+S3 unreachable) reports the record as failed so SQS retries it, then dead-letters it.
+"""
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass
+
+from chalicelib import storage
+from chalicelib.config import get_settings
+from chalicelib.db import tasks as task_rows
+from chalicelib.db.models import Image, ProcessingTask, Result
+from chalicelib.db.session import session_scope
+
+log = logging.getLogger("pixelake.worker")
+
+
+@dataclass(frozen=True)
+class TaskInput:
+    task_id: int
+    kind: str
+    operation: str
+    params: dict
+    image_key: str
+    bucket: str
+    image_format: str | None
+
+
+def perform(task: TaskInput, data: bytes) -> list[Result]:
+    """Run the task's image function on the image bytes; pure but for what it returns."""
+    if task.kind == "operation":
+        from chalicelib.ml.operation_runner import run_operation
+
+        output = run_operation(data, task.operation, task.params, max_pixels=get_settings().max_pixels,
+                               source_format=task.image_format)
+        key = f"results/{task.task_id}.{output.format}"
+        storage.put(key, output.data, output.content_type, bucket=task.bucket)
+        return [Result(kind="image", output_key=key, output_format=output.format, width=output.width,
+                       height=output.height, size_bytes=output.size_bytes, data={})]
+    raise ValueError(f"unknown task kind {task.kind!r}")
+
+
+def failure_reason(exc: Exception) -> str:
+    from chalicelib.ml.imageio import ImageRejected
+    from chalicelib.ml.registry import InvalidRequest
+
+    if isinstance(exc, (ImageRejected, InvalidRequest)):
+        return str(exc)
+    return f"{type(exc).__name__}: {exc}"[:500]
+
+
+def _is_transient(exc: Exception) -> bool:
+    from botocore.exceptions import BotoCoreError, ClientError
+    from sqlalchemy.exc import DBAPIError
+
+    return isinstance(exc, (DBAPIError, BotoCoreError, ClientError, ConnectionError, TimeoutError))
+
+
+def execute(task_id: int) -> str:
+    """Run one task; returns its final status ('skipped' for a finished or unknown task)."""
+    with session_scope() as session:
+        task = task_rows.claim(session, task_id)
+        if task is None:
+            return "skipped"
+        image = session.get(Image, task.image_id)
+        work = TaskInput(task.id, task.kind, task.operation, dict(task.params), image.key, image.bucket, image.format)
+    data = storage.get(work.image_key, bucket=work.bucket)
+    try:
+        results = perform(work, data)
+    except Exception as exc:
+        if _is_transient(exc):
+            raise
+        log.info("task %s failed: %s", task_id, exc)
+        with session_scope() as session:
+            task_rows.fail(session.get(ProcessingTask, task_id), failure_reason(exc))
+        return "failed"
+    with session_scope() as session:
+        task_rows.succeed(session, session.get(ProcessingTask, task_id), results)
+    return "succeeded"
+
+
+def run_tasks(event) -> dict:
+    """Chalice SQS handler body: one task id per message; returns the partial-batch response."""
+    failures = []
+    for record in event:
+        message_id = record.to_dict().get("messageId")
+        try:
+            task_id = int(json.loads(record.body)["task_id"])
+        except (ValueError, KeyError, TypeError):
+            log.error("dropping message %s: no task_id", message_id)
+            continue
+        try:
+            log.info("task %s: %s", task_id, execute(task_id))
+        except Exception:
+            log.exception("transient failure on task %s; it will be retried", task_id)
+            failures.append({"itemIdentifier": message_id})
+    return {"batchItemFailures": failures}
