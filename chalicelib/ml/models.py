@@ -167,9 +167,11 @@ def validate_input_spec(spec: dict | InputSpec) -> InputSpec:
     values["size"] = tuple(_numbers(spec["size"], "size", 2, 2, integer=True, minimum=1, maximum=4096))
     channels = 1 if values.get("channel_order") == "GRAY" else 3
     for name, default in (("mean", 0.0), ("std", 1.0)):
-        if name in spec:
-            values[name] = tuple(_numbers(spec[name], name, 1, channels))
-            values[name] = values[name] * channels if len(values[name]) == 1 else values[name]
+        if name in spec:  # one value for every channel, or one per channel
+            numbers = _numbers(spec[name], name, 1, channels)
+            if len(numbers) not in (1, channels):
+                raise InvalidRequest(f"input_spec '{name}' needs 1 or {channels} values", code="invalid_input_spec")
+            values[name] = tuple(numbers * channels if len(numbers) == 1 else numbers)
         else:
             values[name] = (default,) * channels
     if any(s == 0 for s in values["std"]):
