@@ -170,8 +170,8 @@ def perceptual_hash(image: Image.Image) -> dict:
 
 @ANALYZERS.register("metadata", produces_image=False, runtime=IMAGING, takes="original")
 def metadata(image: Image.Image) -> dict:
-    """File format, stored size and a clean subset of EXIF (camera, lens, capture time, exposure, GPS)."""
-    return {"format": image.format, "width": image.width, "height": image.height, "exif": exif_summary(image)}
+    """File format and a clean subset of EXIF (camera, lens, capture time, exposure, GPS)."""
+    return {"format": image.format, "exif": exif_summary(image)}
 
 
 @ANALYZERS.register(

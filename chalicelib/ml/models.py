@@ -100,14 +100,25 @@ def store_artifact(data: bytes, expected_sha256: str) -> Path:
     return path
 
 
+# Files this process has hashed, by (path, size, mtime): a warm container does not hash a
+# 100 MB model again for every task.
+_verified: set[tuple[str, int, int]] = set()
+
+
 def cached_artifact(sha256: str) -> Path | None:
     """The cached, verified file for this sha256, or None (a corrupt file is deleted)."""
     path = artifact_path(sha256)
-    if not path.is_file():
+    try:
+        stat = path.stat()
+    except FileNotFoundError:
         return None
+    key = (str(path), stat.st_size, stat.st_mtime_ns)
+    if key in _verified:
+        return path
     if sha256_of(path) != sha256.lower():
         path.unlink(missing_ok=True)
         return None
+    _verified.add(key)
     return path
 
 
