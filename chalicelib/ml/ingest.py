@@ -59,7 +59,7 @@ def make_thumbnails(img, sizes: tuple[int, ...]) -> list[Thumbnail]:
     return thumbnails
 
 
-def basic_metadata(img, info: imageio.ImageInfo) -> dict[str, Any]:
+def basic_metadata(img, info: imageio.ImageInfo, data: bytes) -> dict[str, Any]:
     """What ingest records in images.metadata: the file's facts and a safe EXIF summary."""
     from chalicelib.ml.exif import exif_summary
 
@@ -68,7 +68,7 @@ def basic_metadata(img, info: imageio.ImageInfo) -> dict[str, Any]:
         "frames": info.frames,
         "has_alpha": img.mode in ("RGBA", "LA"),
         "orientation": img.info.get("orientation"),
-        "exif": exif_summary(img),
+        "exif": exif_summary(data),  # from the file: decoding drops the Orientation tag
     }
 
 
@@ -78,7 +78,7 @@ def analyze_upload(data: bytes, *, max_pixels: int, max_frames: int, thumbnail_s
 
     info = imageio.probe(data, max_pixels=max_pixels, max_frames=max_frames)
     img = imageio.decode(data, max_pixels=max_pixels, min_longest_side=max(thumbnail_sizes))
-    metadata = basic_metadata(img, info)
+    metadata = basic_metadata(img, info, data)
     width, height = oriented_size(info.width, info.height, metadata["orientation"])
     outcome = IngestOutcome(
         format=info.format.lower(),
