@@ -119,7 +119,9 @@ class Entry:
                 raise InvalidRequest(f"'{self.name}' needs parameter '{name}'")
             else:
                 clean[name] = param.default
-        return clean
+        # Rules that tie parameters together ("width or height") live with the entry.
+        check = self.extra.get("check_params")
+        return check(clean) if check else clean
 
     def json_schema(self) -> dict:
         return {
