@@ -4,11 +4,13 @@ from chalice import Chalice
 from chalicelib.config import get_settings
 from chalicelib.handlers.images import images_api
 from chalicelib.handlers.system import system_api
+from chalicelib.handlers.tasks import tasks_api
 
 app = Chalice(app_name="pixelake")
 app.api.binary_types.append("multipart/form-data")
 app.register_blueprint(system_api)
 app.register_blueprint(images_api)
+app.register_blueprint(tasks_api)
 
 settings = get_settings()
 
@@ -18,3 +20,10 @@ def ingest_upload(event):
     from chalicelib.handlers.ingest import ingest_upload as handle
 
     return handle(event)
+
+
+@app.on_sqs_message(queue=settings.tasks_queue, batch_size=5)
+def run_task(event):
+    from chalicelib.handlers.worker import run_tasks
+
+    return run_tasks(event)

@@ -160,3 +160,47 @@ def drain_queue(stack_env):
         return messages
 
     return drain
+
+
+@pytest.fixture
+def workers(db, chalice_app):
+    """Pollers feeding the uploads and tasks queues to the Chalice handlers, as the local stack runs them."""
+    from chalicelib import queues
+    from chalicelib.config import get_settings
+    from infra.local.pollers import QueuePoller
+
+    settings = get_settings()
+    pollers = [
+        QueuePoller(queues.sqs_client(), queues.queue_url(settings.uploads_queue), chalice_app.ingest_upload,
+                    name="ingest_upload", wait_s=1),
+        QueuePoller(queues.sqs_client(), queues.queue_url(settings.tasks_queue), chalice_app.run_task,
+                    name="run_task", wait_s=1),
+    ]
+    for poller in pollers:
+        poller.start()
+    yield pollers
+    for poller in pollers:
+        poller.stop()
+    for poller in pollers:
+        poller.join(timeout=10)
+
+
+@pytest.fixture
+def ready_image(client, workers):
+    """Upload an image through the API and wait (polling) until ingest made it ready."""
+    import time
+
+    from sample_images import multipart
+
+    def upload(data: bytes, name: str = "photo.jpg") -> dict:
+        body, headers = multipart("file", name, data)
+        image_id = client.http.post("/api/upload", body=body, headers=headers).json_body["id"]
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            image = client.http.get(f"/api/images/{image_id}").json_body
+            if image["status"] in ("ready", "failed"):
+                return image
+            time.sleep(0.1)
+        raise AssertionError(f"image {image_id} was not processed in time")
+
+    return upload

@@ -35,6 +35,40 @@ def list_for_image(session: Session, image_id: int, *, limit: int, before_id: in
     return list(session.scalars(query))
 
 
+def latest_analyses(session: Session, image_id: int) -> dict[str, dict]:
+    """The newest succeeded result of each analysis run on the image, by analyzer name."""
+    query = (select(ProcessingTask.operation, ProcessingTask.id, Result.data, Result.confidence)
+             .join(Result, Result.task_id == ProcessingTask.id)
+             .where(ProcessingTask.image_id == image_id, ProcessingTask.kind == "analysis",
+                    ProcessingTask.status == "succeeded")
+             .order_by(ProcessingTask.id))
+    return {name: {"task_id": task_id, "confidence": confidence, **data}
+            for name, task_id, data, confidence in session.execute(query)}
+
+
+def statistics(session: Session, owner_id: int | None) -> dict:
+    """Images by status, tasks by operation and status with durations, and volume per day."""
+    from sqlalchemy import text
+
+    owner_clause = "" if owner_id is None else "WHERE owner_id = :owner"
+    params = {} if owner_id is None else {"owner": owner_id}
+    images = dict(session.execute(text(f"SELECT status, count(*) FROM images {owner_clause} GROUP BY status"), params).all())
+    tasks = session.execute(text(f"""
+        SELECT operation, status, count(*) AS count,
+               percentile_cont(0.5) WITHIN GROUP (ORDER BY duration_ms) AS p50_duration_ms,
+               percentile_cont(0.95) WITHIN GROUP (ORDER BY duration_ms) AS p95_duration_ms
+        FROM processing_tasks {owner_clause}
+        GROUP BY operation, status ORDER BY operation, status"""), params).mappings().all()
+    per_day = session.execute(text(f"""
+        SELECT day::date AS day, sum(task_count)::bigint AS tasks, avg(avg_confidence) AS avg_confidence
+        FROM processing_statistics {owner_clause} GROUP BY day ORDER BY day DESC LIMIT 90"""), params).mappings().all()
+    return {
+        "images": {status: images.get(status, 0) for status in ("pending", "processing", "ready", "failed")},
+        "tasks": [dict(row) for row in tasks],
+        "per_day": [dict(row) for row in per_day],
+    }
+
+
 def claim(session: Session, task_id: int) -> ProcessingTask | None:
     """Mark the task running, unless it is finished (a redelivered message) or gone."""
     task = session.scalars(select(ProcessingTask).where(ProcessingTask.id == task_id).with_for_update()).one_or_none()
@@ -62,6 +96,30 @@ def succeed(session: Session, task: ProcessingTask, results: list[Result]) -> No
         result.image_id = task.image_id
         session.add(result)
     _finish(task, "succeeded", None)
+
+
+def top_prediction(data: dict) -> tuple[str | None, float | None]:
+    predictions = data.get("predictions") or []
+    if not predictions:
+        return None, None
+    return predictions[0].get("label"), predictions[0].get("confidence")
+
+
+def analysis_result(data: dict) -> Result:
+    """A result row for an analysis, with its best prediction's label and confidence lifted out."""
+    label, confidence = top_prediction(data)
+    return Result(kind="analysis", data=data, label=label, confidence=confidence)
+
+
+def record_finished_analysis(session: Session, *, owner_id: int, image_id: int, name: str, data: dict,
+                             duration_ms: int) -> ProcessingTask:
+    """An analysis that already ran (at ingest), recorded as a succeeded task with its result."""
+    now = datetime.now(timezone.utc)
+    task = create(session, owner_id=owner_id, image_id=image_id, kind="analysis", operation=name, params={})
+    task.queued_at = task.started_at = now
+    succeed(session, task, [analysis_result(data)])
+    task.duration_ms = duration_ms
+    return task
 
 
 def fail(task: ProcessingTask, reason: str) -> None:

@@ -12,6 +12,7 @@ from msgspec import Meta
 from chalicelib import storage
 from chalicelib.config import get_settings
 from chalicelib.db import images as image_rows
+from chalicelib.db import tasks as task_rows
 from chalicelib.db.models import IMAGE_STATUSES, Image
 from chalicelib.db.session import session_scope
 from chalicelib.handlers.http import ApiError, created, not_found, parse_id, route
@@ -159,5 +160,5 @@ def get_image(image_id: str):
         image = image_rows.get_for_owner(session, image_id, principal.owner_filter)
         if image is None:
             raise not_found("image", image_id)
-        return image_json(image)
+        return {**image_json(image), "analyses": task_rows.latest_analyses(session, image_id)}
 

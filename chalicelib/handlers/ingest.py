@@ -15,6 +15,7 @@ from urllib.parse import unquote_plus
 from chalicelib import storage
 from chalicelib.config import get_settings
 from chalicelib.db import images as image_rows
+from chalicelib.db import tasks as task_rows
 from chalicelib.db import users
 from chalicelib.db.session import session_scope
 
@@ -69,7 +70,7 @@ def ingest_object(obj: UploadedObject) -> str:
         data = storage.get(obj.key, bucket=obj.bucket)
         try:
             outcome = analyze_upload(data, max_pixels=settings.max_pixels, max_frames=settings.max_frames,
-                                     thumbnail_sizes=settings.thumbnail_sizes)
+                                     thumbnail_sizes=settings.thumbnail_sizes, analyzers=settings.ingest_analyzers)
         except ImageRejected as exc:
             image_rows.mark_failed(image, str(exc))
             return image.status
@@ -84,6 +85,9 @@ def ingest_object(obj: UploadedObject) -> str:
             thumbnails.append({"size": thumb.size, "width": thumb.width, "height": thumb.height,
                                "format": thumb.format, "key": key, "size_bytes": len(thumb.data)})
         image_rows.mark_ready(image, outcome, thumbnails)
+        for name, (data, duration_ms) in outcome.analyses.items():
+            task_rows.record_finished_analysis(session, owner_id=image.owner_id, image_id=image.id, name=name,
+                                               data=data, duration_ms=duration_ms)
         return image.status
 
 

@@ -16,8 +16,9 @@ from chalicelib.db.models import ProcessingTask
 from chalicelib.db.session import session_scope
 from chalicelib.handlers.http import ApiError, created, not_found, parse_id, route, to_json
 from chalicelib.handlers.identity import current_principal
+from chalicelib.ml.analyzers import ANALYZERS
 from chalicelib.ml.operations import OPERATIONS
-from chalicelib.ml.registry import ML, Entry
+from chalicelib.ml.registry import ML, Entry, InvalidRequest
 
 tasks_api = Blueprint(__name__)
 WAIT_POLL_S = 0.2
@@ -27,6 +28,16 @@ class ProcessRequest(msgspec.Struct, forbid_unknown_fields=True):
     image_id: Annotated[int, Meta(ge=1)]
     operation: Annotated[str, Meta(max_length=100)]
     params: dict[str, Any] = {}
+
+
+class AnalyzeRequest(msgspec.Struct, forbid_unknown_fields=True):
+    image_id: Annotated[int, Meta(ge=1)]
+    model: Annotated[str, Meta(max_length=100)]
+    params: dict[str, Any] = {}
+
+
+# The original design's ML operations, reachable through /api/process too.
+ML_OPERATIONS = {"segment": "segment", "detect": "faces"}
 
 
 class WaitQuery(msgspec.Struct, forbid_unknown_fields=True):
@@ -69,6 +80,13 @@ def task_json(task: ProcessingTask) -> dict:
     }
 
 
+def no_model(name: str) -> ApiError:
+    return ApiError(404, "model_not_found",
+                    f"no model named {name!r}. Built-in analyzers: {ANALYZERS.names()}. "
+                    "Register your own with POST /api/models (an ONNX file or URL), or train one with "
+                    "POST /api/training-jobs.")
+
+
 def queue_for(entry: Entry) -> str:
     settings = get_settings()
     return settings.ml_tasks_queue if entry.runtime == ML else settings.tasks_queue
@@ -105,8 +123,9 @@ def wait_for_task(task_id: int, owner_filter: int | None, wait_s: float) -> dict
 
 
 def accepted_or_finished(request, task_id: int, wait_s: float) -> Response:
+    """202 with the task; 200 with the finished task when the caller asked to wait and it finished in time."""
     body = wait_for_task(task_id, current_principal(request).owner_filter, wait_s)
-    if body["status"] in task_rows.FINISHED:
+    if wait_s > 0 and body["status"] in task_rows.FINISHED:
         return Response(body=to_json(body), status_code=200, headers={"Content-Type": "application/json",
                                                                       "Location": f"/api/tasks/{task_id}"})
     return created(body, f"/api/tasks/{task_id}", status=202)
@@ -117,9 +136,30 @@ def accepted_or_finished(request, task_id: int, wait_s: float) -> Response:
        responses={202: "task queued", 200: "task finished within wait", 404: "no such image",
                   409: "image not ready", 400: "unknown operation or bad parameters"})
 def process(body: ProcessRequest, query: WaitQuery):
-    entry = OPERATIONS.get(body.operation)
+    if body.operation == "classify":
+        raise no_model(body.params.get("model") or "classifier")
+    if body.operation in ML_OPERATIONS:
+        kind, entry = "analysis", ANALYZERS.get(ML_OPERATIONS[body.operation])
+    elif body.operation in OPERATIONS:
+        kind, entry = "operation", OPERATIONS.get(body.operation)
+    else:
+        allowed = sorted([*OPERATIONS.names(), *ML_OPERATIONS])
+        raise InvalidRequest(f"unknown operation {body.operation!r}; allowed: {allowed}", code="unknown_operation",
+                             allowed=allowed)
     params = entry.clean_params(body.params)
-    task_id = submit_task(tasks_api.current_request, image_id=body.image_id, kind="operation", entry=entry,
+    task_id = submit_task(tasks_api.current_request, image_id=body.image_id, kind=kind, entry=entry, params=params)
+    return accepted_or_finished(tasks_api.current_request, task_id, query.wait)
+
+
+@route(tasks_api, "/api/analyze", methods=["POST"], body=AnalyzeRequest, query=WaitQuery, tag="tasks",
+       summary="Analyze an image with a built-in analyzer or a registered model; same lifecycle as /api/process",
+       responses={202: "task queued", 200: "task finished within wait", 404: "no such image or model"})
+def analyze(body: AnalyzeRequest, query: WaitQuery):
+    if body.model not in ANALYZERS:
+        raise no_model(body.model)
+    entry = ANALYZERS.get(body.model)
+    params = entry.clean_params(body.params)
+    task_id = submit_task(tasks_api.current_request, image_id=body.image_id, kind="analysis", entry=entry,
                           params=params)
     return accepted_or_finished(tasks_api.current_request, task_id, query.wait)
 
@@ -152,4 +192,14 @@ def list_image_tasks(image_id: str, query: PageQuery):
 @route(tasks_api, "/api/operations", methods=["GET"], tag="tasks",
        summary="The operations with their declared parameters (JSON Schema)")
 def list_operations():
-    return {"operations": OPERATIONS.describe()}
+    ml = [{**ANALYZERS.get(analyzer).describe(), "name": name} for name, analyzer in sorted(ML_OPERATIONS.items())]
+    return {"operations": OPERATIONS.describe() + ml, "analyzers": ANALYZERS.describe()}
+
+
+@route(tasks_api, "/api/stats", methods=["GET"], tag="tasks",
+       summary="Processing statistics for your data (all data for admins): images by status, tasks by "
+               "operation and status with p50/p95 durations, volume per day")
+def stats():
+    principal = current_principal(tasks_api.current_request)
+    with session_scope() as session:
+        return task_rows.statistics(session, principal.owner_filter)

@@ -41,7 +41,27 @@ def perform(task: TaskInput, data: bytes) -> list[Result]:
         storage.put(key, output.data, output.content_type, bucket=task.bucket)
         return [Result(kind="image", output_key=key, output_format=output.format, width=output.width,
                        height=output.height, size_bytes=output.size_bytes, data={})]
+    if task.kind == "analysis":
+        from chalicelib.ml.analyzers import AnalysisInput, analyze
+
+        output = analyze(task.operation, AnalysisInput.from_bytes(data, max_pixels=get_settings().max_pixels),
+                         task.params)
+        return [analysis_result(output.data, mask=output.image, task=task)]
     raise ValueError(f"unknown task kind {task.kind!r}")
+
+
+def analysis_result(data: dict, *, mask=None, task: TaskInput | None = None) -> Result:
+    """The analysis's result row; a mask image is stored under results/ beside it."""
+    result = task_rows.analysis_result(data)
+    if mask is not None and task is not None:
+        from chalicelib.ml import imageio
+
+        png = imageio.encode(imageio.from_array(mask), "PNG")
+        result.output_key = f"results/{task.task_id}-mask.png"
+        storage.put(result.output_key, png, "image/png", bucket=task.bucket)
+        result.output_format, result.size_bytes = "png", len(png)
+        result.height, result.width = mask.shape[:2]
+    return result
 
 
 def failure_reason(exc: Exception) -> str:

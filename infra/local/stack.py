@@ -112,7 +112,10 @@ class LocalStack:
         from chalicelib.config import get_settings
 
         settings = get_settings()
-        handlers = {settings.uploads_queue: ("ingest_upload", chalice_app.ingest_upload)}
+        handlers = {
+            settings.uploads_queue: ("ingest_upload", chalice_app.ingest_upload),
+            settings.tasks_queue: ("run_task", chalice_app.run_task),
+        }
         for queue_name, (function_name, handler) in handlers.items():
             poller = QueuePoller(queues.sqs_client(), self.queue_urls[queue_name], handler, name=function_name,
                                  region=settings.aws_region)

@@ -77,3 +77,18 @@ def test_a_restart_keeps_images_and_their_files(stack_home):
         assert second.wait_until_processed(new["id"])["status"] == "ready"
     finally:
         second.stop()
+
+
+def test_the_original_process_and_analyze_examples(stack):
+    image = requests.post(f"{stack.url}/api/upload", files={"file": ("p.jpg", jpeg_bytes())}, timeout=10).json()
+    assert stack.wait_until_processed(image["id"])["status"] == "ready"
+    resized = requests.post(f"{stack.url}/api/process?wait=20", json={"image_id": image["id"], "operation": "resize",
+                                                                     "params": {"width": 100}}, timeout=30)
+    assert resized.status_code == 200 and resized.json()["result"]["width"] == 100
+    # The original design's examples, verbatim: without a registered model they answer with guidance.
+    classify = requests.post(f"{stack.url}/api/process", json={"image_id": image["id"], "operation": "classify"},
+                             timeout=10)
+    analyze = requests.post(f"{stack.url}/api/analyze", json={"image_id": image["id"], "model": "resnet50"},
+                            timeout=10)
+    assert classify.status_code == 404 and "POST /api/models" in classify.json()["error"]["message"]
+    assert analyze.status_code == 404 and "POST /api/models" in analyze.json()["error"]["message"]
