@@ -89,6 +89,15 @@ def linear_svm(*, seed: int, C: float, max_iter: int, class_weight: str) -> Pipe
                              dual="auto", random_state=seed))
 
 
+def _forest_fit_params(params: dict, y_train: np.ndarray) -> dict:
+    if params["class_weight"] != "balanced":
+        return {}
+    from sklearn.utils.class_weight import compute_sample_weight
+
+    # The same weights as RandomForestClassifier(class_weight="balanced") computes.
+    return {"classify__sample_weight": compute_sample_weight("balanced", y_train)}
+
+
 @ALGORITHMS.register(
     "random_forest",
     Param("n_estimators", int, 200, "number of trees", minimum=10, maximum=1000),
@@ -97,6 +106,7 @@ def linear_svm(*, seed: int, C: float, max_iter: int, class_weight: str) -> Pipe
     Param("max_features", str, "sqrt", "features considered at each split", choices=("sqrt", "log2", "all")),
     _class_weight_param(),
     runtime=ML, produces_image=False,
+    fit_params=_forest_fit_params,
 )
 def random_forest(*, seed: int, n_estimators: int, max_depth: int | None, min_samples_leaf: int,
                   max_features: str, class_weight: str) -> Pipeline:
@@ -104,11 +114,12 @@ def random_forest(*, seed: int, n_estimators: int, max_depth: int | None, min_sa
     from sklearn.ensemble import RandomForestClassifier
     from sklearn.pipeline import Pipeline
 
-    # n_jobs=1: a Dask worker already runs one task per core.
+    # n_jobs=1: a Dask worker already runs one task per core. class_weight is applied as
+    # sample weights (_forest_fit_params): the forest turns "balanced" into a dict that
+    # scikit-learn then looks up with int("7") for the label "7", and fails.
     forest = RandomForestClassifier(
         n_estimators=n_estimators, max_depth=max_depth, min_samples_leaf=min_samples_leaf,
-        max_features=None if max_features == "all" else max_features,
-        class_weight=_class_weight(class_weight), random_state=seed, n_jobs=1,
+        max_features=None if max_features == "all" else max_features, random_state=seed, n_jobs=1,
     )
     return Pipeline([("classify", forest)])
 
@@ -154,7 +165,9 @@ def _mlp_check(params: dict, y_train: np.ndarray) -> None:
     Param("alpha", float, 1e-4, "L2 penalty", minimum=0.0, maximum=10.0),
     Param("learning_rate", float, 1e-3, "Adam's initial step size", minimum=1e-5, maximum=1.0),
     Param("max_iter", int, 300, "most epochs", minimum=10, maximum=5000),
-    Param("early_stopping", bool, True, "stop when a 10% validation split stops improving"),
+    # Off by default: on a few hundred items the 10% validation split is too small to tell
+    # progress from noise and training stops after a few epochs.
+    Param("early_stopping", bool, False, "stop when a 10% validation split stops improving (for large datasets)"),
     runtime=ML, produces_image=False,
     check_fit=_mlp_check,
 )
@@ -239,9 +252,10 @@ def train_and_evaluate(X: np.ndarray, y: Sequence, *, algorithm: str, params: di
     if check_fit:
         check_fit(clean, y_train)
     model = entry.func(seed=seed, **clean)
+    fit_params = entry.extra["fit_params"](clean, y_train) if "fit_params" in entry.extra else {}
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        model.fit(X_train, y_train)
+        model.fit(X_train, y_train, **fit_params)
     labels = [str(label) for label in model.classes_]
     metrics = evaluate(model, X_test, y_test, labels)
     metrics["train_items"], metrics["test_items"] = len(y_train), len(y_test)

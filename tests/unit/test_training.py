@@ -238,3 +238,16 @@ def test_fit_warnings_are_kept_with_the_outcome(three_digits):
     outcome = train_and_evaluate(X, y, algorithm="mlp", params={"max_iter": 10, "early_stopping": False},
                                  test_size=0.25, seed=0)
     assert any("Maximum iterations (10) reached" in message for message in outcome.warnings)
+
+
+@pytest.mark.parametrize("algorithm", ["logistic_regression", "linear_svm", "random_forest"])
+def test_balanced_class_weights_on_digit_like_labels(three_digits, algorithm):
+    # Labels that look like numbers ("0", "1", "2") once broke the forest's "balanced" weights.
+    X, y = three_digits
+    keep = [i for i, label in enumerate(y) if label != "2" or i % 3 == 0]  # "2" becomes rare
+    params = {"class_weight": "balanced", **({"n_estimators": 20} if algorithm == "random_forest" else {})}
+    outcome = train_and_evaluate(X[keep], [y[i] for i in keep], algorithm=algorithm, params=params,
+                                 test_size=0.3, seed=0)
+    assert outcome.labels == ["0", "1", "2"]
+    assert outcome.metrics["per_class"]["2"]["support"] >= 2
+    assert outcome.metrics["accuracy"] >= 0.8
