@@ -32,6 +32,15 @@ class ItemOutcome:
     error: str | None = None
 
 
+@dataclass(frozen=True)
+class TrainedModel:
+    """A model trained on a worker: its skops artifact, labels, held-out metrics, fit warnings."""
+    artifact: bytes
+    labels: list[str]
+    metrics: dict
+    warnings: list[str]
+
+
 def default_partitions(client: Client, n_items: int) -> int:
     """A partition count for `n_items` on this cluster: a few per worker thread."""
     threads = sum(client.nthreads().values()) or 1
@@ -169,3 +178,38 @@ def run_batch(client: Client, items: Iterable, fn: Callable[[Any], Any], partiti
     finally:
         client.cancel([future for future in futures if not future.done()])
 
+
+
+def _train_and_save(X: np.ndarray, y: list, *, algorithm: str, params: dict | None, test_size: float,
+                    seed: int) -> tuple:
+    from chalicelib.ml.registry import InvalidRequest
+    from chalicelib.ml.training import save_model, train_and_evaluate
+
+    try:
+        outcome = train_and_evaluate(X, y, algorithm=algorithm, params=params, test_size=test_size, seed=seed)
+    except InvalidRequest as exc:
+        # Returned, not raised: a pickled exception keeps only its message, not its code.
+        return "invalid", (str(exc), exc.code, exc.allowed)
+    return "ok", TrainedModel(save_model(outcome.model), outcome.labels, outcome.metrics, outcome.warnings)
+
+
+def train_on_cluster(client: Client, X: np.ndarray, y: Sequence, *, algorithm: str, params: dict | None,
+                     test_size: float, seed: int) -> TrainedModel:
+    """`training.train_and_evaluate` on a worker; the model comes back as skops bytes.
+
+    The caller needs neither scikit-learn nor skops. Raises InvalidRequest as
+    train_and_evaluate does (with its code), before or after the fit.
+    """
+    from chalicelib.ml.registry import InvalidRequest
+    from chalicelib.ml.training import check_split, clean_algorithm_params
+
+    # Cheap checks here, so a bad request does not wait for a worker.
+    clean = clean_algorithm_params(algorithm, params)
+    check_split([str(label) for label in y], test_size)
+    [X_future] = client.scatter([X])
+    status, value = client.submit(_train_and_save, X_future, list(y), algorithm=algorithm, params=clean,
+                                  test_size=test_size, seed=seed, pure=False).result()
+    if status == "invalid":
+        message, code, allowed = value
+        raise InvalidRequest(message, code=code, allowed=allowed)
+    return value

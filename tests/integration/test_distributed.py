@@ -147,3 +147,32 @@ def test_default_partitions_follow_the_cluster(cluster_client):
     assert default_partitions(cluster_client, 10_000) == 2 * 4  # 2 worker threads, 4 each
     assert default_partitions(cluster_client, 20) == 2  # at least 8 items per partition
     assert default_partitions(cluster_client, 1) == 1
+
+
+def test_training_on_a_worker_returns_a_skops_artifact(cluster_client, digit_folder):
+    from chalicelib.ml.distributed import train_on_cluster
+    from chalicelib.ml.training import load_model, predict_proba
+
+    root, items, bad_keys = digit_folder
+    good = [item for item in items if item[0] not in bad_keys]
+    X = np.stack([extract((Path(root) / key).read_bytes(), "pixels", {"size": 8}) for key, _ in good])
+    y = [label for _, label in good]
+    trained = train_on_cluster(cluster_client, X, y, algorithm="logistic_regression", params={"C": 1.0},
+                               test_size=0.25, seed=0)
+    assert trained.metrics["accuracy"] >= 0.95 and trained.labels == [str(d) for d in range(10)]
+    model = load_model(trained.artifact)
+    assert predict_proba(model, X[:1])[0][0]["label"] == y[0]
+
+
+def test_training_errors_keep_their_code_across_the_cluster(cluster_client):
+    from chalicelib.ml.distributed import train_on_cluster
+
+    X = np.random.default_rng(0).random((40, 4), dtype=np.float32)
+    with pytest.raises(InvalidRequest) as info:
+        train_on_cluster(cluster_client, X, ["a"] * 40, algorithm="knn", params={}, test_size=0.25, seed=0)
+    assert info.value.code == "too_few_classes"
+    # Found only on the worker, after the split: 30 training items for 35 neighbours.
+    with pytest.raises(InvalidRequest, match="n_neighbors=35") as info:
+        train_on_cluster(cluster_client, X, ["a", "b"] * 20, algorithm="knn", params={"n_neighbors": 35},
+                         test_size=0.25, seed=0)
+    assert info.value.code == "invalid_parameter"
