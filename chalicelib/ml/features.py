@@ -5,8 +5,8 @@ training extracts features, and in the `ml` Lambda layer, where a trained model 
 image, so a model always sees features computed exactly as in training.
 
 Every feature is `func(img: PIL.Image.Image, **params) -> 1-D float32 ndarray` whose length
-depends only on the parameters (`feature_length`). Transparent pixels are composited over black
-first, so what lies under full transparency never changes a feature.
+depends only on the parameters (`feature_length`). What lies under full transparency never
+changes a feature: `pixels` and `hog` composite over black, `color_histogram` leaves such pixels out.
 """
 from __future__ import annotations
 
