@@ -1,0 +1,215 @@
+"""Dask task graphs for training jobs and batches: work in partitions, results as they complete.
+
+No storage or database here: the caller passes `load_bytes(key) -> bytes` and receives plain
+arrays and outcomes. Everything sent to the workers is pickled, so `load_bytes` and `fn` must be
+picklable: a module-level function, or a `functools.partial` of one (e.g.
+`functools.partial(read_object, bucket)`), never a lambda, a closure, or a bound method of an
+object holding a database session or a boto3 client. A per-item failure (a damaged image, a
+missing object) is reported with the item and never fails the whole job.
+
+dask and distributed are imported inside the functions: the api Lambda has neither.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator, Sequence
+
+if TYPE_CHECKING:
+    import numpy as np
+    from distributed import Client
+
+# Enough partitions per worker thread that a slow partition does not leave the others idle
+# and progress moves in small steps, few enough that scheduling overhead stays negligible.
+PARTITIONS_PER_THREAD = 4
+MIN_ITEMS_PER_PARTITION = 8
+
+
+@dataclass(frozen=True)
+class ItemOutcome:
+    item: Any
+    ok: bool
+    result: Any = None
+    error: str | None = None
+
+
+@dataclass(frozen=True)
+class TrainedModel:
+    """A model trained on a worker: its skops artifact, labels, held-out metrics, fit warnings."""
+    artifact: bytes
+    labels: list[str]
+    metrics: dict
+    warnings: list[str]
+
+
+def default_partitions(client: Client, n_items: int) -> int:
+    """A partition count for `n_items` on this cluster: a few per worker thread."""
+    threads = sum(client.nthreads().values()) or 1
+    by_size = max(1, n_items // MIN_ITEMS_PER_PARTITION)
+    return max(1, min(threads * PARTITIONS_PER_THREAD, by_size))
+
+
+def split_partitions(items: Sequence, partitions: int) -> list[list]:
+    """Contiguous chunks of near-equal length (at most one item apart), in order."""
+    if partitions < 1:
+        raise ValueError(f"partitions must be at least 1, got {partitions}")
+    items = list(items)
+    count = min(partitions, len(items))
+    if count == 0:
+        return []
+    size, extra = divmod(len(items), count)
+    chunks, start = [], 0
+    for i in range(count):
+        end = start + size + (1 if i < extra else 0)
+        chunks.append(items[start:end])
+        start = end
+    return chunks
+
+
+def describe_failure(exc: BaseException) -> str:
+    """A one-line reason for a failed item; an image rejection's message is already for users."""
+    from chalicelib.ml.imageio import ImageRejected
+    from chalicelib.ml.registry import InvalidRequest
+
+    if isinstance(exc, (ImageRejected, InvalidRequest)):
+        return str(exc)
+    return f"{type(exc).__name__}: {exc}"
+
+
+def _extract_partition(chunk: list[tuple[int, str]], *, load_bytes: Callable[[str], bytes], feature: str,
+                       params: dict) -> tuple[list[int], np.ndarray, list[tuple[int, str, str]]]:
+    """Runs on a worker: (positions that worked, their feature rows, [(position, key, reason)])."""
+    import numpy as np
+
+    from chalicelib.ml.features import extract, feature_length
+
+    positions, rows, failed = [], [], []
+    for position, key in chunk:
+        try:
+            rows.append(extract(load_bytes(key), feature, params))
+            positions.append(position)
+        except Exception as exc:  # one bad item is a result, not a failed partition
+            failed.append((position, key, describe_failure(exc)))
+    matrix = np.stack(rows) if rows else np.empty((0, feature_length(feature, params)), dtype=np.float32)
+    return positions, matrix, failed
+
+
+def extract_features_parallel(
+    client: Client,
+    items: Sequence[tuple[str, str]],
+    load_bytes: Callable[[str], bytes],
+    feature: str,
+    params: dict | None,
+    partitions: int,
+    on_progress: Callable[[int, int], None] | None = None,
+) -> tuple[np.ndarray, list[str], list[tuple[str, str]]]:
+    """Feature vectors of (key, label) items, computed in `partitions` tasks on the cluster.
+
+    Returns (X, y, failed): X has one float32 row per item that worked, in the order of
+    `items`, y their labels, failed the [(key, reason)] of the items that did not.
+    `on_progress(done, total)` is called with 0 first, then after each partition completes,
+    with `done` never decreasing and reaching `total`. Raises InvalidRequest for an unknown
+    feature or bad parameters before anything is submitted.
+    """
+    import numpy as np
+    from distributed import as_completed
+
+    from chalicelib.ml.features import clean_feature_params, feature_length
+
+    clean = clean_feature_params(feature, params)
+    length = feature_length(feature, clean)
+    total = len(items)
+    if on_progress:
+        on_progress(0, total)
+    if total == 0:
+        return np.empty((0, length), dtype=np.float32), [], []
+
+    chunks = split_partitions([(position, key) for position, (key, _) in enumerate(items)], partitions)
+    futures = client.map(_extract_partition, chunks, load_bytes=load_bytes, feature=feature, params=clean,
+                         pure=False)
+    sizes = {future.key: len(chunk) for future, chunk in zip(futures, chunks)}
+    rows = np.zeros((total, length), dtype=np.float32)
+    worked = np.zeros(total, dtype=bool)
+    failed: list[tuple[int, str, str]] = []
+    done = 0
+    try:
+        for future in as_completed(futures):
+            positions, matrix, chunk_failed = future.result()
+            rows[positions] = matrix
+            worked[positions] = True
+            failed.extend(chunk_failed)
+            done += sizes[future.key]
+            future.release()
+            if on_progress:
+                on_progress(done, total)
+    finally:
+        client.cancel([future for future in futures if not future.done()])
+
+    kept = np.flatnonzero(worked)
+    labels = [items[position][1] for position in kept]
+    return rows[kept], labels, [(key, reason) for _, key, reason in sorted(failed)]
+
+
+def _run_partition(chunk: list, *, fn: Callable[[Any], Any]) -> list[ItemOutcome]:
+    outcomes = []
+    for item in chunk:
+        try:
+            outcomes.append(ItemOutcome(item, True, fn(item)))
+        except Exception as exc:  # one bad item is a result, not a failed partition
+            outcomes.append(ItemOutcome(item, False, error=describe_failure(exc)))
+    return outcomes
+
+
+def run_batch(client: Client, items: Iterable, fn: Callable[[Any], Any], partitions: int) -> Iterator[ItemOutcome]:
+    """Apply `fn` to every item in `partitions` tasks; yield each item's outcome as its partition completes.
+
+    Outcomes come partition by partition in completion order, not in the order of `items`.
+    Stopping the iteration early cancels the partitions still running.
+    """
+    from distributed import as_completed
+
+    chunks = split_partitions(list(items), partitions)
+    if not chunks:
+        return
+    futures = client.map(_run_partition, chunks, fn=fn, pure=False)
+    try:
+        for future in as_completed(futures):
+            yield from future.result()
+            future.release()
+    finally:
+        client.cancel([future for future in futures if not future.done()])
+
+
+
+def _train_and_save(X: np.ndarray, y: list, *, algorithm: str, params: dict | None, test_size: float,
+                    seed: int) -> tuple:
+    from chalicelib.ml.registry import InvalidRequest
+    from chalicelib.ml.training import save_model, train_and_evaluate
+
+    try:
+        outcome = train_and_evaluate(X, y, algorithm=algorithm, params=params, test_size=test_size, seed=seed)
+    except InvalidRequest as exc:
+        # Returned, not raised: a pickled exception keeps only its message, not its code.
+        return "invalid", (str(exc), exc.code, exc.allowed)
+    return "ok", TrainedModel(save_model(outcome.model), outcome.labels, outcome.metrics, outcome.warnings)
+
+
+def train_on_cluster(client: Client, X: np.ndarray, y: Sequence, *, algorithm: str, params: dict | None,
+                     test_size: float, seed: int) -> TrainedModel:
+    """`training.train_and_evaluate` on a worker; the model comes back as skops bytes.
+
+    The caller needs neither scikit-learn nor skops. Raises InvalidRequest as
+    train_and_evaluate does (with its code), before or after the fit.
+    """
+    from chalicelib.ml.registry import InvalidRequest
+    from chalicelib.ml.training import check_split, clean_algorithm_params
+
+    # Cheap checks here, so a bad request does not wait for a worker.
+    clean = clean_algorithm_params(algorithm, params)
+    check_split([str(label) for label in y], test_size)
+    [X_future] = client.scatter([X])
+    status, value = client.submit(_train_and_save, X_future, list(y), algorithm=algorithm, params=clean,
+                                  test_size=test_size, seed=seed, pure=False).result()
+    if status == "invalid":
+        message, code, allowed = value
+        raise InvalidRequest(message, code=code, allowed=allowed)
+    return value
