@@ -128,10 +128,10 @@ def decode(data: bytes, *, max_pixels: int, min_longest_side: int | None = None)
         img.load()
     except (OSError, ValueError, SyntaxError, EOFError) as exc:
         raise ImageRejected(f"the image data is damaged or truncated: {exc}") from None
+    # In place: exif_transpose otherwise copies even an upright picture (225 MB at 75 MP, ~1 ms per 3 MP).
+    ImageOps.exif_transpose(img, in_place=True)
     img.info["original_size"] = original_size
-    oriented = ImageOps.exif_transpose(img)
-    oriented.info["original_size"] = original_size
-    return normalize_mode(oriented)
+    return normalize_mode(img)
 
 
 def normalize_mode(img: Image.Image) -> Image.Image:
