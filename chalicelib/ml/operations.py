@@ -469,7 +469,8 @@ def grayscale(image: np.ndarray) -> np.ndarray:
 @OPERATIONS.register(
     "modulate",
     Param("brightness", float, 1.0, "multiplier: 0 is black, 1 unchanged", minimum=0, maximum=10),
-    Param("contrast", float, 1.0, "multiplier around the mean grey: 0 is flat grey, 1 unchanged", minimum=0, maximum=10),
+    Param("contrast", float, 1.0, "multiplier around the mean grey: 0 is flat grey, 1 unchanged",
+          minimum=0, maximum=10),
     Param("saturation", float, 1.0, "multiplier: 0 is greyscale, 1 unchanged", minimum=0, maximum=10),
     description="Change brightness, contrast and saturation (applied in that order, as Pillow's ImageEnhance).",
     scale_plan=_same_size,
