@@ -280,9 +280,9 @@ def crop(image: np.ndarray, *, x: int = 0, y: int = 0, width: int, height: int) 
 
 
 def _check_smart_crop(params: dict) -> dict:
-    sized = params["width"] is not None and params["height"] is not None
-    partly_sized = params["width"] is not None or params["height"] is not None
-    if not (params["aspect"] and not partly_sized or sized and not params["aspect"]):
+    no_size = params["width"] is None and params["height"] is None
+    full_size = params["width"] is not None and params["height"] is not None
+    if not (params["aspect"] is not None and no_size or params["aspect"] is None and full_size):
         raise InvalidRequest("'smart_crop' needs either 'aspect' (like '16:9') or both 'width' and 'height'",
                              allowed=["aspect", "width", "height"])
     return params
@@ -469,7 +469,8 @@ def grayscale(image: np.ndarray) -> np.ndarray:
 @OPERATIONS.register(
     "modulate",
     Param("brightness", float, 1.0, "multiplier: 0 is black, 1 unchanged", minimum=0, maximum=10),
-    Param("contrast", float, 1.0, "multiplier around the mean grey: 0 is flat grey, 1 unchanged", minimum=0, maximum=10),
+    Param("contrast", float, 1.0, "multiplier around the mean grey: 0 is flat grey, 1 unchanged",
+          minimum=0, maximum=10),
     Param("saturation", float, 1.0, "multiplier: 0 is greyscale, 1 unchanged", minimum=0, maximum=10),
     description="Change brightness, contrast and saturation (applied in that order, as Pillow's ImageEnhance).",
     scale_plan=_same_size,

@@ -120,7 +120,8 @@ def test_parameters_are_declared_completely():
     ("convert", {"format": "gif"}, "['jpeg', 'png', 'webp']"),
     ("threshold", {"method": "mean"}, "['otsu', 'binary', 'adaptive']"),
     ("pipeline", {"steps": []}, "at least one"),
-    ("pipeline", {"steps": [{"operation": "grayscale"}, {"operation": "sepia"}]}, "steps[1] (sepia): unknown operation"),
+    ("pipeline", {"steps": [{"operation": "grayscale"}, {"operation": "sepia"}]},
+     "steps[1] (sepia): unknown operation"),
     ("pipeline", {"steps": [{"operation": "blur", "params": {"sigma": -1}}]}, "steps[0] (blur): 'sigma' must be ≥ 0.1"),
     ("pipeline", {"steps": [{"operation": "resize", "params": {}}]}, "steps[0] (resize): 'resize' needs"),
     ("pipeline", {"steps": [{"operation": "pipeline", "params": {"steps": []}}]}, "cannot contain a pipeline"),
@@ -512,3 +513,22 @@ def test_the_pixel_limit_holds_for_the_source_and_for_results(big_jpeg):
 def test_a_bad_request_is_refused_before_the_image_is_read():
     with pytest.raises(InvalidRequest):
         run_operation(b"", "sepia", {}, max_pixels=MAX_PIXELS)
+
+
+EXAMPLES = {
+    "resize": {"width": 50, "height": 50, "fit": "contain"}, "thumbnail": {"size": 40},
+    "crop": {"x": 5, "y": 5, "width": 30, "height": 20}, "smart_crop": {"aspect": "1:1"},
+    "rotate": {"angle": 33.5, "background": "#ff000080"}, "auto_orient": {"orientation": 6},
+    "modulate": {"saturation": 0}, "gamma": {"gamma": 0.5}, "median": {"size": 5}, "denoise": {"strength": 5},
+    "threshold": {"method": "adaptive"}, "convert": {"format": "webp", "quality": 50},
+    "pipeline": {"steps": [{"operation": "thumbnail", "params": {"size": 48}}, {"operation": "edges"}]},
+}
+
+
+@pytest.mark.parametrize("operation", OPERATIONS.names())
+def test_every_operation_runs_end_to_end(china, operation):
+    data = jpeg_bytes(cv2.resize(china, (96, 64), interpolation=cv2.INTER_AREA))
+    out = run_operation(data, operation, EXAMPLES.get(operation, {}), max_pixels=MAX_PIXELS)
+    decoded = Image.open(io.BytesIO(out.data))
+    assert decoded.size == (out.width, out.height) and out.format == decoded.format.lower()
+    assert out.format == ("webp" if operation == "convert" else "jpeg")
