@@ -2,7 +2,9 @@
 from chalice import Chalice
 
 from chalicelib.config import get_settings
+from chalicelib.handlers.datasets import datasets_api
 from chalicelib.handlers.images import images_api
+from chalicelib.handlers.jobs import jobs_api
 from chalicelib.handlers.system import system_api
 from chalicelib.handlers.tasks import tasks_api
 
@@ -11,6 +13,8 @@ app.api.binary_types.append("multipart/form-data")
 app.register_blueprint(system_api)
 app.register_blueprint(images_api)
 app.register_blueprint(tasks_api)
+app.register_blueprint(datasets_api)
+app.register_blueprint(jobs_api)
 
 settings = get_settings()
 

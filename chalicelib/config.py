@@ -32,6 +32,8 @@ class Settings:
     max_frames: int = field(default=200, metadata=_env("PIXELAKE_MAX_FRAMES", "most frames in an animated image"))
     thumbnail_sizes: tuple[int, ...] = field(default=(256, 1024), metadata=_env("PIXELAKE_THUMBNAIL_SIZES", "longest side of each thumbnail, comma-separated"))
     ingest_analyzers: tuple[str, ...] = field(default=("properties", "faces", "phash"), metadata=_env("PIXELAKE_INGEST_ANALYZERS", "analyzers run on every upload, comma-separated"))
+    max_batch_images: int = field(default=10_000, metadata=_env("PIXELAKE_MAX_BATCH_IMAGES", "most images in one batch"))
+    max_dataset_items: int = field(default=100_000, metadata=_env("PIXELAKE_MAX_DATASET_ITEMS", "most items in one dataset"))
     presign_expiry_s: int = field(default=900, metadata=_env("PIXELAKE_PRESIGN_EXPIRY", "lifetime of presigned URLs in seconds"))
     max_wait_s: int = field(default=25, metadata=_env("PIXELAKE_MAX_WAIT", "longest ?wait= a request may ask for (API Gateway times out at 29 s)"))
     auth: str = field(default="off", metadata=_env("PIXELAKE_AUTH", "off (local user) or required"))

@@ -204,3 +204,20 @@ def ready_image(client, workers):
         raise AssertionError(f"image {image_id} was not processed in time")
 
     return upload
+
+
+@pytest.fixture(scope="session")
+def dask_cluster(stack_env):
+    """A real LocalCluster with two worker processes; they inherit the test environment."""
+    from chalicelib import compute
+    from chalicelib.config import reset_settings
+
+    cluster = compute.start_local_cluster(2)
+    os.environ["DASK_SCHEDULER_ADDRESS"] = cluster.scheduler_address
+    reset_settings()
+    compute.reset_client()
+    yield cluster
+    compute.reset_client()
+    cluster.close()
+    os.environ.pop("DASK_SCHEDULER_ADDRESS", None)
+    reset_settings()

@@ -87,6 +87,18 @@ def no_model(name: str) -> ApiError:
                     "POST /api/training-jobs.")
 
 
+def resolve_operation(name: str, params: dict) -> tuple[str, Entry]:
+    """The task kind and registry entry an operation name stands for; raises InvalidRequest/ApiError."""
+    if name == "classify":
+        raise no_model(params.get("model") or "classifier")
+    if name in ML_OPERATIONS:
+        return "analysis", ANALYZERS.get(ML_OPERATIONS[name])
+    if name in OPERATIONS:
+        return "operation", OPERATIONS.get(name)
+    allowed = sorted([*OPERATIONS.names(), *ML_OPERATIONS, "classify"])
+    raise InvalidRequest(f"unknown operation {name!r}; allowed: {allowed}", code="unknown_operation", allowed=allowed)
+
+
 def queue_for(entry: Entry) -> str:
     settings = get_settings()
     return settings.ml_tasks_queue if entry.runtime == ML else settings.tasks_queue
@@ -136,16 +148,7 @@ def accepted_or_finished(request, task_id: int, wait_s: float) -> Response:
        responses={202: "task queued", 200: "task finished within wait", 404: "no such image",
                   409: "image not ready", 400: "unknown operation or bad parameters"})
 def process(body: ProcessRequest, query: WaitQuery):
-    if body.operation == "classify":
-        raise no_model(body.params.get("model") or "classifier")
-    if body.operation in ML_OPERATIONS:
-        kind, entry = "analysis", ANALYZERS.get(ML_OPERATIONS[body.operation])
-    elif body.operation in OPERATIONS:
-        kind, entry = "operation", OPERATIONS.get(body.operation)
-    else:
-        allowed = sorted([*OPERATIONS.names(), *ML_OPERATIONS])
-        raise InvalidRequest(f"unknown operation {body.operation!r}; allowed: {allowed}", code="unknown_operation",
-                             allowed=allowed)
+    kind, entry = resolve_operation(body.operation, body.params)
     params = entry.clean_params(body.params)
     task_id = submit_task(tasks_api.current_request, image_id=body.image_id, kind=kind, entry=entry, params=params)
     return accepted_or_finished(tasks_api.current_request, task_id, query.wait)

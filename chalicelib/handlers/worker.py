@@ -87,6 +87,9 @@ def execute(task_id: int) -> str:
         if task is None:
             return "skipped"
         image = session.get(Image, task.image_id)
+        if image.status != "ready":  # a batch may include images that failed ingest
+            task_rows.fail(task, f"image {image.id} is {image.status}" + (f": {image.error}" if image.error else ""))
+            return "failed"
         work = TaskInput(task.id, task.kind, task.operation, dict(task.params), image.key, image.bucket, image.format)
     data = storage.get(work.image_key, bucket=work.bucket)
     try:

@@ -61,6 +61,7 @@ class LocalStack:
         self._migrate()
         self._provision()
         self._start_pollers()
+        self._start_dask()
         if self.run_api:
             self._start_api()
         return self
@@ -121,6 +122,20 @@ class LocalStack:
                                  region=settings.aws_region)
             poller.start()
             self.stopping.append(poller.stop)
+
+    def _start_dask(self) -> None:
+        if os.environ.get("DASK_SCHEDULER_ADDRESS"):
+            self.urls["dask"] = os.environ["DASK_SCHEDULER_ADDRESS"]
+            return
+        from chalicelib.compute import start_local_cluster
+        from chalicelib.config import reset_settings
+
+        # Started after the environment is complete: worker processes inherit it.
+        cluster = start_local_cluster()
+        os.environ["DASK_SCHEDULER_ADDRESS"] = cluster.scheduler_address
+        reset_settings()
+        self.urls["dask"] = f"{cluster.scheduler_address} (LocalCluster, dashboard {cluster.dashboard_link})"
+        self.stopping.append(cluster.close)
 
     def _start_api(self) -> None:
         import app as chalice_app

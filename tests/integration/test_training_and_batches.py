@@ -1,0 +1,139 @@
+"""Datasets, training jobs and batches on a real two-process Dask LocalCluster."""
+import io
+import json
+
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+import requests
+from PIL import Image
+
+from chalicelib import storage
+from polling import wait_for
+from sample_images import jpeg_bytes
+
+JSON = {"Content-Type": "application/json"}
+
+
+def post(client, path, body):
+    return client.http.post(path, body=json.dumps(body), headers=JSON)
+
+
+def digit_png(pixels: np.ndarray) -> bytes:
+    out = io.BytesIO()
+    Image.fromarray((pixels * 255 / 16).round().astype(np.uint8), "L").save(out, "PNG")
+    return out.getvalue()
+
+
+@pytest.fixture
+def digits_prefix(db):
+    """scikit-learn's 1797 8×8 digits as PNG files, one folder per digit (ImageFolder)."""
+    from sklearn.datasets import load_digits
+
+    from chalicelib.db.session import session_scope
+    from chalicelib.db.users import ensure_local_user
+
+    with session_scope() as session:
+        user_id = ensure_local_user(session).id
+    digits = load_digits()
+    prefix = f"datasets/{user_id}/digits/"
+    for i, (pixels, target) in enumerate(zip(digits.images, digits.target)):
+        storage.put(f"{prefix}{target}/{i:04d}.png", digit_png(pixels), "image/png")
+    return prefix
+
+
+def finished_job(client, job_id, seen_progress):
+    def check():
+        job = client.http.get(f"/api/training-jobs/{job_id}").json_body
+        seen_progress.append(job["progress"]["percent"])
+        return job if job["status"] in ("succeeded", "failed", "cancelled") else None
+    return wait_for(check, timeout=240, interval=0.2, what=f"training job {job_id}")
+
+
+def test_digits_dataset_trains_a_classifier_above_95_percent(client, dask_cluster, digits_prefix):
+    dataset = post(client, "/api/datasets", {"name": "digits", "prefix": digits_prefix})
+    assert dataset.status_code == 201, dataset.body
+    dataset = dataset.json_body
+    assert dataset["item_count"] == 1797 and sorted(dataset["label_counts"]) == [str(d) for d in range(10)]
+
+    job = post(client, "/api/training-jobs", {"dataset_id": dataset["id"], "model_name": "digits",
+                                              "algorithm": "logistic_regression", "features": "pixels",
+                                              "feature_params": {"size": 8}, "test_size": 0.25, "seed": 7})
+    assert job.status_code == 202, job.body
+    progress: list[int] = []
+    done = finished_job(client, job.json_body["id"], progress)
+    assert done["status"] == "succeeded", done["error"]
+    assert done["metrics"]["accuracy"] >= 0.95
+    assert set(done["metrics"]["per_class"]) == {str(d) for d in range(10)}
+    assert len(done["metrics"]["confusion_matrix"]["matrix"]) == 10
+    assert done["progress"] == {"percent": 100, "stage": "succeeded"}
+    assert progress == sorted(progress), "progress never goes backwards"
+    assert done["model"]["name"] == "digits" and done["model"]["version"] == 1
+
+    # The registered artifact classifies a digit it was given as a file.
+    from chalicelib.db.models import MLModel
+    from chalicelib.db.session import session_scope
+    from chalicelib.ml.training import classify_image, load_model
+
+    with session_scope() as session:
+        model_row = session.get(MLModel, done["model"]["id"])
+        key, spec = model_row.artifact_key, model_row.input_spec
+    model = load_model(storage.get(key))
+    sample = storage.get(f"{digits_prefix}3/0003.png")
+    predictions = classify_image(model, sample, spec["feature"], spec["feature_params"])
+    assert predictions[0]["label"] == "3" and 0 < predictions[0]["confidence"] <= 1
+
+
+def test_a_training_job_can_be_cancelled(client, dask_cluster, digits_prefix):
+    dataset = post(client, "/api/datasets", {"name": "digits-cancel", "prefix": digits_prefix}).json_body
+    job = post(client, "/api/training-jobs", {"dataset_id": dataset["id"], "model_name": "never",
+                                              "algorithm": "random_forest", "features": "hog"}).json_body
+    cancelled = post(client, f"/api/training-jobs/{job['id']}/cancel", {})
+    assert cancelled.status_code == 200 and cancelled.json_body["status"] == "cancelled"
+    done = finished_job(client, job["id"], [])
+    assert done["status"] == "cancelled" and done["model"] is None
+    assert post(client, f"/api/training-jobs/{job['id']}/cancel", {}).status_code == 409
+
+
+@pytest.mark.parametrize("body, status", [
+    ({"algorithm": "deep_magic", "features": "pixels"}, 400),
+    ({"algorithm": "knn", "features": "sift"}, 400),
+    ({"algorithm": "knn", "features": "pixels", "params": {"n_neighbors": 0}}, 400),
+    ({"algorithm": "knn", "features": "pixels", "test_size": 0.9}, 400),
+])
+def test_bad_training_requests_are_400(client, dask_cluster, digits_prefix, body, status):
+    dataset = post(client, "/api/datasets", {"name": "d", "prefix": digits_prefix}).json_body
+    response = post(client, "/api/training-jobs", {"dataset_id": dataset["id"], "model_name": "m", **body})
+    assert response.status_code == status and response.json_body["error"]["message"]
+
+
+def test_dataset_sources_are_validated(client, db):
+    assert post(client, "/api/datasets", {"name": "x", "prefix": "datasets/999/other/"}).status_code == 403
+    assert post(client, "/api/datasets", {"name": "x", "prefix": "uploads/1/", "items": []}).status_code == 400
+    bad_csv = post(client, "/api/datasets", {"name": "x", "manifest": "key,label\nonly-one-column\n"})
+    assert bad_csv.status_code == 400 and "line 2" in bad_csv.json_body["error"]["message"]
+
+
+def test_a_batch_accounts_for_every_image_including_bad_ones(client, dask_cluster, ready_image):
+    good = [ready_image(jpeg_bytes((96 + i, 64)))["id"] for i in range(95)]
+    bad = [ready_image(jpeg_bytes()[:2000])["id"] for _ in range(5)]
+    request = {"image_ids": good + bad, "operation": "thumbnail", "params": {"size": 32}}
+    response = post(client, "/api/batches", request)
+    assert response.status_code == 202, response.body
+    batch_id = response.json_body["id"]
+    batch = wait_for(lambda: (b := client.http.get(f"/api/batches/{batch_id}").json_body)["status"] == "succeeded" and b,
+                     timeout=240, interval=0.25, what="the batch")
+    assert (batch["total"], batch["succeeded"], batch["failed"]) == (100, 95, 5)
+    assert batch["progress"]["percent"] == 100
+
+    again = post(client, "/api/batches", request)
+    assert again.status_code == 200 and again.json_body["id"] == batch_id and again.json_body["total"] == 100
+
+    export = client.http.get(f"/api/batches/{batch_id}/export")
+    assert export.status_code == 200, export.body
+    table = pq.read_table(io.BytesIO(requests.get(export.json_body["url"], timeout=10).content))
+    assert table.num_rows == 100
+    statuses = table.column("status").to_pylist()
+    assert statuses.count("failed") == 5
+    failed_errors = [e for e, s in zip(table.column("error").to_pylist(), statuses) if s == "failed"]
+    assert all("failed" in e for e in failed_errors)  # "image N is failed: <reason>"
