@@ -6,7 +6,7 @@
 
 Each layer is `pip install`ed from python3.12 manylinux x86_64 wheels (never from source,
 whatever the build machine is), trimmed of what no import needs (tests, headers, stubs, the
-symbol tables of shared libraries), byte-compiled by python3.12
+symbol tables of extension modules), byte-compiled by python3.12
 with unchecked-hash .pyc (so the Lambda runtime never recompiles: a layer without .pyc costs
 ~2 s more per cold start) and zipped deterministically: sorted entries, fixed timestamps and
 permissions, so the same wheels give the same bytes. Output: build/layers/<name>.zip, the
@@ -109,13 +109,16 @@ def trim(site: Path) -> int:
 
 
 def strip_shared_libraries(site: Path) -> int:
-    """Drop symbol tables no loader needs from the wheels' .so files (~9 MB of the imaging
-    layer); returns the bytes saved. Dynamic symbols (PyInit_*) stay. Skipped without GNU strip."""
+    """Drop symbol tables no loader needs from the extension modules (~8 MB a layer); returns
+    the bytes saved. Dynamic symbols (PyInit_*) stay. The libraries auditwheel grafted into
+    <dist>.libs/ are left alone: patchelf rewrote them, and strip then breaks some (scipy's
+    OpenBLAS: "ELF load command address/offset not page-aligned"). Skipped without GNU strip."""
     strip = shutil.which("strip")
     if strip is None or b"GNU" not in subprocess.run([strip, "--version"], capture_output=True).stdout:
         print("warning: GNU strip not found, shared libraries left unstripped", file=sys.stderr)
         return 0
-    libraries = sorted(str(p) for p in site.rglob("*.so*") if p.is_file() and not p.is_symlink())
+    libraries = sorted(str(p) for p in site.rglob("*.so*") if p.is_file() and not p.is_symlink()
+                       and not any(part.endswith(".libs") for part in p.relative_to(site).parts))
     before = sum(Path(p).stat().st_size for p in libraries)
     for start in range(0, len(libraries), 200):
         subprocess.run([strip, "--strip-unneeded", *libraries[start:start + 200]], check=True)
