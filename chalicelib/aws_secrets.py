@@ -10,7 +10,8 @@ SECRET_KEY once per cold start, before `get_settings()` is first called:
 
 Variables already set win, so the local stack (which sets DATABASE_URL and SECRET_KEY itself)
 never calls AWS. RDS Proxy requires TLS: `database_connect_args()` gives the pg8000 argument
-that turns it on (DATABASE_SSL=require, set by infra/aws).
+that turns it on (DATABASE_SSL=require, set by infra/aws). RDS rotates the password every 7
+days: `refresh_password_on_connect(engine)` makes every new connection use the current one.
 
 Containers (Dask workers, the migration task) use the same code as an entrypoint:
     python -m chalicelib.aws_secrets dask worker tcp://scheduler…:8786
@@ -21,6 +22,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+import time
 from collections.abc import MutableMapping
 from typing import Any
 
@@ -83,6 +85,34 @@ def database_connect_args(environ: MutableMapping[str, str] | None = None) -> di
 
     # RDS Proxy presents an Amazon-issued certificate that the system trust store verifies.
     return {"ssl_context": ssl.create_default_context()}
+
+
+def refresh_password_on_connect(engine: Any, environ: MutableMapping[str, str] | None = None,
+                                client: Any = None, max_age_s: float = 300.0) -> bool:
+    """Give each new DBAPI connection of `engine` the secret's current password (re-read at
+    most every `max_age_s`), so pooled engines in warm Lambdas and long-lived Dask workers
+    survive the rotation. Does nothing (returns False) without DATABASE_SECRET_ARN."""
+    environ = os.environ if environ is None else environ
+    secret_arn = environ.get("DATABASE_SECRET_ARN")
+    if not secret_arn:
+        return False
+    from sqlalchemy import event
+
+    cached: dict[str, Any] = {"password": None, "read_at": 0.0}
+
+    def current_password() -> str:
+        nonlocal client
+        if cached["password"] is None or time.monotonic() - cached["read_at"] > max_age_s:
+            client = client or _secrets_client(environ)
+            cached["password"] = json.loads(secret_string(secret_arn, client))["password"]
+            cached["read_at"] = time.monotonic()
+        return cached["password"]
+
+    @event.listens_for(engine, "do_connect")
+    def _use_current_password(dialect, connection_record, cargs, cparams):
+        cparams["password"] = current_password()
+
+    return True
 
 
 def main(argv: list[str]) -> None:

@@ -79,3 +79,24 @@ def test_entrypoint_execs_the_command_with_the_resolved_environment(tmp_path):
                          cwd=ROOT, capture_output=True, text=True, check=True,
                          env={"PATH": os.environ["PATH"], "PYTHONPATH": str(ROOT)})
     assert out.stdout.strip() == "ran"
+
+
+def test_new_connections_use_the_rotated_password(secrets):
+    from sqlalchemy import create_engine, event
+
+    engine = create_engine("sqlite://")   # any engine: the hook only edits the connect arguments
+    environ = {"DATABASE_SECRET_ARN": secrets["db"]}
+    assert aws_secrets.refresh_password_on_connect(engine, environ, client=secrets["client"], max_age_s=0)
+    seen = []
+
+    @event.listens_for(engine, "do_connect")
+    def record(dialect, connection_record, cargs, cparams):
+        seen.append(cparams.pop("password"))   # sqlite takes no password
+
+    engine.connect().close()
+    secrets["client"].put_secret_value(SecretId=secrets["db"],
+                                       SecretString=json.dumps({"username": "pixelake", "password": "rotated"}))
+    engine.dispose()
+    engine.connect().close()
+    assert seen == [PASSWORD, "rotated"]
+    assert not aws_secrets.refresh_password_on_connect(create_engine("sqlite://"), {})
