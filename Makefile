@@ -49,4 +49,3 @@ deploy: venv
 
 destroy: venv
 	STAGE=$(STAGE) infra/aws/destroy.sh
-
