@@ -7,8 +7,12 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-$(shell cat requirements.txt requirements-dev.txt layers/*/requirements.txt | cksum | cut -d' ' -f1)
 PORT ?= 5000
+# Deployment (docs/deploy.md): `make deploy STAGE=dev` needs AWS credentials, `layers` and
+# `package` do not (the region only names ARNs in the template).
+STAGE ?= dev
+PACKAGE_REGION := $(or $(AWS_REGION),$(AWS_DEFAULT_REGION),us-east-1)
 
-.PHONY: venv dev test schema migrate clean
+.PHONY: venv dev test schema migrate clean layers package deploy destroy
 
 $(STAMP): requirements.txt requirements-dev.txt $(wildcard layers/*/requirements.txt)
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -34,3 +38,22 @@ migrate: venv
 
 clean:
 	rm -rf $(VENV) .pytest_cache
+
+# Lambda layers from python3.12 manylinux wheels into build/layers/*.zip; fails over 250 MB.
+layers: venv
+	$(PY) layers/build.py
+
+# The app's CloudFormation (SAM) template + deployment.zip in build/package/. Queue names are
+# read from PIXELAKE_STAGE when app.py is imported, so it must match --stage.
+package: venv
+	rm -rf build/package
+	PIXELAKE_STAGE=$(STAGE) AWS_DEFAULT_REGION=$(PACKAGE_REGION) $(VENV)/bin/chalice package \
+		--stage $(STAGE) --pkg-format cloudformation --template-format yaml \
+		--merge-template infra/aws/app-merge.yaml build/package/
+	if ls build/layers/*.zip >/dev/null 2>&1; then $(PY) layers/build.py --check-only; fi
+
+deploy: venv
+	STAGE=$(STAGE) infra/aws/deploy.sh
+
+destroy: venv
+	STAGE=$(STAGE) infra/aws/destroy.sh

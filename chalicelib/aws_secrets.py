@@ -1,0 +1,127 @@
+"""Secrets Manager → the environment variables chalicelib/config.py reads.
+
+On AWS no secret sits in a Lambda's or a container's environment: infra/aws passes the ARNs
+of two secrets and the RDS Proxy endpoint, and this module turns them into DATABASE_URL and
+SECRET_KEY once per cold start, before `get_settings()` is first called:
+
+    DATABASE_SECRET_ARN  RDS-managed master secret, JSON {"username", "password"}
+    DATABASE_HOST        RDS Proxy endpoint; DATABASE_PORT (5432) and DATABASE_NAME (pixelake)
+    SECRET_KEY_SECRET_ARN  plain-string secret: the JWT signing key
+
+Variables already set win, so the local stack (which sets DATABASE_URL and SECRET_KEY itself)
+never calls AWS. RDS Proxy requires TLS: `database_connect_args()` gives the pg8000 argument
+that turns it on (DATABASE_SSL=require, set by infra/aws). RDS rotates the password every 7
+days: `refresh_password_on_connect(engine)` makes every new connection use the current one.
+
+Containers (Dask workers, the migration task) use the same code as an entrypoint:
+    python -m chalicelib.aws_secrets dask worker tcp://scheduler…:8786
+    python -m chalicelib.aws_secrets alembic upgrade head
+"""
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+from collections.abc import MutableMapping
+from typing import Any
+
+DEFAULT_DATABASE_NAME = "pixelake"
+DEFAULT_DATABASE_PORT = 5432
+
+
+def _secrets_client(environ: MutableMapping[str, str]):
+    import boto3  # in the Lambda runtime and the worker image; imported only when used
+
+    region = environ.get("AWS_REGION") or environ.get("AWS_DEFAULT_REGION")
+    return boto3.client("secretsmanager", region_name=region)
+
+
+def secret_string(secret_arn: str, client: Any) -> str:
+    return client.get_secret_value(SecretId=secret_arn)["SecretString"]
+
+
+def database_url_from_secret(secret_arn: str, host: str, *, client: Any,
+                             dbname: str = DEFAULT_DATABASE_NAME, port: int = DEFAULT_DATABASE_PORT) -> str:
+    """postgresql+pg8000://user:password@host:port/dbname from an RDS {"username", "password"} secret."""
+    from sqlalchemy.engine import URL
+
+    credentials = json.loads(secret_string(secret_arn, client))
+    url = URL.create("postgresql+pg8000", username=credentials["username"], password=credentials["password"],
+                     host=host, port=port, database=dbname)
+    return url.render_as_string(hide_password=False)
+
+
+def resolve_secret_environment(environ: MutableMapping[str, str] | None = None, client: Any = None) -> list[str]:
+    """Set DATABASE_URL and SECRET_KEY from Secrets Manager where their ARNs are given and the
+    variables are not already set. Returns the names it set (empty off AWS)."""
+    environ = os.environ if environ is None else environ
+    wanted_db = bool(environ.get("DATABASE_SECRET_ARN")) and not environ.get("DATABASE_URL")
+    wanted_key = bool(environ.get("SECRET_KEY_SECRET_ARN")) and not environ.get("SECRET_KEY")
+    if not (wanted_db or wanted_key):
+        return []
+    client = client or _secrets_client(environ)
+    filled = []
+    if wanted_db:
+        if not environ.get("DATABASE_HOST"):
+            raise RuntimeError("DATABASE_SECRET_ARN is set but DATABASE_HOST (the RDS Proxy endpoint) is not")
+        environ["DATABASE_URL"] = database_url_from_secret(
+            environ["DATABASE_SECRET_ARN"], environ["DATABASE_HOST"], client=client,
+            dbname=environ.get("DATABASE_NAME") or DEFAULT_DATABASE_NAME,
+            port=int(environ.get("DATABASE_PORT") or DEFAULT_DATABASE_PORT))
+        filled.append("DATABASE_URL")
+    if wanted_key:
+        environ["SECRET_KEY"] = secret_string(environ["SECRET_KEY_SECRET_ARN"], client)
+        filled.append("SECRET_KEY")
+    return filled
+
+
+def database_connect_args(environ: MutableMapping[str, str] | None = None) -> dict:
+    """pg8000 connect_args for create_engine: TLS when DATABASE_SSL=require (RDS Proxy)."""
+    environ = os.environ if environ is None else environ
+    if environ.get("DATABASE_SSL", "").lower() != "require":
+        return {}
+    import ssl
+
+    # RDS Proxy presents an Amazon-issued certificate that the system trust store verifies.
+    return {"ssl_context": ssl.create_default_context()}
+
+
+def refresh_password_on_connect(engine: Any, environ: MutableMapping[str, str] | None = None,
+                                client: Any = None, max_age_s: float = 300.0) -> bool:
+    """Give each new DBAPI connection of `engine` the secret's current password (re-read at
+    most every `max_age_s`), so pooled engines in warm Lambdas and long-lived Dask workers
+    survive the rotation. Does nothing (returns False) without DATABASE_SECRET_ARN."""
+    environ = os.environ if environ is None else environ
+    secret_arn = environ.get("DATABASE_SECRET_ARN")
+    if not secret_arn:
+        return False
+    from sqlalchemy import event
+
+    cached: dict[str, Any] = {"password": None, "read_at": 0.0}
+
+    def current_password() -> str:
+        nonlocal client
+        if cached["password"] is None or time.monotonic() - cached["read_at"] > max_age_s:
+            client = client or _secrets_client(environ)
+            cached["password"] = json.loads(secret_string(secret_arn, client))["password"]
+            cached["read_at"] = time.monotonic()
+        return cached["password"]
+
+    @event.listens_for(engine, "do_connect")
+    def _use_current_password(dialect, connection_record, cargs, cparams):
+        cparams["password"] = current_password()
+
+    return True
+
+
+def main(argv: list[str]) -> None:
+    """Resolve the secrets into the environment, then exec the given command."""
+    if not argv:
+        raise SystemExit("usage: python -m chalicelib.aws_secrets COMMAND [ARG...]")
+    resolve_secret_environment()
+    os.execvp(argv[0], argv)
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

@@ -1,0 +1,165 @@
+"""The Lambda layers as shipped: each zip, unpacked, works under python3.12 with nothing but
+itself and the standard library on sys.path (as in Lambda, where the layer is /opt/python),
+never needs to recompile a module, fits Lambda's size limit with the function package, and
+builds byte-for-byte the same every time.
+
+The layers are built once per session when build/layers/<name>.zip is missing or older than
+its requirements or layers/build.py (both layers ≈ 40 s from the pip cache)."""
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import subprocess
+import zipfile
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+pytestmark = pytest.mark.layers
+
+
+def _load_build_module():
+    spec = importlib.util.spec_from_file_location("layers_build", ROOT / "layers" / "build.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+build = _load_build_module()
+
+
+def _fresh(name: str) -> bool:
+    archive = build.BUILD_DIR / f"{name}.zip"
+    sources = [build.LAYERS_SRC / name / "requirements.txt", build.LAYERS_SRC / "build.py"]
+    return archive.exists() and all(archive.stat().st_mtime >= s.stat().st_mtime for s in sources)
+
+
+@pytest.fixture(scope="session")
+def layer_dirs(tmp_path_factory) -> dict[str, Path]:
+    """name → the unpacked zip (what Lambda mounts at /opt)."""
+    stale = [name for name in build.layer_names() if not _fresh(name)]
+    args = [arg for name in stale for arg in ("--layer", name)] if stale else ["--check-only"]
+    # main() also checks every function's package + layers against 250 MB and returns 1 if over.
+    assert build.main(args) == 0, "a function is over Lambda's 250 MB unzipped limit"
+    unpacked = {}
+    for name in build.layer_names():
+        target = tmp_path_factory.mktemp(f"opt-{name}")
+        with zipfile.ZipFile(build.BUILD_DIR / f"{name}.zip") as zf:
+            zf.extractall(target)
+        unpacked[name] = target
+    return unpacked
+
+
+def run_in_layer(opt: Path, code: str) -> dict:
+    """Run `code` with python3.12 -S and only opt/python on the path; it prints JSON."""
+    files_before = sum(1 for _ in opt.rglob("*"))
+    # Every module imported must come from the layer or the standard library.
+    guard = (
+        "import sys, sysconfig, json\n"
+        "allowed = (sys.path[0], sysconfig.get_paths()['stdlib'], sysconfig.get_paths()['platstdlib'])\n"
+        "foreign = sorted(n for n, m in list(sys.modules.items())\n"
+        "                 if getattr(m, '__file__', None) and not m.__file__.startswith(allowed))\n"
+        "assert not foreign, foreign\n"
+    )
+    env = {"PYTHONPATH": str(opt / "python"), "PATH": "/usr/bin:/bin", "HOME": str(opt), "LANG": "C.UTF-8"}
+    result = subprocess.run([build.python312(), "-S", "-s", "-c", code + "\n" + guard], env=env,
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    # Nothing was written next to the modules: every import found a valid .pyc.
+    assert sum(1 for _ in opt.rglob("*")) == files_before
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+IMAGING_THUMBNAIL = """
+import io, json
+import numpy as np, cv2
+from PIL import Image
+# A 1200x800 gradient with a red square: JPEG by Pillow, decoded by OpenCV, thumbnailed by both.
+rgb = np.zeros((800, 1200, 3), np.uint8)
+rgb[..., 1] = np.linspace(0, 255, 1200).astype(np.uint8)[None, :]
+rgb[200:400, 300:500] = (255, 0, 0)
+jpeg = io.BytesIO()
+Image.fromarray(rgb).save(jpeg, "JPEG", quality=90)
+bgr = cv2.imdecode(np.frombuffer(jpeg.getvalue(), np.uint8), cv2.IMREAD_COLOR)
+small = cv2.resize(bgr, (256, 171), interpolation=cv2.INTER_AREA)
+pil = Image.open(io.BytesIO(jpeg.getvalue()))
+pil.thumbnail((256, 256), Image.Resampling.LANCZOS)
+ok, png = cv2.imencode(".png", small)
+cascade = cv2.CascadeClassifier(cv2.data.haarcascades + "haarcascade_frontalface_default.xml")
+print(json.dumps({"decoded": list(bgr.shape), "pil_size": list(pil.size), "png": bool(ok),
+                  "mean_abs_diff": float(np.abs(small[..., ::-1].astype(int) - np.asarray(pil).astype(int)).mean()),
+                  "square_bgr": small[64, 85].tolist(), "cascade_loaded": not cascade.empty(),
+                  "numpy": np.__file__, "cv2": cv2.__version__}))
+"""
+
+ML_FIT_AND_SKOPS = """
+import json
+import numpy as np
+import skops.io as sio
+from sklearn.datasets import load_digits
+from sklearn.linear_model import LogisticRegression
+X, y = load_digits(return_X_y=True)
+model = LogisticRegression(max_iter=3000).fit(X[:1400], y[:1400])
+accuracy = float((model.predict(X[1400:]) == y[1400:]).mean())
+data = sio.dumps(model)
+loaded = sio.loads(data, trusted=sio.get_untrusted_types(data=data))
+print(json.dumps({"accuracy": accuracy, "same_predictions": bool((loaded.predict(X[1400:]) == model.predict(X[1400:])).all()),
+                  "numpy": np.__file__}))
+"""
+
+
+def test_imaging_layer_thumbnails_with_pillow_and_opencv(layer_dirs):
+    opt = layer_dirs["imaging"]
+    out = run_in_layer(opt, IMAGING_THUMBNAIL)
+    assert out["numpy"].startswith(str(opt))
+    assert out["decoded"] == [800, 1200, 3] and out["pil_size"] == [256, 171] and out["png"]
+    assert out["mean_abs_diff"] < 4          # OpenCV's and Pillow's thumbnails agree
+    blue, green, red = out["square_bgr"]
+    assert red > 200 and blue < 60           # the red square is where it was, still red
+    assert out["cascade_loaded"]             # faces.py's Haar cascade data survived trimming
+
+
+def test_ml_layer_fits_predicts_and_round_trips_through_skops(layer_dirs):
+    opt = layer_dirs["ml"]
+    out = run_in_layer(opt, ML_FIT_AND_SKOPS)
+    assert out["numpy"].startswith(str(opt))
+    assert out["accuracy"] > 0.9
+    assert out["same_predictions"]
+
+
+@pytest.mark.parametrize("name", ["imaging", "ml"])
+def test_every_module_ships_an_unchecked_hash_pyc(layer_dirs, name):
+    with zipfile.ZipFile(build.BUILD_DIR / f"{name}.zip") as zf:
+        entries = set(zf.namelist())
+        sources = [e for e in entries if e.endswith(".py")]
+        missing = []
+        for source in sources:
+            folder, _, filename = source.rpartition("/")
+            pyc = f"{folder}/__pycache__/{filename[:-3]}.cpython-312.pyc"
+            if pyc not in entries:
+                missing.append(source)
+                continue
+            flags = int.from_bytes(zf.read(pyc)[4:8], "little")
+            assert flags == 0b01, f"{pyc} is not an unchecked hash-based pyc (flags {flags})"
+    assert sources and not missing, missing[:10]
+    assert not [e for e in entries if "/tests/" in e or e.endswith((".pyi", ".h"))]
+
+
+def test_zip_is_reproducible(tmp_path):
+    tree = tmp_path / "tree"
+    (tree / "pkg").mkdir(parents=True)
+    (tree / "pkg" / "b.py").write_text("B = 2\n")
+    (tree / "pkg" / "a.py").write_text("A = 1\n")
+    first, second = tmp_path / "first.zip", tmp_path / "second.zip"
+    build.deterministic_zip(tree, first, "python")
+    os.utime(tree / "pkg" / "a.py", (1_700_000_000, 1_700_000_000))   # a later build, other mtimes
+    build.deterministic_zip(tree, second, "python")
+    assert first.read_bytes() == second.read_bytes()
+    assert zipfile.ZipFile(first).namelist() == ["python/pkg/a.py", "python/pkg/b.py"]
+
+
+def test_function_layers_come_from_chalice_config():
+    assert build.function_layers() == {"api_handler": set(), "ingest_upload": {"imaging"},
+                                       "run_task": {"imaging"}, "run_ml_task": {"ml"}}
