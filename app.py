@@ -1,6 +1,7 @@
 """Pixelake's Chalice app: wires blueprints and event handlers, nothing else."""
 from chalice import Chalice
 
+from chalicelib.aws_secrets import resolve_secret_environment
 from chalicelib.config import get_settings
 from chalicelib.handlers.datasets import datasets_api
 from chalicelib.handlers.images import images_api
@@ -8,15 +9,15 @@ from chalicelib.handlers.jobs import jobs_api
 from chalicelib.handlers.system import system_api
 from chalicelib.handlers.tasks import tasks_api
 
+# In AWS, DATABASE_URL and SECRET_KEY come from Secrets Manager at cold start (a no-op
+# elsewhere). Before the first get_settings(): nothing reads settings at import.
+resolve_secret_environment()
+settings = get_settings()
+
 app = Chalice(app_name="pixelake")
 app.api.binary_types.append("multipart/form-data")
-app.register_blueprint(system_api)
-app.register_blueprint(images_api)
-app.register_blueprint(tasks_api)
-app.register_blueprint(datasets_api)
-app.register_blueprint(jobs_api)
-
-settings = get_settings()
+for blueprint in (system_api, images_api, tasks_api, datasets_api, jobs_api):
+    app.register_blueprint(blueprint)
 
 
 @app.on_sqs_message(queue=settings.uploads_queue, batch_size=10)

@@ -32,15 +32,19 @@ def get_engine() -> Engine:
     # A Lambda container serves one request at a time: one pooled connection, a few overflow
     # ones for the local stack's threads, pre-ping so a connection RDS Proxy dropped while the
     # container was frozen is replaced instead of failing the request.
-    return create_engine(
+    from chalicelib.aws_secrets import database_connect_args, refresh_password_on_connect
+
+    engine = create_engine(
         normalize_url(url),
         pool_size=1,
         max_overflow=4,
         pool_pre_ping=True,
         pool_recycle=280,
         pool_timeout=10,
-        connect_args={"timeout": 10},
+        connect_args={"timeout": 10, **database_connect_args()},  # TLS to RDS Proxy in AWS
     )
+    refresh_password_on_connect(engine)  # RDS rotates the password; new connections use the current one
+    return engine
 
 
 @functools.cache

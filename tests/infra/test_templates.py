@@ -24,7 +24,7 @@ CHALICE_CONFIG = json.loads((ROOT / ".chalice" / "config.json").read_text())
 CONSUMERS = {"uploads": ("ingest_upload", "IngestUpload"),
              "tasks": ("run_task", "RunTask"),
              "ml-tasks": ("run_ml_task", "RunMlTask")}
-FUNCTIONS = {"APIHandler": ("app.app", None),
+FUNCTIONS = {"APIHandler": ("app.app", "DaskLayer"),
              "IngestUpload": ("app.ingest_upload", "ImagingLayer"),
              "RunTask": ("app.run_task", "ImagingLayer"),
              "RunMlTask": ("app.run_ml_task", "MlLayer")}
@@ -110,7 +110,8 @@ def test_chalice_config_stages_and_layers():
     assert set(CHALICE_CONFIG["stages"]) == {"local", "dev", "prod"}
     for stage in ("dev", "prod"):
         functions = CHALICE_CONFIG["stages"][stage]["lambda_functions"]
-        assert functions["api_handler"] == {"lambda_memory_size": 512, "lambda_timeout": 30}
+        assert functions["api_handler"] == {"lambda_memory_size": 512, "lambda_timeout": 30,
+                                            "layers": ["pixelake-layer:dask"]}
         assert functions["ingest_upload"]["layers"] == functions["run_task"]["layers"] == ["pixelake-layer:imaging"]
         assert functions["run_ml_task"]["layers"] == ["pixelake-layer:ml"]
         assert all(functions[f]["reserved_concurrency"] > 0 for f in ("ingest_upload", "run_task", "run_ml_task"))
@@ -160,7 +161,7 @@ def test_packaged_functions_have_names_handlers_layers_roles_and_vpc(packaged):
                 "DASK_SCHEDULER_ADDRESS"} <= env.keys()
     assert len(roles) == 4, "one role per function"
     assert resources["APIHandler"]["Properties"]["FunctionName"] == {"Fn::Sub": "pixelake-${Stage}-api"}
-    for layer in ("ImagingLayer", "MlLayer"):
+    for layer in ("ImagingLayer", "MlLayer", "DaskLayer"):
         assert resources[layer]["Properties"]["ContentUri"].startswith("../layers/")
     assert resources["ApiHandlerLogGroup"]["Properties"]["LogGroupName"] == {"Fn::Sub": "/aws/lambda/${APIHandler}"}
     [throttle] = resources["RestAPI"]["Properties"]["MethodSettings"]
@@ -172,6 +173,7 @@ def test_packaged_sqs_event_sources_consume_the_storage_queues(packaged):
     for suffix, (_, logical_id) in CONSUMERS.items():
         [event] = resources[logical_id]["Properties"]["Events"].values()
         assert event["Type"] == "SQS"
+        assert event["Properties"]["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
         assert event["Properties"]["Queue"]["Fn::Sub"].endswith(f":pixelake-dev-{suffix}")
         role = resources[logical_id]["Properties"]["Role"]["Fn::GetAtt"][0]
         statements = resources[role]["Properties"]["Policies"][0]["PolicyDocument"]["Statement"]

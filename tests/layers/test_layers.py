@@ -129,7 +129,16 @@ def test_ml_layer_fits_predicts_and_round_trips_through_skops(layer_dirs):
     assert out["same_predictions"]
 
 
-@pytest.mark.parametrize("name", ["imaging", "ml"])
+def test_dask_layer_gives_the_api_a_client(layer_dirs):
+    opt = layer_dirs["dask"]
+    result = run_in_layer(opt, (
+        "import json, distributed, dask\n"
+        "from distributed import Client, fire_and_forget\n"
+        "print(json.dumps({'version': distributed.__version__, 'same': dask.__version__ == distributed.__version__}))\n"))
+    assert result["same"] is True
+
+
+@pytest.mark.parametrize("name", ["imaging", "ml", "dask"])
 def test_every_module_ships_an_unchecked_hash_pyc(layer_dirs, name):
     with zipfile.ZipFile(build.BUILD_DIR / f"{name}.zip") as zf:
         entries = set(zf.namelist())
@@ -161,5 +170,5 @@ def test_zip_is_reproducible(tmp_path):
 
 
 def test_function_layers_come_from_chalice_config():
-    assert build.function_layers() == {"api_handler": set(), "ingest_upload": {"imaging"},
+    assert build.function_layers() == {"api_handler": {"dask"}, "ingest_upload": {"imaging"},
                                        "run_task": {"imaging"}, "run_ml_task": {"ml"}}
