@@ -3,6 +3,7 @@ from chalice import Chalice
 
 from chalicelib.config import get_settings
 from chalicelib.handlers.images import images_api
+from chalicelib.handlers.models import models_api
 from chalicelib.handlers.system import system_api
 from chalicelib.handlers.tasks import tasks_api
 
@@ -11,6 +12,7 @@ app.api.binary_types.append("multipart/form-data")
 app.register_blueprint(system_api)
 app.register_blueprint(images_api)
 app.register_blueprint(tasks_api)
+app.register_blueprint(models_api)
 
 settings = get_settings()
 
@@ -24,6 +26,14 @@ def ingest_upload(event):
 
 @app.on_sqs_message(queue=settings.tasks_queue, batch_size=5)
 def run_task(event):
+    from chalicelib.handlers.worker import run_tasks
+
+    return run_tasks(event)
+
+
+@app.on_sqs_message(queue=settings.ml_tasks_queue, batch_size=5)
+def run_ml_task(event):
+    """scikit-learn model tasks, in the ml layer's function (no OpenCV there)."""
     from chalicelib.handlers.worker import run_tasks
 
     return run_tasks(event)
