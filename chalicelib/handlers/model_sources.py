@@ -47,7 +47,8 @@ def new_upload(user_id: int) -> tuple[str, str]:
 
 def staging_key(user_id: int, upload_id: str) -> str:
     if not UPLOAD_ID.match(upload_id or ""):
-        raise ApiError(400, "invalid_upload_id", "upload_id must be the 32 hex digits POST /api/models/uploads returned")
+        raise ApiError(400, "invalid_upload_id",
+                       "upload_id must be the 32 hex digits POST /api/models/uploads returned")
     return f"{STAGING_PREFIX}{user_id}/{upload_id}"
 
 
@@ -55,6 +56,10 @@ def too_large(size: int | None = None) -> ApiError:
     limit = get_settings().max_model_bytes
     said = f"the model file is {size:,} bytes; " if size is not None else "the model file is larger than allowed; "
     return ApiError(413, "model_too_large", f"{said}the limit is {limit:,} bytes")
+
+
+class _TooLarge(Exception):
+    pass
 
 
 class _HashingReader:
@@ -78,10 +83,6 @@ class _HashingReader:
             self.head += chunk[:HEAD_BYTES - len(self.head)]
         self.digest.update(chunk)
         return chunk
-
-
-class _TooLarge(Exception):
-    pass
 
 
 def stage_bytes(user_id: int, data: bytes) -> StagedArtifact:
@@ -126,7 +127,8 @@ def check_url(url: str) -> None:
     except ValueError as exc:
         raise ApiError(400, "invalid_url", f"the url is not valid: {exc}") from None
     if parsed.scheme not in ("http", "https"):
-        raise ApiError(400, "invalid_url", f"only http and https URLs can be downloaded, got {parsed.scheme or 'no'} scheme")
+        raise ApiError(400, "invalid_url",
+                       f"only http and https URLs can be downloaded, got {parsed.scheme or 'no'} scheme")
     if not parsed.hostname:
         raise ApiError(400, "invalid_url", "the url has no host")
     if get_settings().model_url_private == "allow":

@@ -84,9 +84,10 @@ def clean_input_spec(framework: str, spec: dict) -> dict:
 
         unknown = sorted(set(spec) - {"feature", "feature_params"})
         if unknown or "feature" not in spec:
+            extra = f"; unknown field(s) {unknown}" if unknown else ""
             raise InvalidRequest(
                 "a scikit-learn model's input_spec names the feature it was trained on: "
-                '{"feature": "pixels", "feature_params": {"size": 8}}' + (f"; unknown field(s) {unknown}" if unknown else ""),
+                '{"feature": "pixels", "feature_params": {"size": 8}}' + extra,
                 code="invalid_input_spec", allowed=FEATURES.names())
         if spec["feature"] not in FEATURES:
             raise InvalidRequest(f"unknown feature {spec['feature']!r}; allowed: {FEATURES.names()}",
@@ -163,11 +164,13 @@ def register_model():
         except MultipartError as exc:
             raise ApiError(400, "invalid_multipart", str(exc)) from None
         if "metadata" not in parts or "file" not in parts or not parts["file"].data:
-            raise ApiError(400, "missing_file", "send the model as the multipart field 'file' and its description "
-                                                "(name, framework, task, input_spec, labels) as the JSON field 'metadata'")
+            raise ApiError(400, "missing_file",
+                           "send the model as the multipart field 'file' and its description "
+                           "(name, framework, task, input_spec, labels) as the JSON field 'metadata'")
         body = _decode_registration(bytes(parts["metadata"].data))
         if body.url or body.upload_id:
-            raise ApiError(400, "invalid_request", "a multipart registration carries the file itself: no url or upload_id")
+            raise ApiError(400, "invalid_request",
+                           "a multipart registration carries the file itself: no url or upload_id")
         spec = check_request(body)
         staged = model_sources.stage_bytes(user_id, bytes(parts["file"].data))
     else:
@@ -190,7 +193,8 @@ http.ROUTES[-1] = dataclasses.replace(http.ROUTES[-1], body=RegisterRequest)
 
 
 @route(models_api, "/api/models/uploads", methods=["POST"], body=ModelUploadRequest, tag="models",
-       summary="Start a direct upload of a model file to S3: a presigned POST; then POST /api/models with its upload_id",
+       summary="Start a direct upload of a model file to S3: a presigned POST; "
+               "then POST /api/models with its upload_id",
        responses={201: "upload_id, url and fields", 413: "too large"})
 def presign_model_upload(body: ModelUploadRequest):
     if body.size > get_settings().max_model_bytes:
@@ -226,7 +230,8 @@ def _version(raw: str) -> int:
 def no_such_model(name: str, version: int | None = None) -> ApiError:
     if version is None:
         return ApiError(404, "model_not_found", f"you have no model named {name!r}; register one with POST /api/models")
-    return ApiError(404, "model_not_found", f"model {name!r} has no version {version}; GET /api/models/{name} lists them")
+    return ApiError(404, "model_not_found",
+                    f"model {name!r} has no version {version}; GET /api/models/{name} lists them")
 
 
 @route(models_api, "/api/models/{name}", methods=["GET"], tag="models",

@@ -151,7 +151,8 @@ def choose_model(request, name: str | None, *, task: str | None = None) -> Chose
             raise no_model(name, task=task or "classify",
                            versions=model_rows.list_versions(session, user_id, name) if name is not None else None)
         if task is not None and model.task != task:
-            raise ApiError(400, "wrong_model_task", f"model {name!r} is a {model.task} model; {task} needs a {task} model")
+            raise ApiError(400, "wrong_model_task",
+                           f"model {name!r} is a {model.task} model; {task} needs a {task} model")
         return ChosenModel(model.id, model.name, model.version, model.framework, model.task)
 
 

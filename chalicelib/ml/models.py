@@ -362,7 +362,10 @@ def load_sklearn(path_or_bytes: str | os.PathLike | bytes) -> Any:
     """
     import skops.io
 
-    data = bytes(path_or_bytes) if isinstance(path_or_bytes, (bytes, bytearray, memoryview)) else Path(path_or_bytes).read_bytes()
+    if isinstance(path_or_bytes, (bytes, bytearray, memoryview)):
+        data = bytes(path_or_bytes)
+    else:
+        data = Path(path_or_bytes).read_bytes()
     try:
         untrusted = skops.io.get_untrusted_types(data=data)
     except Exception as exc:  # noqa: BLE001 - not a zip, no schema: not a skops file
@@ -461,7 +464,8 @@ MODEL_TASKS = Registry("model task")
     Param("min_confidence", float, 0.0, "leave out labels less confident than this", minimum=0.0, maximum=1.0),
     produces_image=False,
 )
-def classify(model: OnnxModel | SklearnModel, source: AnalysisInput, *, top_k: int, min_confidence: float) -> list[dict]:
+def classify(model: OnnxModel | SklearnModel, source: AnalysisInput, *, top_k: int,
+             min_confidence: float) -> list[dict]:
     """Top-k labels with softmax (or the classifier's own) confidences, best first."""
     return [p for p in model.classify(source, top_k) if p["confidence"] >= min_confidence]
 
@@ -472,7 +476,8 @@ def classify(model: OnnxModel | SklearnModel, source: AnalysisInput, *, top_k: i
     Param("min_confidence", float, 0.5, "leave out objects less confident than this", minimum=0.0, maximum=1.0),
     produces_image=False,
 )
-def detect(model: OnnxModel | SklearnModel, source: AnalysisInput, *, top_k: int, min_confidence: float) -> list[dict]:
+def detect(model: OnnxModel | SklearnModel, source: AnalysisInput, *, top_k: int,
+           min_confidence: float) -> list[dict]:
     """Objects with label, confidence and box (pixels of the stored, oriented image)."""
     if not isinstance(model, OnnxModel):
         raise InvalidRequest("only ONNX models can detect objects", code="unsupported_model")
