@@ -102,6 +102,11 @@ def file_server():
 
     class Handler(http.server.BaseHTTPRequestHandler):
         def do_GET(self):
+            if self.path.startswith("/redirect/"):  # /redirect/<url>: a 302 to <url>
+                self.send_response(302)
+                self.send_header("Location", self.path.removeprefix("/redirect/"))
+                self.end_headers()
+                return
             data = files.get(self.path)
             if data is None:
                 self.send_error(404)
@@ -369,12 +374,19 @@ def test_bad_files_and_downloads_are_refused(client, file_server, model_cache):
     files["/page.html"] = b"<html>sign in to download</html>"
     html = post(client, "/api/models", {**colours(), "url": f"{base_url}/page.html"})
     assert html.status_code == 400 and html.json_body["error"]["code"] == "invalid_model"
+    files["/colours.onnx"] = colour_net(1.0)
+    to_ftp = post(client, "/api/models", {**colours(), "url": f"{base_url}/redirect/ftp://127.0.0.1/colours.onnx"})
+    assert to_ftp.status_code == 400 and to_ftp.json_body["error"]["code"] == "invalid_url"
+    redirected = f"{base_url}/redirect/{base_url}/colours.onnx"
+    followed = post(client, "/api/models", {**colours("followed"), "url": redirected})
+    assert followed.status_code == 201
+    assert followed.json_body["sha256"] == hashlib.sha256(files["/colours.onnx"]).hexdigest()
     not_skops = register_file(client, {**colours(), "framework": "sklearn", "input_spec": {"feature": "pixels"}},
                               colour_net(1.0))
     assert not_skops.status_code == 400 and not_skops.json_body["error"]["code"] == "invalid_model"
     no_file = post(client, "/api/models", colours())
     assert no_file.status_code == 400
-    assert client.http.get("/api/models").json_body["items"] == []
+    assert [m["name"] for m in client.http.get("/api/models").json_body["items"]] == ["followed"]
 
 
 def test_a_large_download_streams_into_s3_in_parts_with_the_right_sha256(client, file_server):
