@@ -188,8 +188,14 @@ def register_model():
     return created(model, f"/api/models/{model['name']}")
 
 
-# The route decodes its body itself (JSON or multipart); document the JSON schema all the same.
-http.ROUTES[-1] = dataclasses.replace(http.ROUTES[-1], body=RegisterRequest)
+def _document_body(path: str, method: str, body: type) -> None:
+    """Give a route that decodes its own body (JSON or multipart) its JSON schema in the docs."""
+    for i, doc in enumerate(http.ROUTES):
+        if (doc.path, doc.method) == (path, method):
+            http.ROUTES[i] = dataclasses.replace(doc, body=body)
+
+
+_document_body("/api/models", "POST", RegisterRequest)
 
 
 @route(models_api, "/api/models/uploads", methods=["POST"], body=ModelUploadRequest, tag="models",
