@@ -6,6 +6,7 @@ from chalicelib.config import get_settings
 from chalicelib.handlers.datasets import datasets_api
 from chalicelib.handlers.images import images_api
 from chalicelib.handlers.jobs import jobs_api
+from chalicelib.handlers.models import models_api
 from chalicelib.handlers.system import system_api
 from chalicelib.handlers.tasks import tasks_api
 
@@ -16,7 +17,7 @@ settings = get_settings()
 
 app = Chalice(app_name="pixelake")
 app.api.binary_types.append("multipart/form-data")
-for blueprint in (system_api, images_api, tasks_api, datasets_api, jobs_api):
+for blueprint in (system_api, images_api, tasks_api, models_api, datasets_api, jobs_api):
     app.register_blueprint(blueprint)
 
 
@@ -29,6 +30,14 @@ def ingest_upload(event):
 
 @app.on_sqs_message(queue=settings.tasks_queue, batch_size=5)
 def run_task(event):
+    from chalicelib.handlers.worker import run_tasks
+
+    return run_tasks(event)
+
+
+@app.on_sqs_message(queue=settings.ml_tasks_queue, batch_size=5)
+def run_ml_task(event):
+    """scikit-learn model tasks, in the ml layer's function (no OpenCV there)."""
     from chalicelib.handlers.worker import run_tasks
 
     return run_tasks(event)

@@ -308,5 +308,13 @@ GROUP BY t.owner_id, date_trunc('day', t.queued_at), t.operation, t.status;
 
 INSERT INTO alembic_version (version_num) VALUES ('0001') RETURNING alembic_version.version_num;
 
+-- Running upgrade 0001 -> 0002
+
+ALTER TABLE processing_tasks DROP CONSTRAINT ck_processing_tasks_kind;
+
+ALTER TABLE processing_tasks ADD CONSTRAINT ck_processing_tasks_kind CHECK (kind IN ('operation', 'analysis', 'model'));
+
+UPDATE alembic_version SET version_num='0002' WHERE alembic_version.version_num = '0001';
+
 COMMIT;
 

@@ -40,6 +40,10 @@ class Settings:
     secret_key: str = field(default="", metadata=_env("SECRET_KEY", "JWT signing key"))
     dask_scheduler_address: str = field(default="", metadata=_env("DASK_SCHEDULER_ADDRESS", "Dask scheduler; empty for a local cluster"))
     tmp_dir: str = field(default="/tmp/pixelake", metadata=_env("PIXELAKE_TMP", "cache for model artifacts"))
+    max_model_bytes: int = field(default=200 * 1024 * 1024, metadata=_env("PIXELAKE_MAX_MODEL_BYTES", "largest model file registered"))
+    # A URL on a private or loopback address reaches inside the deployment (the Lambda runtime
+    # API listens on 127.0.0.1): refused outside the local stage unless allowed here.
+    model_url_private: str = field(default="", metadata=_env("PIXELAKE_MODEL_URL_PRIVATE", "allow or deny model URLs on private/loopback addresses; default allow on the local stage, deny elsewhere"))
 
     def __post_init__(self) -> None:
         derived = {
@@ -47,6 +51,7 @@ class Settings:
             "uploads_queue": f"pixelake-{self.stage}-uploads",
             "tasks_queue": f"pixelake-{self.stage}-tasks",
             "ml_tasks_queue": f"pixelake-{self.stage}-ml-tasks",
+            "model_url_private": "allow" if self.stage == "local" else "deny",
         }
         for name, value in derived.items():
             if not getattr(self, name):

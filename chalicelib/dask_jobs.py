@@ -94,13 +94,14 @@ def register_trained_model(spec: dict, job_id: int, artifact: bytes, labels: lis
     from chalicelib.db import ml_models
 
     sha256 = hashlib.sha256(artifact).hexdigest()
+    owner, name = spec["owner_id"], spec["model_name"]
     with session_scope() as session:
-        model = ml_models.register_version(
-            session, owner_id=spec["owner_id"], name=spec["model_name"], framework="sklearn", task="classify",
-            sha256=sha256, size_bytes=len(artifact), labels=labels, metrics=metrics,
-            input_spec={"feature": spec["features"], "feature_params": feature_params},
-            artifact_key=lambda version: f"models/{spec['owner_id']}/{spec['model_name']}/{version}/model.skops",
-            training_job_id=job_id)
+        version = ml_models.allocate_version(session, owner, name)
+        model = ml_models.create(
+            session, owner_id=owner, name=name, version=version, framework="sklearn", task="classify",
+            artifact_key=f"models/{owner}/{name}/{version}/model.skops", sha256=sha256, size_bytes=len(artifact),
+            input_spec={"feature": spec["features"], "feature_params": feature_params}, labels=labels,
+            metrics=metrics, description=f"trained by training job {job_id}", training_job_id=job_id)
         storage.put(model.artifact_key, artifact, "application/octet-stream")
         return model.id
 

@@ -164,7 +164,7 @@ def drain_queue(stack_env):
 
 @pytest.fixture
 def workers(db, chalice_app):
-    """Pollers feeding the uploads and tasks queues to the Chalice handlers, as the local stack runs them."""
+    """Pollers feeding the uploads, tasks and ml-tasks queues to the Chalice handlers, as the local stack runs them."""
     from chalicelib import queues
     from chalicelib.config import get_settings
     from infra.local.pollers import QueuePoller
@@ -175,6 +175,8 @@ def workers(db, chalice_app):
                     name="ingest_upload", wait_s=1),
         QueuePoller(queues.sqs_client(), queues.queue_url(settings.tasks_queue), chalice_app.run_task,
                     name="run_task", wait_s=1),
+        QueuePoller(queues.sqs_client(), queues.queue_url(settings.ml_tasks_queue), chalice_app.run_ml_task,
+                    name="run_ml_task", wait_s=1),
     ]
     for poller in pollers:
         poller.start()

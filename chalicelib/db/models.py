@@ -38,6 +38,10 @@ IMAGE_STATUSES = ("pending", "processing", "ready", "failed")
 TASK_STATUSES = ("pending", "running", "succeeded", "failed")
 JOB_STATUSES = ("pending", "running", "succeeded", "failed", "cancelled")
 MODEL_STATUSES = ("active", "inactive", "archived")
+MODEL_FRAMEWORKS = ("onnx", "sklearn", "opencv")
+MODEL_TASKS = ("classify", "detect", "segment", "embed")
+# operation: an image operation; analysis: a built-in analyzer; model: a registered model.
+TASK_KINDS = ("operation", "analysis", "model")
 
 
 def _in(column: str, values: tuple[str, ...]) -> str:
@@ -136,7 +140,7 @@ class ProcessingTask(Timestamped, Base):
     __tablename__ = "processing_tasks"
     __table_args__ = (
         CheckConstraint(_in("status", TASK_STATUSES), name="status"),
-        CheckConstraint(_in("kind", ("operation", "analysis")), name="kind"),
+        CheckConstraint(_in("kind", TASK_KINDS), name="kind"),
         Index("ix_processing_tasks_operation_status", "operation", "status"),
         Index("ix_processing_tasks_owner_id_id", "owner_id", text("id DESC")),
         Index("ix_processing_tasks_finished_at", "finished_at"),
@@ -162,6 +166,7 @@ class ProcessingTask(Timestamped, Base):
     duration_ms: Mapped[int | None] = mapped_column(Integer)
 
     results: Mapped[list[Result]] = relationship(back_populates="task", order_by="Result.id")
+    model: Mapped[MLModel | None] = relationship()
 
 
 class Result(Timestamped, Base):
@@ -191,8 +196,8 @@ class MLModel(Timestamped, Base):
     __tablename__ = "ml_models"
     __table_args__ = (
         UniqueConstraint("owner_id", "name", "version"),
-        CheckConstraint(_in("framework", ("onnx", "sklearn", "opencv")), name="framework"),
-        CheckConstraint(_in("task", ("classify", "detect", "segment", "embed")), name="task"),
+        CheckConstraint(_in("framework", MODEL_FRAMEWORKS), name="framework"),
+        CheckConstraint(_in("task", MODEL_TASKS), name="task"),
         CheckConstraint(_in("status", MODEL_STATUSES), name="status"),
         # At most one active version per name and owner.
         Index("uq_ml_models_active", "owner_id", "name", unique=True, postgresql_where=text("status = 'active'")),

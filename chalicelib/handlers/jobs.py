@@ -17,7 +17,7 @@ from chalicelib.db.models import Batch, Image, MLModel, TrainingJob
 from chalicelib.db.session import session_scope
 from chalicelib.handlers.http import ApiError, created, not_found, parse_id, route, to_json
 from chalicelib.handlers.identity import current_principal
-from chalicelib.handlers.tasks import ANALYZERS, no_model, resolve_operation
+from chalicelib.handlers.tasks import ANALYZERS, choose_model, resolve_operation
 
 jobs_api = Blueprint(__name__)
 
@@ -189,14 +189,18 @@ def request_hash(owner_id: int, body: CreateBatch) -> str:
 def create_batch(body: CreateBatch):
     if (body.operation is None) == (body.model is None):
         raise ApiError(400, "invalid_request", "give exactly one of 'operation' or 'model'")
-    if body.model is not None:
-        if body.model not in ANALYZERS:
-            raise no_model(body.model)
-        kind, entry = "analysis", ANALYZERS.get(body.model)
+    from chalicelib.ml.models import model_task
+    request = jobs_api.current_request
+    model_id, operation = None, body.operation
+    if body.model in ANALYZERS:
+        kind, entry, operation = "analysis", ANALYZERS.get(body.model), body.model
+    elif body.model is not None:  # a registered model: its active version, pinned for the whole batch
+        chosen = choose_model(request, body.model)
+        kind, entry, model_id, operation = "model", model_task(chosen.task), chosen.id, chosen.name
     else:
-        kind, entry = resolve_operation(body.operation, body.params)
+        kind, entry = resolve_operation(body.operation)
     params = entry.clean_params(body.params)
-    principal = current_principal(jobs_api.current_request)
+    principal = current_principal(request)
     digest = request_hash(principal.user_id, body)
     with session_scope() as session:
         existing = job_rows.find_batch(session, principal.user_id, digest)
@@ -210,11 +214,11 @@ def create_batch(body: CreateBatch):
         if len(image_ids) > get_settings().max_batch_images:
             raise ApiError(400, "batch_too_large",
                            f"{len(image_ids):,} images; the limit is {get_settings().max_batch_images:,}")
-        batch = Batch(owner_id=principal.user_id, request_hash=digest, operation=entry.name, params=params,
+        batch = Batch(owner_id=principal.user_id, request_hash=digest, operation=operation, params=params,
                       source=source, status="pending", total=len(image_ids))
         session.add(batch)
         session.flush()
-        job_rows.add_batch_tasks(session, batch, kind=kind, image_ids=image_ids, params=params)
+        job_rows.add_batch_tasks(session, batch, kind=kind, image_ids=image_ids, params=params, model_id=model_id)
         batch_body = batch_json(batch, job_rows.batch_counts(session, batch.id))
     from chalicelib.dask_jobs import run_batch_job
 

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 from typing import Annotated, Any
 
 import msgspec
@@ -11,6 +12,7 @@ from msgspec import Meta
 from chalicelib import queues, storage
 from chalicelib.config import get_settings
 from chalicelib.db import images as image_rows
+from chalicelib.db import ml_models as model_rows
 from chalicelib.db import tasks as task_rows
 from chalicelib.db.models import ProcessingTask
 from chalicelib.db.session import session_scope
@@ -77,20 +79,29 @@ def task_json(task: ProcessingTask) -> dict:
         "started_at": task.started_at,
         "finished_at": task.finished_at,
         "duration_ms": task.duration_ms,
+        "model": {"name": task.model.name, "version": task.model.version} if task.model is not None else None,
     }
 
 
-def no_model(name: str) -> ApiError:
+def no_model(name: str | None, *, task: str = "classify", versions: list | None = None) -> ApiError:
+    """The 404 for a model that cannot run, saying how to get one."""
+    register = ("Register your own with POST /api/models (an ONNX file or URL), or train one with "
+                "POST /api/training-jobs.")
+    if versions:
+        listed = ", ".join(f"{m.version} ({m.status})" for m in versions)
+        return ApiError(404, "model_not_found",
+                        f"model {name!r} has no active version (versions: {listed}); activate one with "
+                        f"POST /api/models/{name}/versions/<version>/activate, or register a new version "
+                        "with POST /api/models.")
+    if name is None:
+        return ApiError(404, "model_not_found",
+                        f"you have no active {task} model and none was named in params.model. {register}")
     return ApiError(404, "model_not_found",
-                    f"no model named {name!r}. Built-in analyzers: {ANALYZERS.names()}. "
-                    "Register your own with POST /api/models (an ONNX file or URL), or train one with "
-                    "POST /api/training-jobs.")
+                    f"no model named {name!r}. Built-in analyzers: {ANALYZERS.names()}. {register}")
 
 
-def resolve_operation(name: str, params: dict) -> tuple[str, Entry]:
-    """The task kind and registry entry an operation name stands for; raises InvalidRequest/ApiError."""
-    if name == "classify":
-        raise no_model(params.get("model") or "classifier")
+def resolve_operation(name: str) -> tuple[str, Entry]:
+    """The task kind and registry entry of an image operation or built-in ML operation; raises InvalidRequest."""
     if name in ML_OPERATIONS:
         return "analysis", ANALYZERS.get(ML_OPERATIONS[name])
     if name in OPERATIONS:
@@ -104,8 +115,12 @@ def queue_for(entry: Entry) -> str:
     return settings.ml_tasks_queue if entry.runtime == ML else settings.tasks_queue
 
 
-def submit_task(request, *, image_id: int, kind: str, entry: Entry, params: dict, model_id: int | None = None) -> int:
-    """Create a task for the caller's image and enqueue it; returns the task id."""
+def submit_task(request, *, image_id: int, kind: str, entry: Entry, params: dict, model_id: int | None = None,
+                operation: str | None = None, queue: str | None = None) -> int:
+    """Create a task for the caller's image and enqueue it; returns the task id.
+
+    `operation` and `queue` default to the entry's name and runtime (a model task names its model).
+    """
     principal = current_principal(request)
     with session_scope() as session:
         image = image_rows.get_for_owner(session, image_id, principal.owner_filter)
@@ -116,10 +131,51 @@ def submit_task(request, *, image_id: int, kind: str, entry: Entry, params: dict
                            f"image {image_id} is {image.status}" + (f": {image.error}" if image.error else
                                                                     "; try again when it is ready"))
         task = task_rows.create(session, owner_id=image.owner_id, image_id=image_id, kind=kind,
-                                operation=entry.name, params=params, model_id=model_id)
+                                operation=operation or entry.name, params=params, model_id=model_id)
         task_id = task.id
-    queues.send(queue_for(entry), {"task_id": task_id})
+    queues.send(queue or queue_for(entry), {"task_id": task_id})
     return task_id
+
+
+# --- registered models (registered through chalicelib/handlers/models.py) ---------------------
+
+@dataclass(frozen=True)
+class ChosenModel:
+    id: int
+    name: str
+    version: int
+    framework: str
+    task: str
+
+
+def choose_model(request, name: str | None, *, task: str | None = None) -> ChosenModel:
+    """The caller's active version of `name`, or without a name their newest active `task` model;
+    a 404 with guidance when there is none, a 400 when the named model does another task."""
+    if name is not None and not isinstance(name, str):
+        raise InvalidRequest("'model' must be the name of a registered model")
+    user_id = current_principal(request).user_id
+    with session_scope() as session:
+        model = (model_rows.resolve(session, user_id, name) if name is not None
+                 else model_rows.newest_active(session, user_id, task))
+        if model is None:
+            raise no_model(name, task=task or "classify",
+                           versions=model_rows.list_versions(session, user_id, name) if name is not None else None)
+        if task is not None and model.task != task:
+            raise ApiError(400, "wrong_model_task",
+                           f"model {name!r} is a {model.task} model; {task} needs a {task} model")
+        return ChosenModel(model.id, model.name, model.version, model.framework, model.task)
+
+
+def submit_model_run(request, *, image_id: int, model: ChosenModel, params: dict, wait_s: float) -> Response:
+    """Queue a run of a registered model: scikit-learn models on ml-tasks, ONNX models on tasks."""
+    from chalicelib.ml.models import model_task
+
+    entry = model_task(model.task)
+    settings = get_settings()
+    task_id = submit_task(request, image_id=image_id, kind="model", entry=entry, params=entry.clean_params(params),
+                          model_id=model.id, operation=model.name,
+                          queue=settings.ml_tasks_queue if model.framework == "sklearn" else settings.tasks_queue)
+    return accepted_or_finished(request, task_id, wait_s)
 
 
 def wait_for_task(task_id: int, owner_filter: int | None, wait_s: float) -> dict:
@@ -148,7 +204,12 @@ def accepted_or_finished(request, task_id: int, wait_s: float) -> Response:
        responses={202: "task queued", 200: "task finished within wait", 404: "no such image",
                   409: "image not ready", 400: "unknown operation or bad parameters"})
 def process(body: ProcessRequest, query: WaitQuery):
-    kind, entry = resolve_operation(body.operation, body.params)
+    request = tasks_api.current_request
+    if body.operation == "classify" or (body.operation == "detect" and "model" in body.params):
+        params = dict(body.params)
+        model = choose_model(request, params.pop("model", None), task=body.operation)
+        return submit_model_run(request, image_id=body.image_id, model=model, params=params, wait_s=query.wait)
+    kind, entry = resolve_operation(body.operation)
     params = entry.clean_params(body.params)
     task_id = submit_task(tasks_api.current_request, image_id=body.image_id, kind=kind, entry=entry, params=params)
     return accepted_or_finished(tasks_api.current_request, task_id, query.wait)
@@ -158,8 +219,10 @@ def process(body: ProcessRequest, query: WaitQuery):
        summary="Analyze an image with a built-in analyzer or a registered model; same lifecycle as /api/process",
        responses={202: "task queued", 200: "task finished within wait", 404: "no such image or model"})
 def analyze(body: AnalyzeRequest, query: WaitQuery):
-    if body.model not in ANALYZERS:
-        raise no_model(body.model)
+    if body.model not in ANALYZERS:  # built-in analyzers first, then the caller's registered models
+        model = choose_model(tasks_api.current_request, body.model)
+        return submit_model_run(tasks_api.current_request, image_id=body.image_id, model=model, params=body.params,
+                                wait_s=query.wait)
     entry = ANALYZERS.get(body.model)
     params = entry.clean_params(body.params)
     task_id = submit_task(tasks_api.current_request, image_id=body.image_id, kind="analysis", entry=entry,
@@ -192,10 +255,23 @@ def list_image_tasks(image_id: str, query: PageQuery):
     return {"items": items, "next_cursor": str(items[-1]["id"]) if len(rows) > query.limit else None}
 
 
+def model_operation(name: str, model_doc: str) -> dict:
+    """A catalogue entry for an operation that runs a registered model."""
+    from chalicelib.ml.models import MODEL_TASKS
+
+    described = MODEL_TASKS.get(name).describe()
+    described["params"]["properties"]["model"] = {"type": "string", "description": model_doc}
+    return described
+
+
 @route(tasks_api, "/api/operations", methods=["GET"], tag="tasks",
        summary="The operations with their declared parameters (JSON Schema)")
 def list_operations():
     ml = [{**ANALYZERS.get(analyzer).describe(), "name": name} for name, analyzer in sorted(ML_OPERATIONS.items())]
+    ml.append(model_operation("classify", "the registered classify model to run (default: your newest active one)"))
+    for operation in ml:  # detect runs a registered detector when params.model names one, else finds faces
+        if operation["name"] == "detect":
+            operation["params"]["properties"]["model"] = {"type": "string", "description": "a registered detect model"}
     return {"operations": OPERATIONS.describe() + ml, "analyzers": ANALYZERS.describe()}
 
 

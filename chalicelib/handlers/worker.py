@@ -1,4 +1,7 @@
-"""The `tasks` queue handler: run one processing task per message, idempotently.
+"""The `tasks` and `ml-tasks` queue handler: run one processing task per message, idempotently.
+
+Both queues run this code: `tasks` in the imaging worker (operations, analyzers, ONNX models),
+`ml-tasks` in the ml worker (scikit-learn models; no OpenCV there).
 
 A task whose image cannot be processed (bad parameters for this image, a decoder error)
 ends `failed` with the reason and its message is consumed; a transient fault (database or
@@ -15,6 +18,7 @@ from chalicelib.config import get_settings
 from chalicelib.db import tasks as task_rows
 from chalicelib.db.models import Image, ProcessingTask, Result
 from chalicelib.db.session import session_scope
+from chalicelib.handlers.model_runner import ModelArtifact
 
 log = logging.getLogger("pixelake.worker")
 
@@ -28,6 +32,7 @@ class TaskInput:
     image_key: str
     bucket: str
     image_format: str | None
+    model: ModelArtifact | None = None  # kind "model": the registered model version to run
 
 
 def perform(task: TaskInput, data: bytes) -> list[Result]:
@@ -47,6 +52,13 @@ def perform(task: TaskInput, data: bytes) -> list[Result]:
         output = analyze(task.operation, AnalysisInput.from_bytes(data, max_pixels=get_settings().max_pixels),
                          task.params)
         return [analysis_result(output.data, mask=output.image, task=task)]
+    if task.kind == "model":
+        from chalicelib.handlers import model_runner
+        from chalicelib.ml.registry import InvalidRequest
+
+        if task.model is None:
+            raise InvalidRequest("the model this task was to run has been deleted", code="model_not_found")
+        return [model_runner.run(task.model, data, task.params)]
     raise ValueError(f"unknown task kind {task.kind!r}")
 
 
@@ -66,8 +78,11 @@ def analysis_result(data: dict, *, mask=None, task: TaskInput | None = None) -> 
 
 def failure_reason(exc: Exception) -> str:
     from chalicelib.ml.imageio import ImageRejected
+    from chalicelib.ml.models import ArtifactMismatch
     from chalicelib.ml.registry import InvalidRequest
 
+    if isinstance(exc, ArtifactMismatch):
+        return f"the model's stored artifact is damaged ({exc}); register the model again"
     if isinstance(exc, (ImageRejected, InvalidRequest)):
         return str(exc)
     return f"{type(exc).__name__}: {exc}"[:500]
@@ -90,7 +105,9 @@ def execute(task_id: int) -> str:
         if image.status != "ready":  # a batch may include images that failed ingest
             task_rows.fail(task, f"image {image.id} is {image.status}" + (f": {image.error}" if image.error else ""))
             return "failed"
-        work = TaskInput(task.id, task.kind, task.operation, dict(task.params), image.key, image.bucket, image.format)
+        model = ModelArtifact.from_row(task.model) if task.model is not None else None
+        work = TaskInput(task.id, task.kind, task.operation, dict(task.params), image.key, image.bucket, image.format,
+                         model)
     data = storage.get(work.image_key, bucket=work.bucket)
     try:
         results = perform(work, data)

@@ -12,8 +12,8 @@ onnxruntime 1.32's manylinux wheel unzips to 78 MB, plus protobuf (2.7 MB) and f
 may have onnxruntime; the tests use it as the reference for cv2.dnn's numbers.
 
 Why skops and not pickle for scikit-learn: loading a pickle runs whatever code it names.
-skops lists the types a file would build; anything outside an allow-list of scikit-learn,
-NumPy and SciPy types is refused before a single object is created.
+skops lists the types a file would build; anything outside its safe set and TRUSTED_TYPES
+(the one allow-list, shared with training) is refused before a single object is created.
 
 This module imports without numpy, OpenCV or scikit-learn, so the api function can validate an
 input spec when a model is registered.
@@ -29,10 +29,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from chalicelib.ml.registry import InvalidRequest
+from chalicelib.ml.registry import Entry, InvalidRequest, Param, Registry
 
 if TYPE_CHECKING:
     import numpy as np
+
+    from chalicelib.ml.analyzers import AnalysisInput
 
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
 MAX_TOP_K = 100
@@ -291,6 +293,10 @@ class OnnxModel:
         probabilities = scores if output == "probabilities" else softmax(scores)
         return _top_k(probabilities, self.labels or [f"class_{i}" for i in range(len(scores))], top_k)
 
+    def classify(self, source: AnalysisInput, top_k: int = 5) -> list[dict]:
+        """predict() on the decoded image (MODEL_TASKS' uniform entry point)."""
+        return self.predict(source.array, top_k)
+
     def detect(self, image: np.ndarray, min_confidence: float = 0.5) -> list[dict]:
         """Detect with an SSD-style head (rows of [image_id, class, confidence, x1, y1, x2, y2],
         corners as fractions of the image): [{label, confidence, box}] best first, boxes in pixels."""
@@ -330,22 +336,61 @@ def _resized(image: np.ndarray, size: tuple[int, int], mode: str) -> np.ndarray:
 
 # --- scikit-learn (skops) --------------------------------------------------------------------
 
-TRUSTED_MODULES = ("sklearn.", "numpy.", "scipy.sparse.")
-# Inside those packages, names that read or write files, fetch data or run code.
-DENIED_NAMES = re.compile(r"(^|\.)(load|loads|save|savez|savez_compressed|savetxt|loadtxt|genfromtxt|fromfile|"
-                          r"tofile|memmap|open|fetch_\w+|exec|eval|system)$|"
-                          r"^numpy\.(lib\.npyio|ctypeslib|f2py|distutils|testing)|^sklearn\.(datasets|utils\._testing)")
+# The one allow-list for skops files (trained here or registered by users): types a saved
+# model may hold beyond skops' own safe set (scikit-learn estimators, numpy arrays and dtypes,
+# builtins). Each is an estimator internal that builds no code and touches no file.
+TRUSTED_TYPES = frozenset({
+    "sklearn.tree._tree.Tree",  # decision trees, forests, gradient boosting
+    "sklearn.ensemble._hist_gradient_boosting.predictor.TreePredictor",
+    "sklearn.neural_network._stochastic_optimizers.AdamOptimizer",
+    "sklearn.neural_network._stochastic_optimizers.SGDOptimizer",
+    "sklearn.neighbors._kd_tree.KDTree",  # k nearest neighbours' search trees and metrics
+    "sklearn.neighbors._ball_tree.BallTree",
+    "sklearn.metrics._dist_metrics.EuclideanDistance64",
+    "sklearn.metrics._dist_metrics.ManhattanDistance64",
+    "sklearn.metrics._dist_metrics.MinkowskiDistance64",
+    "sklearn.metrics._dist_metrics.ChebyshevDistance64",
+})
 
 
-def untrusted_types_refused(types: list[str]) -> list[str]:
-    """The types of a skops file that the allow-list does not cover."""
-    return [t for t in types if not t.startswith(TRUSTED_MODULES) or DENIED_NAMES.search(t)]
+def load_sklearn(path_or_bytes: str | os.PathLike | bytes) -> Any:
+    """A fitted scikit-learn classifier from a skops file or its bytes.
+
+    Every type outside skops' safe set and TRUSTED_TYPES is refused before a single object is
+    built: InvalidRequest code "untrusted_model" names them; "invalid_model" for bytes that are
+    not a skops file or do not hold a fitted classifier.
+    """
+    import skops.io
+
+    if isinstance(path_or_bytes, (bytes, bytearray, memoryview)):
+        data = bytes(path_or_bytes)
+    else:
+        data = Path(path_or_bytes).read_bytes()
+    try:
+        untrusted = skops.io.get_untrusted_types(data=data)
+    except Exception as exc:  # noqa: BLE001 - not a zip, no schema: not a skops file
+        raise InvalidRequest(f"the model file is not a skops artifact: {exc}", code="invalid_model") from None
+    refused = sorted(set(untrusted) - TRUSTED_TYPES)
+    if refused:
+        raise InvalidRequest(f"the model file holds types that are not trusted: {refused}",
+                             code="untrusted_model", allowed=sorted(TRUSTED_TYPES))
+    try:
+        estimator = skops.io.loads(data, trusted=list(untrusted))
+    except Exception as exc:  # noqa: BLE001 - a damaged or foreign skops file
+        raise InvalidRequest(f"the skops file cannot be loaded: {exc}", code="invalid_model") from None
+    if not (hasattr(estimator, "predict") and hasattr(estimator, "classes_")):
+        raise InvalidRequest(f"the model file holds a {type(estimator).__name__}, not a fitted classifier",
+                             code="invalid_model")
+    return estimator
 
 
 class SklearnModel:
     """A fitted scikit-learn classifier (or pipeline ending in one), loaded from a skops file."""
 
-    def __init__(self, estimator: Any, labels: list[str] | None = None):
+    def __init__(self, estimator: Any, labels: list[str] | None = None, feature: str | None = None,
+                 feature_params: dict | None = None):
+        # The feature (chalicelib.ml.features) the model was trained on turns an image into its input.
+        self.feature, self.feature_params = feature, feature_params or {}
         if not hasattr(estimator, "predict") or not hasattr(estimator, "classes_"):
             raise InvalidRequest("the skops file does not hold a fitted classifier", code="invalid_model")
         self.estimator = estimator
@@ -355,22 +400,19 @@ class SklearnModel:
         self.labels = [str(label) for label in labels] if labels is not None else classes
 
     @classmethod
-    def load(cls, path_or_bytes: str | os.PathLike | bytes, labels: list[str] | None = None) -> SklearnModel:
-        """Load with skops, refusing any type outside scikit-learn, NumPy and SciPy sparse."""
-        import skops.io
+    def load(cls, path_or_bytes: str | os.PathLike | bytes, labels: list[str] | None = None,
+             feature: str | None = None, feature_params: dict | None = None) -> SklearnModel:
+        """Load with skops through load_sklearn's allow-list."""
+        return cls(load_sklearn(path_or_bytes), labels, feature, feature_params)
 
-        if isinstance(path_or_bytes, (bytes, bytearray)):
-            data = bytes(path_or_bytes)
-        else:
-            data = Path(path_or_bytes).read_bytes()
-        try:
-            untrusted = skops.io.get_untrusted_types(data=data)
-        except Exception as exc:  # noqa: BLE001 - not a zip, no schema: not a skops file
-            raise InvalidRequest(f"not a skops model file: {exc}", code="invalid_model") from None
-        refused = untrusted_types_refused(untrusted)
-        if refused:
-            raise InvalidRequest(f"the model file holds types that are not allowed: {refused}", code="untrusted_model")
-        return cls(skops.io.loads(data, trusted=untrusted), labels)
+    def classify(self, source: AnalysisInput, top_k: int = 5) -> list[dict]:
+        """Image → the model's feature vector (numpy + Pillow only) → top_k labels."""
+        from chalicelib.ml.features import extract
+
+        if self.feature is None:
+            raise InvalidRequest("the model does not say which feature it takes (input_spec 'feature')",
+                                 code="invalid_model")
+        return self.predict(extract(source.data, self.feature, self.feature_params), top_k)
 
     @property
     def n_features(self) -> int | None:
@@ -406,3 +448,51 @@ class SklearnModel:
             return np.array([softmax(row) for row in scores])
         predicted = self.estimator.predict(x)  # no scores at all: the prediction is certain
         return np.array([[1.0 if c == p else 0.0 for c in self.estimator.classes_] for p in predicted])
+
+
+# --- running a registered model ----------------------------------------------------------------
+
+# What a registered model does with an image, by the model's task, with the parameters a request
+# may give (the API validates them; the worker dispatches here). A model is an OnnxModel or a
+# SklearnModel; `source` an AnalysisInput holding the image's bytes.
+MODEL_TASKS = Registry("model task")
+
+
+@MODEL_TASKS.register(
+    "classify",
+    Param("top_k", int, 5, "how many labels to return, best first", minimum=1, maximum=MAX_TOP_K),
+    Param("min_confidence", float, 0.0, "leave out labels less confident than this", minimum=0.0, maximum=1.0),
+    produces_image=False,
+)
+def classify(model: OnnxModel | SklearnModel, source: AnalysisInput, *, top_k: int,
+             min_confidence: float) -> list[dict]:
+    """Top-k labels with softmax (or the classifier's own) confidences, best first."""
+    return [p for p in model.classify(source, top_k) if p["confidence"] >= min_confidence]
+
+
+@MODEL_TASKS.register(
+    "detect",
+    Param("top_k", int, MAX_TOP_K, "most objects to return, most confident first", minimum=1, maximum=MAX_TOP_K),
+    Param("min_confidence", float, 0.5, "leave out objects less confident than this", minimum=0.0, maximum=1.0),
+    produces_image=False,
+)
+def detect(model: OnnxModel | SklearnModel, source: AnalysisInput, *, top_k: int,
+           min_confidence: float) -> list[dict]:
+    """Objects with label, confidence and box (pixels of the stored, oriented image)."""
+    if not isinstance(model, OnnxModel):
+        raise InvalidRequest("only ONNX models can detect objects", code="unsupported_model")
+    return model.detect(source.array, min_confidence)[:top_k]
+
+
+def model_task(task: str) -> Entry:
+    """The MODEL_TASKS entry for a model's task; a 400 for tasks no runtime runs yet."""
+    if task not in MODEL_TASKS:
+        raise InvalidRequest(f"models for {task!r} can be registered but not run yet; runnable: {MODEL_TASKS.names()}",
+                             code="unsupported_model_task", allowed=MODEL_TASKS.names())
+    return MODEL_TASKS.get(task)
+
+
+def run_model(model: OnnxModel | SklearnModel, task: str, source: AnalysisInput, params: dict | None) -> list[dict]:
+    """[{label, confidence, box?}], best first, of a loaded model on one image."""
+    entry = model_task(task)
+    return entry.func(model, source, **entry.clean_params(params))

@@ -6,7 +6,8 @@ depends on feature scales (all but the random forest). The model that is evaluat
 that is saved, so its metrics describe the artifact exactly.
 
 Artifacts are written with skops, never pickle: loading a pickle runs whatever code it names,
-while skops refuses every type outside its safe set and the few extra types listed here.
+while skops refuses every type outside its safe set and the few extra types in
+models.TRUSTED_TYPES (one allow-list for trained and registered models).
 scikit-learn and skops are imported inside functions: the api Lambda has neither.
 """
 from __future__ import annotations
@@ -18,6 +19,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Sequence
 
+from chalicelib.ml.models import TRUSTED_TYPES, load_sklearn  # noqa: F401 - TRUSTED_TYPES re-exported
 from chalicelib.ml.registry import ML, InvalidRequest, Param, Registry
 
 if TYPE_CHECKING:
@@ -25,14 +27,6 @@ if TYPE_CHECKING:
     from sklearn.pipeline import Pipeline
 
 ALGORITHMS = Registry("algorithm")
-
-# Types a saved model may hold beyond skops' own safe set (scikit-learn estimators, numpy
-# arrays and dtypes, builtins): the internals of the estimators registered below.
-TRUSTED_TYPES = frozenset({
-    "sklearn.tree._tree.Tree",
-    "sklearn.neural_network._stochastic_optimizers.AdamOptimizer",
-    "sklearn.neural_network._stochastic_optimizers.SGDOptimizer",
-})
 
 TEST_SIZE_RANGE = (0.05, 0.5)
 CLASS_WEIGHTS = ("none", "balanced")
@@ -290,26 +284,12 @@ def save_model(model: Any) -> bytes:
 
 
 def load_model(data: bytes) -> Any:
-    """A model from skops bytes, refusing any type outside the allow-list.
+    """A model from skops bytes, refusing any type outside the allow-list (models.TRUSTED_TYPES).
 
     Raises InvalidRequest (code "untrusted_model") naming the refused types, or
     (code "invalid_model") for bytes that are not a skops classifier.
     """
-    import skops.io
-
-    try:
-        untrusted = skops.io.get_untrusted_types(data=data)
-    except (zipfile.BadZipFile, KeyError, ValueError) as exc:
-        raise InvalidRequest(f"the model file is not a skops artifact: {exc}", code="invalid_model") from None
-    refused = sorted(set(untrusted) - TRUSTED_TYPES)
-    if refused:
-        raise InvalidRequest(f"the model file holds types that are not trusted: {refused}",
-                             code="untrusted_model", allowed=sorted(TRUSTED_TYPES))
-    model = skops.io.loads(data, trusted=list(untrusted))
-    if not (hasattr(model, "predict") and hasattr(model, "classes_")):
-        raise InvalidRequest(f"the model file holds a {type(model).__name__}, not a fitted classifier",
-                             code="invalid_model")
-    return model
+    return load_sklearn(data)
 
 
 def predict_proba(model: Any, X: np.ndarray, *, top: int | None = None) -> list[list[dict]]:

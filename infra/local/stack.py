@@ -116,6 +116,7 @@ class LocalStack:
         handlers = {
             settings.uploads_queue: ("ingest_upload", chalice_app.ingest_upload),
             settings.tasks_queue: ("run_task", chalice_app.run_task),
+            settings.ml_tasks_queue: ("run_ml_task", chalice_app.run_ml_task),
         }
         for queue_name, (function_name, handler) in handlers.items():
             poller = QueuePoller(queues.sqs_client(), self.queue_urls[queue_name], handler, name=function_name,
