@@ -5,12 +5,14 @@ from chalicelib.config import get_settings
 from chalicelib.handlers.images import images_api
 from chalicelib.handlers.system import system_api
 from chalicelib.handlers.tasks import tasks_api
+from chalicelib.handlers.web import web_api
 
 app = Chalice(app_name="pixelake")
 app.api.binary_types.append("multipart/form-data")
 app.register_blueprint(system_api)
 app.register_blueprint(images_api)
 app.register_blueprint(tasks_api)
+app.register_blueprint(web_api)
 
 settings = get_settings()
 
