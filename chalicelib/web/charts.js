@@ -35,7 +35,7 @@ export function barChart({ title, rows, unit = "", series = null }) {
   const labelWidth = 150;
   const width = 600;
   const rowHeight = 30;
-  const height = Math.max(1, rows.length) * rowHeight + 24;
+  const height = Math.max(1, rows.length) * rowHeight + 8;
   const total = (row) => row.parts.reduce((sum, part) => sum + (part.value || 0), 0);
   const max = Math.max(1, ...rows.map(total));
   const plot = width - labelWidth - 60;
@@ -59,7 +59,8 @@ export function barChart({ title, rows, unit = "", series = null }) {
     chart.append(svg("text", { x: x + 6, y: y + rowHeight / 2, "dominant-baseline": "middle", class: "value-label" },
       `${formatNumber(total(row), 0)}${unit}`));
   });
-  const legend = names.length > 1 ? h("ul", { class: "legend" }, names.map((name, i) => h("li", {},
+  const stacked = rows.some((row) => row.parts.length > 1);
+  const legend = stacked && names.length > 1 ? h("ul", { class: "legend" }, names.map((name, i) => h("li", {},
     h("span", { class: "swatch swatch-small", style: { background: colourOf(name, i) }, "aria-hidden": "true" }), name))) : null;
   const description = rows.map((row) => `${row.label}: ${row.parts.map((p) => `${p.name} ${formatNumber(p.value)}${unit}`).join(", ")}`).join("; ");
   const table = dataTable(title, ["", ...names], rows.map((row) => [row.label,
@@ -76,7 +77,8 @@ export function columnChart({ title, points, unit = "" }) {
   const bottom = 24;
   const left = 40;
   const max = Math.max(1, ...points.map((p) => p.value || 0));
-  const step = (width - left) / Math.max(1, points.length);
+  // At most 40 units a column: a single day is a column, not a wall.
+  const step = Math.min(40, (width - left) / Math.max(1, points.length));
   const chart = svg("svg", { viewBox: `0 0 ${width} ${height}`, class: "chart-svg column-chart" });
   chart.append(svg("line", { x1: left, y1: height - bottom, x2: width, y2: height - bottom, class: "axis" }));
   chart.append(svg("text", { x: left - 6, y: 12, "text-anchor": "end", class: "axis-label" }, formatNumber(max, 0)));
