@@ -19,7 +19,7 @@ function control(name, schema, required, idPrefix) {
       schema.enum.map((choice) => h("option", { value: String(choice), selected: choice === schema.default && required }, String(choice))));
   } else if (schema.type === "boolean") {
     input = h("input", { id, name, type: "checkbox", checked: schema.default === true, "aria-describedby": described });
-    return h("div", { class: "field field-check" }, input, label, hint);
+    return h("div", { class: "field-check" }, input, label, hint);
   } else if (schema.type === "integer" || schema.type === "number") {
     input = h("input", {
       id, name, type: "number", inputmode: schema.type === "integer" ? "numeric" : "decimal",

@@ -240,7 +240,7 @@ export async function renderImage(main, { id }) {
     tasks = [task, ...tasks.filter((t) => t.id !== task.id)];
     draw();
     live.kick();
-    return `Task #${task.id} (${task.operation}) is ${task.status}`;
+    return `Task #${task.id} (${task.operation}) queued: its result appears under Tasks below.`;
   };
   const operationForm = catalogueForm({
     id: "run-operation", legend: "Run an operation", submitLabel: "Run",
