@@ -186,10 +186,10 @@ def test_usable_on_a_phone(stack, browser, astronaut, screenshot):
                                   has_touch=True)
     phone = context.new_page()
     try:
-        for name, path in (("gallery-phone", "/"), ("image-phone", f"/#/images/{astronaut['id']}")):
+        for name, path, picture in (("gallery-phone", "/", ".tile img"),
+                                    ("image-phone", f"/#/images/{astronaut['id']}", ".layer-faces .box-face")):
             phone.goto(f"{stack.url}{path}")
-            phone.locator("h1").wait_for(timeout=TIMEOUT_MS)
-            phone.locator(".tile img, img.subject").first.wait_for(timeout=TIMEOUT_MS)
+            phone.locator(picture).first.wait_for(timeout=TIMEOUT_MS)
             width = phone.evaluate("document.documentElement.scrollWidth")
             assert width <= 360, f"{path} scrolls sideways on a 360 px screen ({width} px)"
             screenshot(phone, name)
