@@ -91,7 +91,7 @@ export function columnChart({ title, points, unit = "" }) {
   if (points.length) {
     chart.append(svg("text", { x: left, y: height - 6, class: "axis-label" }, points[0].label));
     if (points.length > 1) {
-      chart.append(svg("text", { x: width, y: height - 6, "text-anchor": "end", class: "axis-label" }, points[points.length - 1].label));
+      chart.append(svg("text", { x: left + points.length * step, y: height - 6, "text-anchor": "end", class: "axis-label" }, points[points.length - 1].label));
     }
   }
   const description = points.map((p) => `${p.label}: ${formatNumber(p.value)}`).join("; ");
@@ -102,24 +102,28 @@ export function columnChart({ title, points, unit = "" }) {
 export function confusionMatrix({ title = "Confusion matrix", labels, matrix }) {
   const n = labels.length;
   const cell = Math.max(22, Math.min(48, Math.floor(480 / Math.max(1, n))));
-  const margin = 90;
-  const size = margin + n * cell + 10;
+  const longest = Math.max(1, ...labels.map((label) => String(label).length));
+  const left = 34 + Math.min(120, 8 * longest);  // room for the row labels
+  const top = 44;
+  const width = left + n * cell + 10;
+  const height = top + n * cell + 10;
   const max = Math.max(1, ...matrix.flat());
-  const chart = svg("svg", { viewBox: `0 0 ${size} ${size}`, class: "chart-svg confusion" });
-  chart.append(svg("text", { x: margin + (n * cell) / 2, y: 14, "text-anchor": "middle", class: "axis-title" }, "predicted"));
-  chart.append(svg("text", { x: 14, y: margin + (n * cell) / 2, "text-anchor": "middle", class: "axis-title",
-    transform: `rotate(-90 14 ${margin + (n * cell) / 2})` }, "true"));
+  // Drawn at its natural size (never scaled up), narrower screens scale it down.
+  const chart = svg("svg", { viewBox: `0 0 ${width} ${height}`, width, height, class: "chart-svg confusion" });
+  chart.append(svg("text", { x: left + (n * cell) / 2, y: 14, "text-anchor": "middle", class: "axis-title" }, "predicted"));
+  chart.append(svg("text", { x: 14, y: top + (n * cell) / 2, "text-anchor": "middle", class: "axis-title",
+    transform: `rotate(-90 14 ${top + (n * cell) / 2})` }, "true"));
   labels.forEach((label, i) => {
-    chart.append(svg("text", { x: margin + i * cell + cell / 2, y: margin - 8, "text-anchor": "middle", class: "axis-label" }, String(label)));
-    chart.append(svg("text", { x: margin - 8, y: margin + i * cell + cell / 2, "text-anchor": "end", "dominant-baseline": "middle", class: "axis-label" }, String(label)));
+    chart.append(svg("text", { x: left + i * cell + cell / 2, y: top - 8, "text-anchor": "middle", class: "axis-label" }, String(label)));
+    chart.append(svg("text", { x: left - 8, y: top + i * cell + cell / 2, "text-anchor": "end", "dominant-baseline": "middle", class: "axis-label" }, String(label)));
   });
   matrix.forEach((row, r) => row.forEach((value, c) => {
     const strength = value / max;
     const diagonal = r === c;
     const fill = diagonal ? `rgba(21, 128, 61, ${0.08 + 0.92 * strength})` : `rgba(185, 28, 28, ${value ? 0.12 + 0.88 * strength : 0.03})`;
-    chart.append(svg("rect", { x: margin + c * cell, y: margin + r * cell, width: cell - 1, height: cell - 1, fill, class: "cell" },
+    chart.append(svg("rect", { x: left + c * cell, y: top + r * cell, width: cell - 1, height: cell - 1, fill, class: "cell" },
       svg("title", {}, `true ${labels[r]}, predicted ${labels[c]}: ${value}`)));
-    chart.append(svg("text", { x: margin + c * cell + cell / 2, y: margin + r * cell + cell / 2, "text-anchor": "middle",
+    chart.append(svg("text", { x: left + c * cell + cell / 2, y: top + r * cell + cell / 2, "text-anchor": "middle",
       "dominant-baseline": "middle", class: strength > 0.55 ? "cell-label cell-label-dark" : "cell-label" }, String(value)));
   }));
   const correct = matrix.reduce((sum, row, i) => sum + (row[i] || 0), 0);

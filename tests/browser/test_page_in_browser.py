@@ -243,3 +243,31 @@ def test_sign_in_when_the_api_requires_it(stack, page):
     page.get_by_role("button", name="Sign out").click()
     page.get_by_role("heading", name="Sign in", level=1).wait_for(timeout=TIMEOUT_MS)
     assert page.evaluate("sessionStorage.getItem('pixelake.token')") is None
+
+
+def test_a_training_job_shows_live_progress_then_its_confusion_matrix(stack, page, screenshot):
+    """The training-jobs API is simulated (its own branch builds it): running at 40%, then finished."""
+    job = {"id": 7, "dataset_id": 2, "model_name": "digits", "algorithm": "logistic_regression", "features": "hog",
+           "params": {"C": 1.0}, "status": "running", "progress": {"percent": 40, "stage": "extracting features"},
+           "metrics": {}, "created_at": "2026-11-24T10:00:00Z"}
+    finished = {**job, "status": "succeeded", "progress": {"percent": 100, "stage": "done"},
+                "metrics": {"accuracy": 0.9611, "macro_f1": 0.9605,
+                            "confusion_matrix": {"labels": ["0", "1", "2"], "matrix": [[50, 1, 0], [2, 47, 3], [0, 4, 45]]}}}
+    answers = [job, job]
+
+    def training_job(route):
+        route.fulfill(status=200, json=answers.pop(0) if answers else finished)
+
+    page.route(re.compile(r".*/api/training-jobs/7$"), training_job)
+    page.goto(f"{stack.url}/#/training/7")
+    progress = page.locator("#job-progress")
+    progress.wait_for(timeout=TIMEOUT_MS)
+    assert progress.get_attribute("value") == "40"
+    page.locator("svg.confusion").wait_for(timeout=TIMEOUT_MS)
+    assert progress.get_attribute("value") == "100"
+    cells = page.locator("svg.confusion rect.cell")
+    assert cells.count() == 9
+    assert page.locator("svg.confusion text.cell-label").all_text_contents()[:3] == ["50", "1", "0"]
+    assert "142 of 152" in page.locator("svg.confusion desc").text_content()
+    assert "accuracy" in page.locator(".facts").last.text_content()
+    screenshot(page, "training-job")
