@@ -5,19 +5,20 @@ PYTHON ?= $(shell for p in python3.12 $(HOME)/.pyenv/versions/3.12*/bin/python3.
 	$$p -c 'import sys' >/dev/null 2>&1 && { echo $$p; break; }; done)
 VENV := .venv
 PY := $(VENV)/bin/python
-STAMP := $(VENV)/.installed-$(shell cat requirements.txt requirements-dev.txt layers/*/requirements.txt | cksum | cut -d' ' -f1)
+STAMP := $(VENV)/.installed-$(shell cat requirements.txt requirements-dev.txt layers/*/requirements.txt pyproject.toml | cksum | cut -d' ' -f1)
 PORT ?= 5000
 # Deployment (docs/deploy.md): `make deploy STAGE=dev` needs AWS credentials, `layers` and
 # `package` do not (the region only names ARNs in the template).
 STAGE ?= dev
 PACKAGE_REGION := $(or $(AWS_REGION),$(AWS_DEFAULT_REGION),us-east-1)
 
-.PHONY: venv dev test schema migrate clean layers package deploy destroy
+.PHONY: venv dev test browser schema migrate clean layers package deploy destroy
 
-$(STAMP): requirements.txt requirements-dev.txt $(wildcard layers/*/requirements.txt)
+$(STAMP): requirements.txt requirements-dev.txt $(wildcard layers/*/requirements.txt) pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -r requirements-dev.txt
+	$(PY) -m pip install -q -e .   # the `pixelake` command (cli/)
 	rm -f $(VENV)/.installed-* && touch $@
 
 venv: $(STAMP)
@@ -25,8 +26,13 @@ venv: $(STAMP)
 dev: venv
 	PORT=$(PORT) $(PY) -m infra.local
 
-test: venv
+test: venv browser
 	$(PY) -m pytest $(PYTEST_ARGS)
+
+# The browser tests drive Debian's Chromium through Playwright (never `playwright install`:
+# it downloads a browser build, which this project does not fetch).
+browser:
+	@command -v chromium >/dev/null || (apt-get update -q && apt-get install -y -q chromium)
 
 # Regenerate database_schema.sql from the Alembic migrations (a test checks it is current).
 schema: venv

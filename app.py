@@ -9,6 +9,7 @@ from chalicelib.handlers.jobs import jobs_api
 from chalicelib.handlers.models import models_api
 from chalicelib.handlers.system import system_api
 from chalicelib.handlers.tasks import tasks_api
+from chalicelib.handlers.web import web_api
 
 # In AWS, DATABASE_URL and SECRET_KEY come from Secrets Manager at cold start (a no-op
 # elsewhere). Before the first get_settings(): nothing reads settings at import.
@@ -17,7 +18,7 @@ settings = get_settings()
 
 app = Chalice(app_name="pixelake")
 app.api.binary_types.append("multipart/form-data")
-for blueprint in (system_api, images_api, tasks_api, models_api, datasets_api, jobs_api):
+for blueprint in (system_api, images_api, tasks_api, models_api, datasets_api, jobs_api, web_api):
     app.register_blueprint(blueprint)
 
 

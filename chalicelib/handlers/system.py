@@ -9,20 +9,25 @@ from sqlalchemy import text
 from chalicelib import __version__, storage
 from chalicelib.config import get_settings
 from chalicelib.db.session import session_scope
-from chalicelib.handlers.http import ROUTES, route
+from chalicelib.handlers.http import ROUTES, route, to_json
+from chalicelib.handlers.web import page, wants_html
 
 system_api = Blueprint(__name__)
 
 
-@route(system_api, "/", methods=["GET"], tag="system", summary="Name, version and the list of endpoints")
+@route(system_api, "/", methods=["GET"], tag="system",
+       summary="Name, version and the list of endpoints; the web page for clients that accept text/html")
 def index():
-    return {
+    if wants_html(system_api.current_request):
+        return page(system_api.current_request)
+    body = {
         "name": "Pixelake",
         "description": "Serverless image processing and machine learning API",
         "version": __version__,
         "stage": get_settings().stage,
         "endpoints": [{"method": r.method, "path": r.path, "summary": r.summary} for r in ROUTES],
     }
+    return Response(body=to_json(body), status_code=200, headers={"Content-Type": "application/json", "Vary": "Accept"})
 
 
 def _check(probe) -> dict:
