@@ -12,7 +12,7 @@ PORT ?= 5000
 STAGE ?= dev
 PACKAGE_REGION := $(or $(AWS_REGION),$(AWS_DEFAULT_REGION),us-east-1)
 
-.PHONY: venv dev test browser schema migrate clean layers package deploy destroy
+.PHONY: venv dev test system-packages schema migrate clean layers package deploy destroy
 
 $(STAMP): requirements.txt requirements-dev.txt $(wildcard layers/*/requirements.txt) pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -26,13 +26,16 @@ venv: $(STAMP)
 dev: venv
 	PORT=$(PORT) $(PY) -m infra.local
 
-test: venv browser
+test: venv system-packages
 	$(PY) -m pytest $(PYTEST_ARGS)
 
-# The browser tests drive Debian's Chromium through Playwright (never `playwright install`:
-# it downloads a browser build, which this project does not fetch).
-browser:
-	@command -v chromium >/dev/null || (apt-get update -q && apt-get install -y -q chromium)
+# Debian packages the tests use: Chromium for the browser tests (driven by Playwright; never
+# `playwright install`, which downloads a browser build) and shellcheck for the deploy scripts.
+system-packages:
+	@missing=""; \
+	command -v chromium >/dev/null || missing="$$missing chromium"; \
+	command -v shellcheck >/dev/null || missing="$$missing shellcheck"; \
+	if [ -n "$$missing" ]; then apt-get update -q && apt-get install -y -q $$missing; fi
 
 # Regenerate database_schema.sql from the Alembic migrations (a test checks it is current).
 schema: venv

@@ -15,7 +15,7 @@ function registerForm() {
     field("Artifact URL", h("input", { id: "model-url", name: "url", type: "url", required: true, placeholder: "https://…/model.onnx" }),
       "An ONNX file (or a scikit-learn model saved with skops) that the API fetches into storage. From a file on your disk: pixelake models register NAME --file model.onnx"),
     field("Framework", h("select", { id: "model-framework", name: "framework" }, ["onnx", "sklearn"].map((v) => h("option", { value: v }, v)))),
-    field("Task", h("select", { id: "model-task", name: "task" }, ["classification", "detection", "segmentation"].map((v) => h("option", { value: v }, v)))),
+    field("Task", h("select", { id: "model-task", name: "task" }, ["classify", "detect", "segment", "embed"].map((v) => h("option", { value: v }, v)))),
     h("div", { class: "actions" }, h("button", { type: "submit", class: "button" }, "Register")), status);
   form.addEventListener("submit", async (event) => {
     event.preventDefault();

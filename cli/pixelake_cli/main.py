@@ -293,9 +293,9 @@ def cmd_models(client: PixelakeClient, args) -> int:
         model = call(lambda: client.post("api/models", {**fields, "url": args.url}))
     else:
         path = Path(args.file)
-        form = {k: (json.dumps(v) if isinstance(v, list) else v) for k, v in fields.items()}
+        # The API takes the file and its description as two parts: `file` and the JSON `metadata`.
         with path.open("rb") as stream:
-            model = call(lambda: client.request("POST", "api/models", data=form,
+            model = call(lambda: client.request("POST", "api/models", data={"metadata": json.dumps(fields)},
                                                 files={"file": (path.name, stream, "application/octet-stream")}))
     out(args, f"registered {model.get('name', args.name)} version {model.get('version', '?')}", model)
     return 0
