@@ -57,6 +57,40 @@ def list_for_owner(session: Session, owner_id: int | None, *, limit: int, before
     return list(session.scalars(query))
 
 
+# Near-duplicate search: the 64-bit phash split into 8 bands of 8 bits, each indexed with the
+# owner. Two hashes within Hamming distance 7 agree on at least one band (pigeonhole), so the
+# band lookups find every such neighbour; bit_count then keeps those within the asked distance.
+PHASH_BANDS = 8
+BAND_GUARANTEED_DISTANCE = PHASH_BANDS - 1
+
+
+def phash_band(value: int, band: int) -> int:
+    return (value >> (8 * band)) & 255
+
+
+def similar_query(image: Image, *, max_distance: int, limit: int) -> tuple[str, dict]:
+    """The SQL and parameters of the near-duplicate search (separate so its plan can be inspected)."""
+    bands = " OR ".join(f"((phash >> {8 * b}) & 255) = :b{b}" for b in range(PHASH_BANDS))
+    # Beyond the banded guarantee every hash must be compared: the owner's images, scanned.
+    candidates = f"AND ({bands})" if max_distance <= BAND_GUARANTEED_DISTANCE else ""
+    sql = f"""
+        SELECT id, bit_count((phash # :q)::bit(64)) AS distance FROM images
+        WHERE owner_id = :owner AND phash IS NOT NULL AND id <> :id {candidates}
+          AND bit_count((phash # :q)::bit(64)) <= :max_distance
+        ORDER BY distance, id LIMIT :limit"""
+    params = {"q": image.phash, "owner": image.owner_id, "id": image.id, "max_distance": max_distance,
+              "limit": limit, **{f"b{b}": phash_band(image.phash, b) for b in range(PHASH_BANDS)}}
+    return sql, params
+
+
+def similar(session: Session, image: Image, *, max_distance: int, limit: int) -> list[tuple[int, int]]:
+    """(image id, Hamming distance) of the owner's images nearest to `image`'s phash, nearest first."""
+    from sqlalchemy import text
+
+    sql, params = similar_query(image, max_distance=max_distance, limit=limit)
+    return [(row.id, row.distance) for row in session.execute(text(sql), params)]
+
+
 def mark_failed(image: Image, reason: str) -> None:
     image.status = "failed"
     image.error = reason

@@ -92,6 +92,9 @@ class Image(Timestamped, Base):
         CheckConstraint(_in("status", IMAGE_STATUSES), name="status"),
         Index("ix_images_owner_id_id", "owner_id", text("id DESC")),
         Index("ix_images_metadata", "metadata", postgresql_using="gin", postgresql_ops={"metadata": "jsonb_path_ops"}),
+        # Near-duplicate search by bands of the perceptual hash (chalicelib/db/images.py `similar`).
+        *(Index(f"ix_images_phash_band{band}", "owner_id", text(f"((phash >> {8 * band}) & 255)"),
+                postgresql_where=text("phash IS NOT NULL")) for band in range(8)),
     )
 
     id: Mapped[int] = mapped_column(BigInteger, primary_key=True)

@@ -8,6 +8,7 @@ from typing import Annotated, Literal
 import msgspec
 from chalice import Blueprint
 from msgspec import Meta
+from sqlalchemy import select
 
 from chalicelib import storage
 from chalicelib.config import get_settings
@@ -35,6 +36,11 @@ class ImageListQuery(msgspec.Struct, forbid_unknown_fields=True):
     limit: Annotated[int, Meta(ge=1, le=MAX_PAGE)] = 20
     cursor: Annotated[str, Meta(pattern=r"^\d{1,19}$")] | None = None
     status: Literal[IMAGE_STATUSES] | None = None  # type: ignore[valid-type]
+
+
+class SimilarQuery(msgspec.Struct, forbid_unknown_fields=True):
+    max_distance: Annotated[int, Meta(ge=0, le=24)] = image_rows.BAND_GUARANTEED_DISTANCE
+    limit: Annotated[int, Meta(ge=1, le=MAX_PAGE)] = 20
 
 
 def display_filename(name: str | None) -> str | None:
@@ -162,3 +168,21 @@ def get_image(image_id: str):
             raise not_found("image", image_id)
         return {**image_json(image), "analyses": task_rows.latest_analyses(session, image_id)}
 
+
+
+@route(images_api, "/api/images/{image_id}/similar", methods=["GET"], query=SimilarQuery, tag="images",
+       summary="Near-duplicates of an image among yours, by Hamming distance of perceptual hashes (nearest first)",
+       responses={404: "no such image", 409: "the image has no hash yet"})
+def similar_images(image_id: str, query: SimilarQuery):
+    image_id = parse_id(image_id, "image")
+    principal = current_principal(images_api.current_request)
+    with session_scope() as session:
+        image = image_rows.get_for_owner(session, image_id, principal.owner_filter)
+        if image is None:
+            raise not_found("image", image_id)
+        if image.phash is None:
+            raise ApiError(409, "image_not_ready", f"image {image_id} is {image.status}: it has no perceptual hash yet")
+        neighbours = image_rows.similar(session, image, max_distance=query.max_distance, limit=query.limit)
+        found = {i.id: i for i in session.scalars(select(Image).where(Image.id.in_([n for n, _ in neighbours])))}
+        items = [{"distance": distance, "image": image_json(found[n])} for n, distance in neighbours]
+    return {"image_id": image_id, "max_distance": query.max_distance, "items": items}
