@@ -308,5 +308,26 @@ GROUP BY t.owner_id, date_trunc('day', t.queued_at), t.operation, t.status;
 
 INSERT INTO alembic_version (version_num) VALUES ('0001') RETURNING alembic_version.version_num;
 
+-- Running upgrade 0001 -> 0003
+
+CREATE INDEX ix_images_owner_id_status ON images (owner_id, status);
+
+CREATE MATERIALIZED VIEW processing_statistics_daily AS
+SELECT s.*, now() AS refreshed_at FROM processing_statistics s;
+
+CREATE MATERIALIZED VIEW processing_statistics_totals AS
+SELECT coalesce(owner_id, 0) AS owner_key, operation, status, count(*) AS task_count,
+       percentile_cont(0.5) WITHIN GROUP (ORDER BY duration_ms) AS p50_duration_ms,
+       percentile_cont(0.95) WITHIN GROUP (ORDER BY duration_ms) AS p95_duration_ms,
+       now() AS refreshed_at
+FROM processing_tasks
+GROUP BY GROUPING SETS ((owner_id, operation, status), (operation, status));
+
+CREATE UNIQUE INDEX uq_processing_statistics_daily ON processing_statistics_daily (owner_id, day, operation, status);
+
+CREATE UNIQUE INDEX uq_processing_statistics_totals ON processing_statistics_totals (owner_key, operation, status);
+
+UPDATE alembic_version SET version_num='0003' WHERE alembic_version.version_num = '0001';
+
 COMMIT;
 
