@@ -12,7 +12,7 @@ PORT ?= 5000
 STAGE ?= dev
 PACKAGE_REGION := $(or $(AWS_REGION),$(AWS_DEFAULT_REGION),us-east-1)
 
-.PHONY: venv dev test schema migrate clean layers package deploy destroy
+.PHONY: venv dev test schema migrate clean layers package deploy destroy bench
 
 $(STAMP): requirements.txt requirements-dev.txt $(wildcard layers/*/requirements.txt)
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -38,6 +38,11 @@ migrate: venv
 
 clean:
 	rm -rf $(VENV) .pytest_cache
+
+# Benchmarks (not tests): docs/benchmarks/report.{md,json} and plots, about 10 min. A scratch
+# database pixelake_bench on BENCH_DATABASE_URL's server (embedded PostgreSQL if none answers).
+bench: venv
+	$(PY) benchmarks/bench_suite.py $(BENCH_ARGS)
 
 # Lambda layers from python3.12 manylinux wheels into build/layers/*.zip; fails over 250 MB.
 layers: venv
