@@ -12,7 +12,11 @@ PORT ?= 5000
 STAGE ?= dev
 PACKAGE_REGION := $(or $(AWS_REGION),$(AWS_DEFAULT_REGION),us-east-1)
 
+<<<<<<< HEAD
 .PHONY: venv dev test system-packages schema migrate clean layers package deploy destroy
+=======
+.PHONY: venv dev test schema migrate clean layers package deploy destroy bench
+>>>>>>> bench
 
 $(STAMP): requirements.txt requirements-dev.txt $(wildcard layers/*/requirements.txt) pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -47,6 +51,11 @@ migrate: venv
 
 clean:
 	rm -rf $(VENV) .pytest_cache
+
+# Benchmarks (not tests): docs/benchmarks/report.{md,json} and plots, about 10 min. A scratch
+# database pixelake_bench on BENCH_DATABASE_URL's server (embedded PostgreSQL if none answers).
+bench: venv
+	$(PY) benchmarks/bench_suite.py $(BENCH_ARGS)
 
 # Lambda layers from python3.12 manylinux wheels into build/layers/*.zip; fails over 250 MB.
 layers: venv

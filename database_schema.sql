@@ -316,5 +316,46 @@ ALTER TABLE processing_tasks ADD CONSTRAINT ck_processing_tasks_kind CHECK (kind
 
 UPDATE alembic_version SET version_num='0002' WHERE alembic_version.version_num = '0001';
 
+-- Running upgrade 0002 -> 0003
+
+CREATE INDEX ix_images_owner_id_status ON images (owner_id, status);
+
+CREATE MATERIALIZED VIEW processing_statistics_daily AS
+SELECT s.*, now() AS refreshed_at FROM processing_statistics s;
+
+CREATE MATERIALIZED VIEW processing_statistics_totals AS
+SELECT coalesce(owner_id, 0) AS owner_key, operation, status, count(*) AS task_count,
+       percentile_cont(0.5) WITHIN GROUP (ORDER BY duration_ms) AS p50_duration_ms,
+       percentile_cont(0.95) WITHIN GROUP (ORDER BY duration_ms) AS p95_duration_ms,
+       now() AS refreshed_at
+FROM processing_tasks
+GROUP BY GROUPING SETS ((owner_id, operation, status), (operation, status));
+
+CREATE UNIQUE INDEX uq_processing_statistics_daily ON processing_statistics_daily (owner_id, day, operation, status);
+
+CREATE UNIQUE INDEX uq_processing_statistics_totals ON processing_statistics_totals (owner_key, operation, status);
+
+UPDATE alembic_version SET version_num='0003' WHERE alembic_version.version_num = '0002';
+
+-- Running upgrade 0003 -> 0004
+
+CREATE INDEX ix_images_phash_band0 ON images (owner_id, ((phash >> 0) & 255)) WHERE phash IS NOT NULL;
+
+CREATE INDEX ix_images_phash_band1 ON images (owner_id, ((phash >> 8) & 255)) WHERE phash IS NOT NULL;
+
+CREATE INDEX ix_images_phash_band2 ON images (owner_id, ((phash >> 16) & 255)) WHERE phash IS NOT NULL;
+
+CREATE INDEX ix_images_phash_band3 ON images (owner_id, ((phash >> 24) & 255)) WHERE phash IS NOT NULL;
+
+CREATE INDEX ix_images_phash_band4 ON images (owner_id, ((phash >> 32) & 255)) WHERE phash IS NOT NULL;
+
+CREATE INDEX ix_images_phash_band5 ON images (owner_id, ((phash >> 40) & 255)) WHERE phash IS NOT NULL;
+
+CREATE INDEX ix_images_phash_band6 ON images (owner_id, ((phash >> 48) & 255)) WHERE phash IS NOT NULL;
+
+CREATE INDEX ix_images_phash_band7 ON images (owner_id, ((phash >> 56) & 255)) WHERE phash IS NOT NULL;
+
+UPDATE alembic_version SET version_num='0004' WHERE alembic_version.version_num = '0003';
+
 COMMIT;
 

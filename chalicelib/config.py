@@ -35,6 +35,7 @@ class Settings:
     max_batch_images: int = field(default=10_000, metadata=_env("PIXELAKE_MAX_BATCH_IMAGES", "most images in one batch"))
     max_dataset_items: int = field(default=100_000, metadata=_env("PIXELAKE_MAX_DATASET_ITEMS", "most items in one dataset"))
     presign_expiry_s: int = field(default=900, metadata=_env("PIXELAKE_PRESIGN_EXPIRY", "lifetime of presigned URLs in seconds"))
+    stats_max_age_s: int = field(default=-1, metadata=_env("PIXELAKE_STATS_MAX_AGE", "seconds GET /api/stats may serve its summaries before refreshing them; default 60, 0 on the local stage (always fresh)"))
     max_wait_s: int = field(default=25, metadata=_env("PIXELAKE_MAX_WAIT", "longest ?wait= a request may ask for (API Gateway times out at 29 s)"))
     auth: str = field(default="off", metadata=_env("PIXELAKE_AUTH", "off (local user) or required"))
     secret_key: str = field(default="", metadata=_env("SECRET_KEY", "JWT signing key"))
@@ -56,6 +57,8 @@ class Settings:
         for name, value in derived.items():
             if not getattr(self, name):
                 object.__setattr__(self, name, value)
+        if self.stats_max_age_s < 0:
+            object.__setattr__(self, "stats_max_age_s", 0 if self.stage == "local" else 60)
 
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None) -> Settings:

@@ -36,3 +36,22 @@ def multipart(field: str, filename: str, data: bytes, content_type: str = "image
     body = (f"--{BOUNDARY}\r\nContent-Disposition: form-data; name=\"{field}\"; filename=\"{filename}\"\r\n"
             f"Content-Type: {content_type}\r\n\r\n").encode() + data + f"\r\n--{BOUNDARY}--\r\n".encode()
     return body, {"Content-Type": f"multipart/form-data; boundary={BOUNDARY}"}
+
+
+def face_composite(size: tuple[int, int] = (2400, 1800), face_share: float = 0.07,
+                   at: tuple[float, float] = (0.7, 0.25)) -> tuple[bytes, tuple[int, int, int]]:
+    """A JPEG of skimage's coffee scene enlarged to `size`, with the astronaut's face pasted so
+    that it is `face_share` of the shorter side, its top-left at `at` (fractions of width, height).
+    Returns the JPEG and where the face is: (x, y, side) in pixels."""
+    from PIL import Image
+    from skimage import data as skdata
+
+    scene = Image.fromarray(skdata.coffee()).resize(size, Image.Resampling.BICUBIC)
+    head = Image.fromarray(skdata.astronaut()).crop((160, 50, 310, 200))  # face at (17, 17), 93×93
+    side = round(face_share * min(size) * 150 / 93)
+    x, y = round(at[0] * size[0]), round(at[1] * size[1])
+    scene.paste(head.resize((side, side), Image.Resampling.BICUBIC), (x, y))
+    out = io.BytesIO()
+    scene.save(out, "JPEG", quality=90)
+    face = round(side * 93 / 150)
+    return out.getvalue(), (x + round(side * 17 / 150), y + round(side * 17 / 150), face)

@@ -91,6 +91,7 @@ class Image(Timestamped, Base):
         UniqueConstraint("bucket", "key"),
         CheckConstraint(_in("status", IMAGE_STATUSES), name="status"),
         Index("ix_images_owner_id_id", "owner_id", text("id DESC")),
+        Index("ix_images_owner_id_status", "owner_id", "status"),  # GET /api/stats: images by status
         Index("ix_images_metadata", "metadata", postgresql_using="gin", postgresql_ops={"metadata": "jsonb_path_ops"}),
         # Near-duplicate search by bands of the perceptual hash (chalicelib/db/images.py `similar`).
         *(Index(f"ix_images_phash_band{band}", "owner_id", text(f"((phash >> {8 * band}) & 255)"),
@@ -314,3 +315,30 @@ LEFT JOIN LATERAL (
 ) r ON true
 GROUP BY t.owner_id, date_trunc('day', t.queued_at), t.operation, t.status
 """
+
+
+# GET /api/stats reads these summaries, not processing_statistics: aggregating a million tasks
+# (with a percentile sort and a lookup of each task's results) takes seconds, reading a few
+# hundred summary rows takes milliseconds (docs/benchmarks/report.md). A request that finds
+# them older than PIXELAKE_STATS_MAX_AGE refreshes them (CONCURRENTLY: readers are not
+# blocked); `refreshed_at` says how old they are. Unique indexes make CONCURRENTLY possible.
+STATISTICS_SUMMARIES = {
+    "processing_statistics_daily": """
+CREATE MATERIALIZED VIEW processing_statistics_daily AS
+SELECT s.*, now() AS refreshed_at FROM processing_statistics s
+""",
+    "processing_statistics_totals": """
+CREATE MATERIALIZED VIEW processing_statistics_totals AS
+SELECT coalesce(owner_id, 0) AS owner_key, operation, status, count(*) AS task_count,
+       percentile_cont(0.5) WITHIN GROUP (ORDER BY duration_ms) AS p50_duration_ms,
+       percentile_cont(0.95) WITHIN GROUP (ORDER BY duration_ms) AS p95_duration_ms,
+       now() AS refreshed_at
+FROM processing_tasks
+GROUP BY GROUPING SETS ((owner_id, operation, status), (operation, status))
+""",
+}
+STATISTICS_SUMMARY_INDEXES = (
+    "CREATE UNIQUE INDEX uq_processing_statistics_daily ON processing_statistics_daily (owner_id, day, operation, status)",
+    "CREATE UNIQUE INDEX uq_processing_statistics_totals ON processing_statistics_totals (owner_key, operation, status)",
+)
+# owner_key 0: every owner's tasks together (an admin's view; percentiles do not add up).

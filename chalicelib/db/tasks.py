@@ -46,26 +46,54 @@ def latest_analyses(session: Session, image_id: int) -> dict[str, dict]:
             for name, task_id, data, confidence in session.execute(query)}
 
 
-def statistics(session: Session, owner_id: int | None) -> dict:
-    """Images by status, tasks by operation and status with durations, and volume per day."""
+# Any constant: one process at a time refreshes the statistics summaries.
+STATISTICS_REFRESH_LOCK = 0x5049584C
+
+
+def refresh_statistics(session: Session, max_age_s: int) -> None:
+    """Refresh the statistics summaries if they are older than max_age_s (models.STATISTICS_SUMMARIES).
+
+    CONCURRENTLY: readers keep the previous summary meanwhile. When another transaction is
+    refreshing already, serve what is there rather than wait.
+    """
     from sqlalchemy import text
 
+    from chalicelib.db.models import STATISTICS_SUMMARIES
+
+    age = session.execute(text(
+        "SELECT extract(epoch FROM clock_timestamp() - max(refreshed_at)) FROM processing_statistics_totals")).scalar()
+    if age is not None and age <= max_age_s:
+        return
+    if not session.execute(text("SELECT pg_try_advisory_xact_lock(:key)"), {"key": STATISTICS_REFRESH_LOCK}).scalar():
+        return
+    for name in STATISTICS_SUMMARIES:
+        session.execute(text(f"REFRESH MATERIALIZED VIEW CONCURRENTLY {name}"))
+
+
+def statistics(session: Session, owner_id: int | None, *, max_age_s: int = 0) -> dict:
+    """Images by status, tasks by operation and status with durations, and volume per day.
+
+    Tasks come from the materialized summaries, at most max_age_s seconds old (`as_of`).
+    """
+    from sqlalchemy import text
+
+    refresh_statistics(session, max_age_s)
     owner_clause = "" if owner_id is None else "WHERE owner_id = :owner"
     params = {} if owner_id is None else {"owner": owner_id}
     images = dict(session.execute(text(f"SELECT status, count(*) FROM images {owner_clause} GROUP BY status"), params).all())
-    tasks = session.execute(text(f"""
-        SELECT operation, status, count(*) AS count,
-               percentile_cont(0.5) WITHIN GROUP (ORDER BY duration_ms) AS p50_duration_ms,
-               percentile_cont(0.95) WITHIN GROUP (ORDER BY duration_ms) AS p95_duration_ms
-        FROM processing_tasks {owner_clause}
-        GROUP BY operation, status ORDER BY operation, status"""), params).mappings().all()
+    tasks = session.execute(text("""
+        SELECT operation, status, task_count AS count, p50_duration_ms, p95_duration_ms
+        FROM processing_statistics_totals WHERE owner_key = :owner_key
+        ORDER BY operation, status"""), {"owner_key": owner_id or 0}).mappings().all()
     per_day = session.execute(text(f"""
         SELECT day::date AS day, sum(task_count)::bigint AS tasks, avg(avg_confidence) AS avg_confidence
-        FROM processing_statistics {owner_clause} GROUP BY day ORDER BY day DESC LIMIT 90"""), params).mappings().all()
+        FROM processing_statistics_daily {owner_clause} GROUP BY day ORDER BY day DESC LIMIT 90"""), params).mappings().all()
+    as_of = session.execute(text("SELECT min(refreshed_at) FROM processing_statistics_totals")).scalar()
     return {
         "images": {status: images.get(status, 0) for status in ("pending", "processing", "ready", "failed")},
         "tasks": [dict(row) for row in tasks],
         "per_day": [dict(row) for row in per_day],
+        "as_of": as_of.isoformat() if as_of else None,
     }
 
 

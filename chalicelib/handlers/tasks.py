@@ -281,4 +281,4 @@ def list_operations():
 def stats():
     principal = current_principal(tasks_api.current_request)
     with session_scope() as session:
-        return task_rows.statistics(session, principal.owner_filter)
+        return task_rows.statistics(session, principal.owner_filter, max_age_s=get_settings().stats_max_age_s)

@@ -26,6 +26,7 @@ import io
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from chalicelib.ml.exif import exif_summary
+from chalicelib.ml.faces import MIN_NEIGHBORS
 from chalicelib.ml.registry import IMAGING, Param, Registry
 
 if TYPE_CHECKING:
@@ -129,10 +130,10 @@ def image_properties(image: np.ndarray, colors: int = 5) -> dict:
     bgr, alpha = _bgr_and_alpha(image)
     small = _shrunk(bgr, MEASURE_SIDE)
     gray = cv2.cvtColor(small, cv2.COLOR_BGR2GRAY)
-    lightness = cv2.cvtColor(small, cv2.COLOR_BGR2Lab)[:, :, 0].astype(np.float64) * (100.0 / 255.0)
-    laplacian_variance = float(cv2.Laplacian(gray, cv2.CV_64F).var())
+    lightness = cv2.cvtColor(small, cv2.COLOR_BGR2Lab)[:, :, 0]
+    laplacian_variance = float(cv2.Laplacian(gray, cv2.CV_32F).var(dtype=np.float64))
     return {
-        "brightness": round(float(lightness.mean()), 2),
+        "brightness": round(float(lightness.mean(dtype=np.float64)) * (100.0 / 255.0), 2),
         "contrast": round(float(gray.std()) / 127.5 * 100.0, 2),
         "sharpness": round(100.0 * laplacian_variance / (laplacian_variance + SHARPNESS_MIDPOINT), 2),
         "laplacian_variance": round(laplacian_variance, 2),
@@ -143,11 +144,11 @@ def image_properties(image: np.ndarray, colors: int = 5) -> dict:
 
 @ANALYZERS.register(
     "faces",
-    Param("min_neighbors", int, 5, "detections a face needs to be kept: higher = fewer false faces", minimum=1, maximum=20),
+    Param("min_neighbors", int, MIN_NEIGHBORS, "detections a face needs to be kept: higher = fewer false faces", minimum=1, maximum=20),
     Param("min_confidence", float, 0.0, "drop faces below this confidence", minimum=0.0, maximum=1.0),
     produces_image=False, runtime=IMAGING,
 )
-def faces(image: np.ndarray, min_neighbors: int = 5, min_confidence: float = 0.0) -> dict:
+def faces(image: np.ndarray, min_neighbors: int = MIN_NEIGHBORS, min_confidence: float = 0.0) -> dict:
     """Frontal faces (OpenCV Haar cascade): boxes in pixels with a confidence, best first."""
     from chalicelib.ml.faces import detect_faces
 
@@ -217,17 +218,19 @@ def _shrunk(image: np.ndarray, side: int) -> np.ndarray:
 
 def _noise_sigma(gray: np.ndarray) -> float:
     # Immerkær (1996): the operator cancels smooth image structure, leaving noise; edges are left
-    # out (the strongest 10% of gradients) so texture is not mistaken for noise.
+    # out (the strongest 10% of gradients) so texture is not mistaken for noise. float32 and
+    # squared gradients (same order, no square root): half the time of float64 on 1 MP.
     import cv2
     import numpy as np
 
     if min(gray.shape) < 3:
         return 0.0
-    kernel = np.array([[1, -2, 1], [-2, 4, -2], [1, -2, 1]], dtype=np.float64)
-    response = np.abs(cv2.filter2D(gray.astype(np.float64), -1, kernel))[1:-1, 1:-1]
-    gradient = cv2.magnitude(cv2.Sobel(gray, cv2.CV_64F, 1, 0), cv2.Sobel(gray, cv2.CV_64F, 0, 1))[1:-1, 1:-1]
+    kernel = np.array([[1, -2, 1], [-2, 4, -2], [1, -2, 1]], dtype=np.float32)
+    response = np.abs(cv2.filter2D(gray, cv2.CV_32F, kernel))[1:-1, 1:-1]
+    gx, gy = cv2.Sobel(gray, cv2.CV_32F, 1, 0), cv2.Sobel(gray, cv2.CV_32F, 0, 1)
+    gradient = (gx * gx + gy * gy)[1:-1, 1:-1]
     flat = gradient <= np.percentile(gradient, 90)
-    return float(np.sqrt(np.pi / 2) * response[flat].mean() / 6.0)
+    return float(np.sqrt(np.pi / 2) * response[flat].mean(dtype=np.float64) / 6.0)
 
 
 def _dominant_colors(bgr: np.ndarray, alpha: np.ndarray | None, count: int) -> list[dict]:
@@ -246,7 +249,11 @@ def _dominant_colors(bgr: np.ndarray, alpha: np.ndarray | None, count: int) -> l
         pixels = pixels[_shrunk(alpha, COLOR_SIDE).reshape(-1) >= 128]
     if len(pixels) == 0:
         return []
-    colours, members = np.unique(pixels, axis=0, return_inverse=True)
+    # One integer per colour (b, g, r packed in that order sorts like the rows): np.unique on
+    # rows (axis=0) is 5× slower than on a flat integer array.
+    packed = (pixels[:, 0].astype(np.int32) << 16) | (pixels[:, 1].astype(np.int32) << 8) | pixels[:, 2]
+    keys, members = np.unique(packed, return_inverse=True)
+    colours = np.stack([keys >> 16, (keys >> 8) & 255, keys & 255], axis=1).astype(np.uint8)
     members = members.reshape(-1)
     if len(colours) > count:  # more distinct colours than asked for: cluster them
         cv2.setRNGSeed(0)

@@ -222,11 +222,11 @@ def encode(img: Image.Image, fmt: str = "JPEG", quality: int = 85) -> bytes:
     return out.getvalue()
 
 
-def fit_within(img: Image.Image, longest_side: int) -> Image.Image:
-    """A copy no larger than longest_side on its longest side (never upscaled)."""
+def fit_within(img: Image.Image, longest_side: int, resample: int | None = None) -> Image.Image:
+    """A copy no larger than longest_side on its longest side (never upscaled); Lanczos by default."""
     from PIL import Image
 
     if max(img.size) <= longest_side:
         return img.copy()
     size = reduced_request(*img.size, longest_side)
-    return img.resize(size, Image.Resampling.LANCZOS, reducing_gap=2.0)
+    return img.resize(size, Image.Resampling.LANCZOS if resample is None else resample, reducing_gap=2.0)

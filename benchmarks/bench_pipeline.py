@@ -1,0 +1,352 @@
+"""Ingest, thumbnails, face recall, cold imports and peak memory: each figure with a reference
+measured in the same run (docs/benchmarks/report.md explains each one).
+
+    .venv/bin/python benchmarks/bench_pipeline.py [--quick]   # prints JSON
+"""
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+for path in (REPO, REPO / "benchmarks"):
+    if str(path) not in sys.path:
+        sys.path.insert(0, str(path))
+
+from inputs import SIZE_12MP, SIZE_24MP, FacePhoto, face_composites, photo_jpeg  # noqa: E402
+from timing import best_of  # noqa: E402
+
+MAX_PIXELS = 75_000_000
+THUMBNAIL_SIZES = (256, 1024)
+ANALYZERS = ("properties", "faces", "phash")
+QUALITY = 82  # chalicelib.ml.ingest.THUMBNAIL_QUALITY
+
+
+def _draft_decode(data: bytes, scale: int):
+    from PIL import Image
+
+    img = Image.open(io.BytesIO(data))
+    img.draft("RGB", (img.width // scale, img.height // scale))
+    img.load()
+    return img
+
+
+def dct_scale(size: tuple[int, int], longest_side: int) -> int:
+    """The largest JPEG DCT reduction whose result still has a side ≥ longest_side."""
+    return max(s for s in (1, 2, 4, 8) if max(size) / s >= longest_side)
+
+
+def ingest(repeat: int) -> dict:
+    """analyze_upload on a 12 MP JPEG against the bare reduced decode of the same bytes.
+
+    "ingest" runs OpenCV on one thread, as on a Lambda function of up to 1,769 MB (one vCPU):
+    its CPU time is what Lambda bills. "ingest, OpenCV threads" lets the face search use every
+    core (wall time on this machine's 2 cores; OpenCV's idle threads spin, so more CPU).
+    """
+    import cv2
+
+    from chalicelib.ml.ingest import analyze_upload
+
+    data = photo_jpeg(SIZE_12MP)
+    scale = dct_scale(SIZE_12MP, max(THUMBNAIL_SIZES))
+    steps = {}
+
+    def pipeline():
+        outcome = analyze_upload(data, max_pixels=MAX_PIXELS, max_frames=200, thumbnail_sizes=THUMBNAIL_SIZES,
+                                 analyzers=ANALYZERS)
+        for name, (_, ms) in outcome.analyses.items():
+            steps.setdefault(name, []).append(ms)
+
+    threads = cv2.getNumThreads()
+
+    def single_threaded():
+        cv2.setNumThreads(1)
+        try:
+            pipeline()
+        finally:
+            cv2.setNumThreads(threads)
+
+    rows = best_of(repeat, {
+        "ingest": single_threaded,
+        "ingest, OpenCV threads": pipeline,
+        f"decode 1/{scale}": lambda: _draft_decode(data, scale),
+        "decode 1/8": lambda: _draft_decode(data, 8),
+    })
+    floor = rows[f"decode 1/{scale}"]
+    return {
+        "input": {"size": list(SIZE_12MP), "bytes": len(data)},
+        "timings": {k: v.as_dict() for k, v in rows.items()},
+        "floor": f"decode 1/{scale}",
+        "ratio_cpu": round(rows["ingest"].cpu_ms / floor.cpu_ms, 2),
+        "ratio_wall": round(rows["ingest"].wall_ms / floor.wall_ms, 2),
+        "ratio_wall_threads": round(rows["ingest, OpenCV threads"].wall_ms / floor.wall_ms, 2),
+        "opencv_threads": threads,
+        "ratio_cpu_vs_eighth": round(rows["ingest"].cpu_ms / rows["decode 1/8"].cpu_ms, 2),
+        "floor_mb_per_s": round(len(data) / 1e6 / (floor.cpu_ms / 1000), 1),
+        "analyzer_wall_ms_min": {name: min(values) for name, values in steps.items()},
+        "target_ratio": 4.0,
+    }
+
+
+def ingest_steps(repeat: int) -> dict:
+    """Where ingest's time goes: each step on its own, as the pipeline runs it."""
+    import hashlib
+
+    import cv2
+
+    from chalicelib.ml import imageio
+    from chalicelib.ml.analyzers import AnalysisInput, analyze
+    from chalicelib.ml.exif import exif_summary
+    from chalicelib.ml.ingest import ANALYSIS_SIDE, encode_thumbnails, scaled_copies
+    from chalicelib.ml.phash import phash
+
+    threads = cv2.getNumThreads()
+    cv2.setNumThreads(1)  # as in "ingest": one vCPU
+    data = photo_jpeg(SIZE_12MP)
+    img = imageio.decode(data, max_pixels=MAX_PIXELS, min_longest_side=ANALYSIS_SIDE)
+    copies = scaled_copies(img, (*THUMBNAIL_SIZES, ANALYSIS_SIDE))
+    array = imageio.to_array(copies[ANALYSIS_SIDE])
+    rows = best_of(repeat, {
+        "probe + decode": lambda: imageio.decode(data, max_pixels=MAX_PIXELS, min_longest_side=ANALYSIS_SIDE),
+        "exif + sha256": lambda: (exif_summary(data), hashlib.sha256(data).hexdigest()),
+        "resize (1024, 256)": lambda: scaled_copies(img, (*THUMBNAIL_SIZES, ANALYSIS_SIDE)),
+        "encode thumbnails": lambda: encode_thumbnails(copies),
+        "faces": lambda: analyze("faces", AnalysisInput(array=array)),
+        "properties": lambda: analyze("properties", AnalysisInput(array=array)),
+        "phash": lambda: phash(copies[ANALYSIS_SIDE]),
+    })
+    cv2.setNumThreads(threads)
+    return {k: v.as_dict() for k, v in rows.items()}
+
+
+def thumbnails(repeat: int) -> dict:
+    """Both thumbnails from the JPEG bytes: Pixelake's way against pyvips thumbnail_buffer."""
+    import pyvips
+
+    from chalicelib.ml import imageio
+    from chalicelib.ml.ingest import make_thumbnails
+
+    data = photo_jpeg(SIZE_12MP)
+
+    def pixelake():
+        img = imageio.decode(data, max_pixels=MAX_PIXELS, min_longest_side=max(THUMBNAIL_SIZES))
+        return make_thumbnails(img, THUMBNAIL_SIZES)
+
+    def vips():
+        return [pyvips.Image.thumbnail_buffer(data, size).jpegsave_buffer(Q=QUALITY) for size in THUMBNAIL_SIZES]
+
+    ours, theirs = pixelake(), vips()
+    sizes = sorted((t.width, t.height) for t in ours)
+    assert sizes == sorted(_jpeg_size(b) for b in theirs), (sizes, [_jpeg_size(b) for b in theirs])
+    rows = best_of(repeat, {"pixelake": pixelake, "pyvips thumbnail_buffer": vips})
+    return {
+        "timings": {k: v.as_dict() for k, v in rows.items()},
+        "sizes": sizes,
+        "ratio_cpu": round(rows["pixelake"].cpu_ms / rows["pyvips thumbnail_buffer"].cpu_ms, 2),
+        "ratio_wall": round(rows["pixelake"].wall_ms / rows["pyvips thumbnail_buffer"].wall_ms, 2),
+        "libvips": f"{pyvips.version(0)}.{pyvips.version(1)}.{pyvips.version(2)}",
+        "target_ratio": 0.8,
+    }
+
+
+def _jpeg_size(data: bytes) -> tuple[int, int]:
+    from PIL import Image
+
+    return Image.open(io.BytesIO(data)).size
+
+
+def _overlap(a, b) -> float:
+    ax, ay, aw, ah = a
+    bx, by, bw, bh = b
+    ix = max(0, min(ax + aw, bx + bw) - max(ax, bx))
+    iy = max(0, min(ay + ah, by + bh) - max(ay, by))
+    inter = ix * iy
+    return inter / (aw * ah + bw * bh - inter)
+
+
+FACE_CONFIGS = {  # name → (shorter side searched, scale step, neighbours)
+    "before: 768 px, step 1.1, 5": (768, 1.1, 5),
+    "now: 576 px, step 1.1, 3": (576, 1.1, 3),
+    "576 px, step 1.2, 3": (576, 1.2, 3),
+    "480 px, step 1.15, 3": (480, 1.15, 3),
+}
+
+
+def face_recall(count: int) -> dict:
+    """Recall of the ingest face search on the analysis copy, against a full-resolution search.
+
+    The reference set: faces pasted into 12 MP scenes (benchmarks/inputs.py) that the detector
+    finds when it searches the full-resolution picture (1.1 step, 5 neighbours, same 24-px
+    window). Each configuration then searches the 1024 px copy ingest makes; a face counts as
+    found when a box overlaps it by IoU > 0.4. CPU time is the search alone.
+    """
+    import time
+
+    import cv2
+
+    from chalicelib.ml import faces as face_module
+    from chalicelib.ml import imageio
+    from chalicelib.ml.ingest import ANALYSIS_SIDE, scaled_copies
+
+    photos: list[FacePhoto] = face_composites(SIZE_12MP, count=count)
+    reference, copies = [], []
+    for photo in photos:
+        full = imageio.to_array(imageio.decode(photo.data, max_pixels=MAX_PIXELS))
+        boxes = [_box(f) for f in face_module.detect_faces(full, detect_side=10_000, min_neighbors=5)]
+        reference.append([face for face in photo.faces if any(_overlap(face, b) > 0.4 for b in boxes)])
+        img = imageio.decode(photo.data, max_pixels=MAX_PIXELS, min_longest_side=ANALYSIS_SIDE)
+        copies.append(imageio.to_array(scaled_copies(img, (ANALYSIS_SIDE,))[ANALYSIS_SIDE]))
+        del full
+    pasted = sum(len(p.faces) for p in photos)
+    found_by_reference = sum(len(r) for r in reference)
+    results = {}
+    saved, threads = face_module.SCALE_FACTOR, cv2.getNumThreads()
+    cv2.setNumThreads(1)  # CPU time as on one vCPU
+    try:
+        for name, (side, step, neighbours) in FACE_CONFIGS.items():
+            face_module.SCALE_FACTOR = step
+            found, cpu, missed, false_faces = 0, 0.0, [], 0
+            for photo, wanted, copy in zip(photos, reference, copies):
+                factor = photo.size[0] / copy.shape[1]
+                start = time.process_time()
+                boxes = face_module.detect_faces(copy, detect_side=side, min_neighbors=neighbours)
+                cpu += time.process_time() - start
+                boxes = [tuple(round(v * factor) for v in _box(b)) for b in boxes]
+                for face in wanted:
+                    if any(_overlap(face, b) > 0.4 for b in boxes):
+                        found += 1
+                    else:
+                        missed.append(round(face[2] / min(photo.size), 3))
+                false_faces += sum(not any(_overlap(f, b) > 0.2 for f in photo.faces) for b in boxes)
+            results[name] = {"recall": round(found / found_by_reference, 3), "found": found,
+                             "cpu_ms_per_photo": round(cpu / len(photos) * 1000, 1),
+                             "missed_face_shares": sorted(missed), "false_faces": false_faces}
+    finally:
+        face_module.SCALE_FACTOR = saved
+        cv2.setNumThreads(threads)
+    return {"photos": len(photos), "pasted_faces": pasted, "reference_faces": found_by_reference,
+            "opencv_threads": 1, "configs": results}
+
+
+def _box(face: dict) -> tuple[int, int, int, int]:
+    b = face["box"]
+    return b["x"], b["y"], b["width"], b["height"]
+
+
+IMPORTS = {
+    # name → the statement a fresh interpreter runs
+    "python (no imports)": "pass",
+    "reference: chalice + boto3 + sqlalchemy": "import chalice, boto3, sqlalchemy",
+    "api: import app": "import app",
+    "ingest: app + ingest handler + its first call's modules":
+        "import app, chalicelib.handlers.ingest, chalicelib.ml.ingest, chalicelib.ml.analyzers, "
+        "chalicelib.ml.exif, chalicelib.ml.phash, numpy, PIL.Image, PIL.ImageOps, cv2",
+    "worker: app + worker handler + its first call's modules":
+        "import app, chalicelib.handlers.worker, chalicelib.ml.operation_runner, chalicelib.ml.operations, "
+        "chalicelib.ml.analyzers, numpy, PIL.Image, PIL.ImageOps, cv2",
+}
+
+
+def cold_imports(repeat: int) -> dict:
+    """Fresh interpreters, best of `repeat`, warm page cache (a first round is discarded)."""
+    import time
+
+    env = {**os.environ, "PIXELAKE_STAGE": "local"}
+    times: dict[str, list[float]] = {name: [] for name in IMPORTS}
+    for round_ in range(repeat + 1):
+        for name, statement in IMPORTS.items():
+            start = time.perf_counter()
+            subprocess.run([sys.executable, "-c", statement], cwd=REPO, env=env, check=True)
+            if round_:
+                times[name].append((time.perf_counter() - start) * 1000)
+    best = {name: round(min(values), 1) for name, values in times.items()}
+    base = best["python (no imports)"]
+    reference = best["reference: chalice + boto3 + sqlalchemy"]
+    return {
+        "best_ms": best,
+        "api_ratio": round(best["api: import app"] / reference, 2),
+        "api_ratio_above_interpreter": round((best["api: import app"] - base) / (reference - base), 2),
+        "ingest_ms": best["ingest: app + ingest handler + its first call's modules"],
+        "worker_ms": best["worker: app + worker handler + its first call's modules"],
+        "targets": {"api_ratio": 1.2, "ingest_ms": 400, "worker_ms": 400},
+        "slowest_api_imports": _slowest_imports("import app", env),
+    }
+
+
+def _slowest_imports(statement: str, env: dict, top: int = 10) -> list[dict]:
+    """Top-level packages by cumulative import time (python -X importtime)."""
+    out = subprocess.run([sys.executable, "-X", "importtime", "-c", statement], cwd=REPO, env=env,
+                         capture_output=True, text=True, check=True).stderr
+    rows = []
+    for line in out.splitlines():
+        if not line.startswith("import time:") or "|" not in line:
+            continue
+        _, cumulative, name = line.split("|")
+        depth = len(name) - len(name.lstrip(" "))
+        if cumulative.strip().isdigit() and depth in (3, 5):  # app's imports and theirs
+            rows.append({"module": name.strip(), "ms": round(int(cumulative) / 1000, 1)})
+    return sorted(rows, key=lambda r: -r["ms"])[:top]
+
+
+PEAK_MEMORY_SCRIPT = """
+import sys, json
+sys.path[:0] = {paths!r}
+
+def high_water_mb():
+    # VmHWM, not ru_maxrss: Linux carries ru_maxrss over from the parent across fork and exec.
+    with open("/proc/self/status") as status:
+        return next(int(l.split()[1]) for l in status if l.startswith("VmHWM")) / 1024
+
+from chalicelib.ml.ingest import analyze_upload
+import cv2, numpy
+data = open({path!r}, "rb").read()
+small = open({small!r}, "rb").read()
+settings = dict(max_pixels=75_000_000, max_frames=200, thumbnail_sizes=(256, 1024), analyzers={analyzers!r})
+analyze_upload(small, **settings)
+before = high_water_mb()
+analyze_upload(data, **settings)
+print(json.dumps({{"baseline_mb": before, "peak_mb": high_water_mb()}}))
+"""
+
+
+def peak_memory() -> dict:
+    """Peak RSS of a fresh process that ingests one 12 or 24 MP JPEG, and how much of it the
+    ingest added above the same process warmed up on a small photo (imports, the cascade)."""
+    import tempfile
+
+    results = {}
+    with tempfile.TemporaryDirectory(prefix="pixelake-bench-") as tmp:
+        small = Path(tmp) / "small.jpg"
+        small.write_bytes(photo_jpeg((800, 600)))
+        for label, (w, h) in (("12 MP", SIZE_12MP), ("24 MP", SIZE_24MP)):
+            path = Path(tmp) / f"{w}x{h}.jpg"
+            path.write_bytes(photo_jpeg((w, h)))
+            script = PEAK_MEMORY_SCRIPT.format(paths=[str(REPO)], path=str(path), small=str(small),
+                                               analyzers=ANALYZERS)
+            out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True).stdout
+            row = json.loads(out)
+            results[label] = {"bytes": path.stat().st_size, "baseline_mb": round(row["baseline_mb"], 1),
+                              "peak_mb": round(row["peak_mb"], 1),
+                              "ingest_mb": round(row["peak_mb"] - row["baseline_mb"], 1),
+                              "full_size_rgb_mb": round(w * h * 3 / 2**20, 1)}
+    return results
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--quick", action="store_true", help="fewer rounds and photos")
+    args = parser.parse_args()
+    repeat = 5 if args.quick else 15
+    report = {"ingest": ingest(repeat), "ingest_steps": ingest_steps(repeat), "thumbnails": thumbnails(repeat),
+              "face_recall": face_recall(3 if args.quick else 8), "cold_imports": cold_imports(3 if args.quick else 7),
+              "peak_memory": peak_memory()}
+    print(json.dumps(report, indent=2))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,119 @@
+"""`make bench`: every benchmark, then docs/benchmarks/report.json, report.md and plots.
+
+Inputs are generated from photos that packages ship (benchmarks/inputs.py). Every speed figure
+comes with a reference measured in the same run, because the machine is shared: the ratios
+are what carry from one run (or machine) to the next, not the milliseconds.
+
+    .venv/bin/python benchmarks/bench_suite.py [--quick] [--skip e2e,database,dask]
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sys
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+for path in (REPO, REPO / "benchmarks"):
+    if str(path) not in sys.path:
+        sys.path.insert(0, str(path))
+
+OUT = REPO / "docs" / "benchmarks"
+
+# Lambda list prices, us-east-1, x86, as of 2026-11 (see docs/cost.md).
+LAMBDA_GB_SECOND = 0.0000166667
+LAMBDA_REQUEST = 0.20 / 1_000_000
+INGEST_MEMORY_MB = (1024, 1769)
+# Amazon Rekognition Image list price for the first million images a month, per image (assumed,
+# not checked online from here): DetectLabels and DetectFaces are each billed as one image.
+REKOGNITION_PER_IMAGE = 0.001
+
+
+def dask_scaling(quick: bool) -> dict:
+    import tempfile
+
+    import bench_dask_scaling as dask_bench
+
+    items, side = (40, 1600) if quick else (120, 2400)
+    with tempfile.TemporaryDirectory(prefix="pixelake-bench-dask-") as tmp:
+        names = dask_bench.make_jpegs(Path(tmp), items, side)
+        serial = dask_bench.serial_seconds(tmp, names)
+        runs = {n: dask_bench.run_cluster(n, tmp, names, partitions=10, repeat=1 if quick else 2) for n in (1, 2)}
+    one, two = runs[1], runs[2]
+    others = max(0.0, two["machine_busy"] * two["cores"] - two["worker_cpu"] / two["wall"])
+    return {"items": items, "side": side, "serial_s": round(serial, 2),
+            "workers": {str(n): {k: round(v, 3) if isinstance(v, float) else v for k, v in r.items()}
+                        for n, r in runs.items()},
+            "speedup": round(one["wall"] / two["wall"], 2),
+            "other_processes_cores_during_2_workers": round(others, 2)}
+
+
+def cost_model(report: dict) -> dict:
+    """Dollars per 1,000 uploads on Lambda from the measured CPU time of one 12 MP ingest."""
+    ingest_ms = report["pipeline"]["ingest"]["timings"]["ingest"]["cpu_ms"]
+    rows = {}
+    for memory in INGEST_MEMORY_MB:
+        # Below 1,769 MB a function gets that fraction of one vCPU: the same CPU work takes longer.
+        duration_s = ingest_ms / 1000 / min(1.0, memory / 1769)
+        per_upload = duration_s * memory / 1024 * LAMBDA_GB_SECOND + LAMBDA_REQUEST
+        rows[f"{memory} MB"] = {"duration_ms": round(duration_s * 1000), "usd_per_1000": round(per_upload * 1000, 4)}
+    return {"ingest_cpu_ms": ingest_ms, "lambda": rows, "rekognition_usd_per_1000_per_api": REKOGNITION_PER_IMAGE * 1000,
+            "prices": {"lambda_gb_second": LAMBDA_GB_SECOND, "lambda_per_request": LAMBDA_REQUEST,
+                       "rekognition_per_image": REKOGNITION_PER_IMAGE}}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--skip", default="", help="comma-separated: e2e, database, dask")
+    args = parser.parse_args()
+    skip = set(filter(None, args.skip.split(",")))
+    started = time.perf_counter()
+    report: dict = {"generated_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+                    "machine": {"cores": os.cpu_count(), "python": platform.python_version(),
+                                "load_average_at_start": [round(v, 2) for v in os.getloadavg()]}}
+    import bench_pipeline as pipeline
+
+    repeat = 5 if args.quick else 15
+    sections = {
+        "ingest": lambda: pipeline.ingest(repeat),
+        "ingest_steps": lambda: pipeline.ingest_steps(repeat),
+        "thumbnails": lambda: pipeline.thumbnails(repeat),
+        "face_recall": lambda: pipeline.face_recall(3 if args.quick else 8),
+        "cold_imports": lambda: pipeline.cold_imports(3 if args.quick else 7),
+        "peak_memory": pipeline.peak_memory,
+    }
+    report["pipeline"] = {}
+    for name, run in sections.items():
+        print(f"… {name}", file=sys.stderr, flush=True)
+        report["pipeline"][name] = run()
+    if "database" not in skip:
+        import bench_database
+
+        print("… database (1,000,000 results rows)", file=sys.stderr, flush=True)
+        os.environ.setdefault("PIXELAKE_STATS_MAX_AGE", "60")
+        report["database"] = bench_database.run(100_000 if args.quick else 1_000_000, 20 if args.quick else 40)
+    if "e2e" not in skip:
+        import bench_e2e
+
+        print("… end to end through the local stack", file=sys.stderr, flush=True)
+        report["e2e"] = bench_e2e.run(20 if args.quick else 100)
+    if "dask" not in skip:
+        print("… Dask 1 → 2 workers", file=sys.stderr, flush=True)
+        report["dask"] = dask_scaling(args.quick)
+    report["cost"] = cost_model(report)
+    report["runtime_s"] = round(time.perf_counter() - started, 1)
+    OUT.mkdir(parents=True, exist_ok=True)
+    (OUT / "report.json").write_text(json.dumps(report, indent=2, default=str) + "\n")
+    import bench_report
+
+    bench_report.write(report, OUT)
+    print(f"wrote {OUT / 'report.md'} in {report['runtime_s']} s", file=sys.stderr)
+
+
+if __name__ == "__main__":
+    main()
