@@ -2,7 +2,10 @@
 from chalice import Chalice
 
 from chalicelib.config import get_settings
+from chalicelib.handlers.audit import audit_api
+from chalicelib.handlers.auth import auth_api
 from chalicelib.handlers.images import images_api
+from chalicelib.handlers.openapi import openapi_api
 from chalicelib.handlers.system import system_api
 from chalicelib.handlers.tasks import tasks_api
 
@@ -11,6 +14,9 @@ app.api.binary_types.append("multipart/form-data")
 app.register_blueprint(system_api)
 app.register_blueprint(images_api)
 app.register_blueprint(tasks_api)
+app.register_blueprint(auth_api)
+app.register_blueprint(audit_api)
+app.register_blueprint(openapi_api)
 
 settings = get_settings()
 

@@ -40,6 +40,7 @@ def get_engine() -> Engine:
         pool_recycle=280,
         pool_timeout=10,
         connect_args={"timeout": 10},
+        hide_parameters=True,  # errors and logs never show bound values (password hashes, emails)
     )
 
 

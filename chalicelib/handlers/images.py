@@ -18,6 +18,7 @@ from chalicelib.db.session import session_scope
 from chalicelib.handlers.http import ApiError, created, not_found, parse_id, route
 from chalicelib.handlers.identity import current_principal
 from chalicelib.handlers.multipart import MultipartError, parse_multipart
+from chalicelib.handlers.quota import enforce_upload_quota
 from chalicelib.ml.imageio import ACCEPTED_CONTENT_TYPES, describe_non_image, sniff_content_type
 
 images_api = Blueprint(__name__)
@@ -87,7 +88,8 @@ def _content_type_of(data: bytes) -> str:
 
 @route(images_api, "/api/upload", methods=["POST"], content_types=["multipart/form-data"], tag="images",
        summary="Upload an image (multipart field `file`); it is processed asynchronously",
-       responses={202: "the image, status pending", 400: "no file", 413: "too large", 415: "not an image"})
+       responses={202: "the image, status pending", 400: "no file", 403: "storage quota exceeded", 413: "too large",
+                  415: "not an image"})
 def upload():
     request = images_api.current_request
     try:
@@ -104,6 +106,7 @@ def upload():
     settings = get_settings()
     key = storage.new_upload_key(principal.user_id, content_type)
     with session_scope() as session:
+        enforce_upload_quota(session, principal.user_id, len(data))
         image = image_rows.create_pending(session, owner_id=principal.user_id, bucket=settings.bucket, key=key,
                                           filename=display_filename(part.filename), content_type=content_type,
                                           size_bytes=len(data))
@@ -117,7 +120,8 @@ def upload():
 
 @route(images_api, "/api/uploads", methods=["POST"], body=PresignRequest, tag="images",
        summary="Start a direct upload to S3: returns a presigned POST limited in size and type",
-       responses={201: "url and fields for the POST", 400: "bad request", 413: "too large", 415: "not an image type"})
+       responses={201: "url and fields for the POST", 400: "bad request", 403: "storage quota exceeded",
+                  413: "too large", 415: "not an image type"})
 def presign_upload(body: PresignRequest):
     content_type = body.content_type.split(";")[0].strip().lower()
     if content_type not in ACCEPTED_CONTENT_TYPES:
@@ -128,6 +132,7 @@ def presign_upload(body: PresignRequest):
     settings = get_settings()
     key = storage.new_upload_key(principal.user_id, content_type)
     with session_scope() as session:
+        enforce_upload_quota(session, principal.user_id, body.size)
         image = image_rows.create_pending(session, owner_id=principal.user_id, bucket=settings.bucket, key=key,
                                           filename=display_filename(body.filename), content_type=content_type,
                                           size_bytes=body.size)

@@ -14,7 +14,7 @@ from chalicelib.handlers.http import ROUTES, route
 system_api = Blueprint(__name__)
 
 
-@route(system_api, "/", methods=["GET"], tag="system", summary="Name, version and the list of endpoints")
+@route(system_api, "/", methods=["GET"], tag="system", auth=False, summary="Name, version and the list of endpoints")
 def index():
     return {
         "name": "Pixelake",
@@ -39,7 +39,7 @@ def _database() -> None:
         session.execute(text("SELECT 1"))
 
 
-@route(system_api, "/health", methods=["GET"], tag="system",
+@route(system_api, "/health", methods=["GET"], tag="system", auth=False,
        summary="Health of the database and storage: 200 when all are up, 503 otherwise",
        responses={503: "a component is down"})
 def health():
