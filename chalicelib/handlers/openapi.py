@@ -43,6 +43,8 @@ ERROR_DESCRIPTIONS = {400: "invalid request", 401: "missing or invalid credentia
 
 def _without_null(schema: dict) -> dict:
     """A query parameter is absent rather than null: drop the `null` branch of an optional field."""
+    if "default" in schema and schema["default"] is None:
+        schema = {k: v for k, v in schema.items() if k != "default"}
     variants = schema.get("anyOf")
     if variants:
         kept = [v for v in variants if v.get("type") != "null"]
