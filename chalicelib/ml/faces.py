@@ -42,7 +42,8 @@ def detect_faces(image: np.ndarray, *, detect_side: int = DEFAULT_DETECT_SIDE,
     gray = image if image.ndim == 2 else cv2.cvtColor(image, cv2.COLOR_BGRA2GRAY if image.shape[2] == 4 else cv2.COLOR_BGR2GRAY)
     scale = min(1.0, detect_side / max(gray.shape[:2]))
     if scale < 1.0:
-        gray = cv2.resize(gray, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
+        size = (max(1, round(gray.shape[1] * scale)), max(1, round(gray.shape[0] * scale)))  # never 0 px
+        gray = cv2.resize(gray, size, interpolation=cv2.INTER_AREA)
     gray = cv2.equalizeHist(gray)
     min_size = max(20, round(min(gray.shape[:2]) * 0.04))
     boxes, _, weights = _cascade().detectMultiScale3(
