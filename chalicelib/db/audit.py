@@ -6,6 +6,7 @@ One row per mutating request and per authentication event. Rows are only ever in
 from __future__ import annotations
 
 import ipaddress
+import re
 from datetime import datetime
 from typing import Any
 
@@ -33,14 +34,20 @@ def _valid_ip(ip: str | None) -> str | None:
         return None
 
 
+def _text(value: str | None, limit: int) -> str | None:
+    """At most `limit` characters, without control characters (PostgreSQL refuses NUL)."""
+    if not value:
+        return None
+    return re.sub(r"[\x00-\x1f\x7f]", "", str(value))[:limit] or None
+
+
 def record(session: Session, *, action: str, outcome: str, user_id: int | None = None,
            resource_type: str | None = None, resource_id: str | None = None, ip: str | None = None,
            user_agent: str | None = None, request_id: str | None = None,
            details: dict[str, Any] | None = None) -> AuditLog:
-    entry = AuditLog(user_id=user_id, action=action[:100], resource_type=(resource_type or None) and resource_type[:50],
-                     resource_id=(resource_id or None) and str(resource_id)[:100], outcome=outcome,
-                     ip=_valid_ip(ip), user_agent=(user_agent or None) and user_agent[:500],
-                     request_id=(request_id or None) and request_id[:100], details=details or {})
+    entry = AuditLog(user_id=user_id, action=_text(action, 100) or "unknown", resource_type=_text(resource_type, 50),
+                     resource_id=_text(resource_id, 100), outcome=outcome, ip=_valid_ip(ip),
+                     user_agent=_text(user_agent, 500), request_id=_text(request_id, 100), details=details or {})
     session.add(entry)
     session.flush()
     return entry

@@ -34,7 +34,8 @@ auth_api = Blueprint(__name__)
 log = logging.getLogger("pixelake.auth")
 
 # A practical email shape (one @, a dot in the domain, no spaces); delivery is not verified.
-Email = Annotated[str, Meta(min_length=3, max_length=320, pattern=r"^[^@\s]{1,64}@[^@\s]+\.[^@\s]+$",
+Email = Annotated[str, Meta(min_length=3, max_length=320,
+                            pattern=r"^[^@\s\x00-\x1f\x7f]{1,64}@[^@\s\x00-\x1f\x7f]+\.[^@\s\x00-\x1f\x7f]+$",
                             description="an email address, compared without regard to case")]
 # NIST SP 800-63B: at least 8 characters, accept long passphrases; the upper bound keeps hashing cheap to refuse.
 Password = Annotated[str, Meta(min_length=8, max_length=256)]

@@ -90,20 +90,37 @@ _METHODS_BY_PATH: dict[str, list[str]] = {}
 
 # --- request parsing ---
 
+def _reject_nul(value: Any, where: str, code: str) -> None:
+    """PostgreSQL text cannot hold U+0000: refuse it at the edge, not as a database error later."""
+    if isinstance(value, str):
+        if "\x00" in value:
+            raise ApiError(400, code, f"{where} contains a NUL character (U+0000), which is not allowed")
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            _reject_nul(key, where, code)
+            _reject_nul(item, where, code)
+    elif isinstance(value, (list, tuple)):
+        for item in value:
+            _reject_nul(item, where, code)
+
+
 def _decode_body(request, body_type: type) -> Any:
     raw = request.raw_body or b""
     if not raw.strip():
         raise ApiError(400, "invalid_request", "the request needs a JSON body")
     try:
-        return msgspec.json.decode(raw, type=body_type)
+        body = msgspec.json.decode(raw, type=body_type)
     except msgspec.ValidationError as exc:
         raise ApiError(400, "invalid_request", f"invalid request body: {exc}") from None
     except msgspec.DecodeError as exc:
         raise ApiError(400, "invalid_json", f"the body is not valid JSON: {exc}") from None
+    _reject_nul(msgspec.to_builtins(body), "the request body", "invalid_request")
+    return body
 
 
 def _decode_query(request, query_type: type | None) -> Any:
     params = dict(request.query_params or {})
+    _reject_nul(params, "the query string", "invalid_query")
     if query_type is None:
         if params:
             raise ApiError(400, "invalid_query", f"this endpoint takes no query parameters, got {sorted(params)[:5]}")

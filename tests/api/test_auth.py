@@ -454,3 +454,21 @@ def test_tokens_keys_and_passwords_never_reach_the_logs(auth_required, monkeypat
     assert "boom" in logged
     for secret in (token, key, PASSWORD):
         assert secret not in logged
+
+
+@pytest.mark.parametrize("path, body", [
+    ("/api/auth/register", {"email": "nul\u0000@example.com", "password": PASSWORD}),
+    ("/api/auth/token", {"email": "nul\u0000@example.com", "password": PASSWORD}),
+    ("/api/keys", {"name": "a\u0000b"}),
+    ("/api/process", {"image_id": 1, "operation": "resize", "params": {"width\u0000": 1}}),
+])
+def test_nul_characters_are_refused_at_the_edge_not_by_the_database(client, path, body):
+    response = post_json(client, path, body)
+    assert response.status_code == 400, response.body
+    assert response.json_body["error"]["code"] == "invalid_request"
+
+
+def test_nul_characters_in_a_query_are_refused(auth_required):
+    admin = new_user(auth_required, ADMIN_EMAIL)
+    response = auth_required.http.get("/api/audit?action=sign%00in", headers=admin["headers"])
+    assert response.status_code == 400 and "NUL" in response.json_body["error"]["message"]
