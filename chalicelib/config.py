@@ -40,7 +40,6 @@ class Settings:
     admin_emails: tuple[str, ...] = field(default=(), metadata=_env("PIXELAKE_ADMIN_EMAILS", "emails that get the admin role when they register or sign in, comma-separated"))
     user_quota_bytes: int = field(default=10 * 1024**3, metadata=_env("PIXELAKE_USER_QUOTA_BYTES", "default storage quota per user (sum of image sizes); users.quota_bytes overrides it; 0 = unlimited"))
     cors_origins: tuple[str, ...] = field(default=(), metadata=_env("PIXELAKE_CORS_ORIGINS", "origins allowed to call the API from a browser, comma-separated; '*' only on the local stage (its default)"))
-    max_batch_size: int = field(default=1000, metadata=_env("PIXELAKE_MAX_BATCH_SIZE", "most images in one batch request"))
     dask_scheduler_address: str = field(default="", metadata=_env("DASK_SCHEDULER_ADDRESS", "Dask scheduler; empty for a local cluster"))
     tmp_dir: str = field(default="/tmp/pixelake", metadata=_env("PIXELAKE_TMP", "cache for model artifacts"))
 
