@@ -11,7 +11,7 @@ from msgspec import Meta
 from chalicelib.db import audit
 from chalicelib.db.models import AuditLog
 from chalicelib.db.session import session_scope
-from chalicelib.handlers.http import ApiError, route
+from chalicelib.handlers.http import ApiError, Cursor, route
 from chalicelib.handlers.identity import current_principal, require_admin
 
 audit_api = Blueprint(__name__)
@@ -19,7 +19,7 @@ audit_api = Blueprint(__name__)
 
 class AuditQuery(msgspec.Struct, forbid_unknown_fields=True):
     limit: Annotated[int, Meta(ge=1, le=200)] = 50
-    cursor: Annotated[str, Meta(pattern=r"^\d{1,18}$")] | None = None
+    cursor: Cursor | None = None
     user_id: Annotated[int, Meta(ge=1, le=999_999_999_999_999_999)] | None = None
     action: Annotated[str, Meta(min_length=1, max_length=100)] | None = None
     outcome: Literal[audit.OUTCOMES] | None = None  # type: ignore[valid-type]

@@ -17,7 +17,7 @@ from chalicelib.config import get_settings
 from chalicelib.db import users
 from chalicelib.db.models import ApiKey
 from chalicelib.db.session import session_scope
-from chalicelib.handlers.http import ApiError, created, not_found, note_audit, parse_id, route
+from chalicelib.handlers.http import ApiError, Cursor, created, not_found, note_audit, parse_id, route
 from chalicelib.handlers.identity import (
     API_KEY_SHOWN_CHARS,
     current_principal,
@@ -58,7 +58,7 @@ class NewApiKey(msgspec.Struct, forbid_unknown_fields=True):
 
 class KeyListQuery(msgspec.Struct, forbid_unknown_fields=True):
     limit: Annotated[int, Meta(ge=1, le=100)] = 50
-    cursor: Annotated[str, Meta(pattern=r"^\d{1,18}$")] | None = None
+    cursor: Cursor | None = None
 
 
 def _role_for(email: str) -> str:

@@ -15,10 +15,11 @@ import logging
 import re
 import uuid
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Annotated, Any, Callable
 
 import msgspec
 from chalice import Blueprint, Response
+from msgspec import Meta
 
 from chalicelib.config import get_settings
 from chalicelib.ml.registry import InvalidRequest
@@ -85,6 +86,10 @@ class RouteDoc:
 
 
 ROUTES: list[RouteDoc] = []
+
+# A keyset-pagination cursor (the last id seen): at most 18 digits, so it always fits a bigint
+# (19 digits can exceed 2**63 - 1 and PostgreSQL would refuse the query).
+Cursor = Annotated[str, Meta(pattern=r"^\d{1,18}$", description="next_cursor from the previous page")]
 _METHODS_BY_PATH: dict[str, list[str]] = {}
 
 

@@ -15,7 +15,7 @@ from chalicelib.db import images as image_rows
 from chalicelib.db import tasks as task_rows
 from chalicelib.db.models import IMAGE_STATUSES, Image
 from chalicelib.db.session import session_scope
-from chalicelib.handlers.http import ApiError, created, not_found, parse_id, route
+from chalicelib.handlers.http import ApiError, Cursor, created, not_found, parse_id, route
 from chalicelib.handlers.identity import current_principal
 from chalicelib.handlers.multipart import MultipartError, parse_multipart
 from chalicelib.handlers.quota import enforce_upload_quota
@@ -34,7 +34,7 @@ class PresignRequest(msgspec.Struct, forbid_unknown_fields=True):
 
 class ImageListQuery(msgspec.Struct, forbid_unknown_fields=True):
     limit: Annotated[int, Meta(ge=1, le=MAX_PAGE)] = 20
-    cursor: Annotated[str, Meta(pattern=r"^\d{1,19}$")] | None = None
+    cursor: Cursor | None = None
     status: Literal[IMAGE_STATUSES] | None = None  # type: ignore[valid-type]
 
 

@@ -59,8 +59,13 @@ def _path_parameter(name: str) -> dict:
     return {"name": name, "in": "path", "required": True, "schema": schema}
 
 
-def _query_parameters(query: type, components: dict) -> list[dict]:
-    struct_schema = components[query.__name__]
+def _component(ref_schema: dict, components: dict) -> dict:
+    """The component a `$ref` names (msgspec qualifies names that several modules share)."""
+    return components[ref_schema["$ref"].removeprefix(REF.format(name=""))]
+
+
+def _query_parameters(query_schema: dict, components: dict) -> list[dict]:
+    struct_schema = _component(query_schema, components)
     required = set(struct_schema.get("required", []))
     return [{"name": name, "in": "query", "required": name in required, "schema": _without_null(schema)}
             for name, schema in struct_schema.get("properties", {}).items()]
@@ -93,7 +98,7 @@ def _operation(doc: RouteDoc, schema_of: dict, components: dict) -> dict:
                                  "summary": doc.summary, "tags": [doc.tag], "responses": _responses(doc)}
     parameters = [_path_parameter(name) for name in doc.path_params]
     if doc.query is not None:
-        parameters += _query_parameters(doc.query, components)
+        parameters += _query_parameters(schema_of[doc.query], components)
     if parameters:
         operation["parameters"] = parameters
     if doc.body is not None:

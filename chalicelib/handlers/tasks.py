@@ -14,7 +14,7 @@ from chalicelib.db import images as image_rows
 from chalicelib.db import tasks as task_rows
 from chalicelib.db.models import ProcessingTask
 from chalicelib.db.session import session_scope
-from chalicelib.handlers.http import ApiError, created, not_found, parse_id, route, to_json
+from chalicelib.handlers.http import ApiError, Cursor, created, not_found, parse_id, route, to_json
 from chalicelib.handlers.identity import current_principal
 from chalicelib.ml.analyzers import ANALYZERS
 from chalicelib.ml.operations import OPERATIONS
@@ -46,7 +46,7 @@ class WaitQuery(msgspec.Struct, forbid_unknown_fields=True):
 
 class PageQuery(msgspec.Struct, forbid_unknown_fields=True):
     limit: Annotated[int, Meta(ge=1, le=100)] = 20
-    cursor: Annotated[str, Meta(pattern=r"^\d{1,19}$")] | None = None
+    cursor: Cursor | None = None
 
 
 def result_json(task: ProcessingTask) -> dict | None:

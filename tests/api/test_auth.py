@@ -413,7 +413,8 @@ def test_deployed_stages_require_auth_and_listed_origins():
 
 @pytest.mark.parametrize("path", ["/api/me?debug=1", "/api/images?limit=100000", "/api/images?limit=ten",
                                   "/api/images?status=gone", "/api/images?cursor=1%20OR%201=1",
-                                  "/api/images?sort=name", "/api/images/0", "/api/images/99999999999999999999"])
+                                  "/api/images?sort=name", "/api/images?cursor=9999999999999999999",
+                                  "/api/images/0", "/api/images/99999999999999999999"])
 def test_unknown_oversized_and_mistyped_query_and_path_values_are_400(client, path):
     response = client.http.get(path)
     assert response.status_code == 400, response.body
