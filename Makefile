@@ -12,11 +12,7 @@ PORT ?= 5000
 STAGE ?= dev
 PACKAGE_REGION := $(or $(AWS_REGION),$(AWS_DEFAULT_REGION),us-east-1)
 
-<<<<<<< HEAD
-.PHONY: venv dev test system-packages schema migrate clean layers package deploy destroy
-=======
-.PHONY: venv dev test schema migrate clean layers package deploy destroy bench
->>>>>>> bench
+.PHONY: venv dev test system-packages schema migrate clean layers package deploy destroy bench
 
 $(STAMP): requirements.txt requirements-dev.txt $(wildcard layers/*/requirements.txt) pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)

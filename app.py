@@ -3,10 +3,13 @@ from chalice import Chalice
 
 from chalicelib.aws_secrets import resolve_secret_environment
 from chalicelib.config import get_settings
+from chalicelib.handlers.audit import audit_api
+from chalicelib.handlers.auth import auth_api
 from chalicelib.handlers.datasets import datasets_api
 from chalicelib.handlers.images import images_api
 from chalicelib.handlers.jobs import jobs_api
 from chalicelib.handlers.models import models_api
+from chalicelib.handlers.openapi import openapi_api
 from chalicelib.handlers.system import system_api
 from chalicelib.handlers.tasks import tasks_api
 from chalicelib.handlers.web import web_api
@@ -18,7 +21,8 @@ settings = get_settings()
 
 app = Chalice(app_name="pixelake")
 app.api.binary_types.append("multipart/form-data")
-for blueprint in (system_api, images_api, tasks_api, models_api, datasets_api, jobs_api, web_api):
+for blueprint in (system_api, auth_api, images_api, tasks_api, models_api, datasets_api, jobs_api, audit_api,
+                  openapi_api, web_api):
     app.register_blueprint(blueprint)
 
 

@@ -37,8 +37,12 @@ class Settings:
     presign_expiry_s: int = field(default=900, metadata=_env("PIXELAKE_PRESIGN_EXPIRY", "lifetime of presigned URLs in seconds"))
     stats_max_age_s: int = field(default=-1, metadata=_env("PIXELAKE_STATS_MAX_AGE", "seconds GET /api/stats may serve its summaries before refreshing them; default 60, 0 on the local stage (always fresh)"))
     max_wait_s: int = field(default=25, metadata=_env("PIXELAKE_MAX_WAIT", "longest ?wait= a request may ask for (API Gateway times out at 29 s)"))
-    auth: str = field(default="off", metadata=_env("PIXELAKE_AUTH", "off (local user) or required"))
-    secret_key: str = field(default="", metadata=_env("SECRET_KEY", "JWT signing key"))
+    auth: str = field(default="", metadata=_env("PIXELAKE_AUTH", "off (requests act as the local user; the local stage's default) or required (every deployed stage's default and only choice)"))
+    secret_key: str = field(default="", metadata=_env("SECRET_KEY", "JWT signing key, at least 32 bytes (required on deployed stages; the local stage makes one per process)"))
+    token_expiry_s: int = field(default=3600, metadata=_env("PIXELAKE_TOKEN_EXPIRY", "lifetime of an access token in seconds"))
+    admin_emails: tuple[str, ...] = field(default=(), metadata=_env("PIXELAKE_ADMIN_EMAILS", "emails that get the admin role when they register or sign in, comma-separated"))
+    user_quota_bytes: int = field(default=10 * 1024**3, metadata=_env("PIXELAKE_USER_QUOTA_BYTES", "default storage quota per user (sum of image sizes); users.quota_bytes overrides it; 0 = unlimited"))
+    cors_origins: tuple[str, ...] = field(default=(), metadata=_env("PIXELAKE_CORS_ORIGINS", "origins allowed to call the API from a browser, comma-separated; '*' only on the local stage (its default)"))
     dask_scheduler_address: str = field(default="", metadata=_env("DASK_SCHEDULER_ADDRESS", "Dask scheduler; empty for a local cluster"))
     tmp_dir: str = field(default="/tmp/pixelake", metadata=_env("PIXELAKE_TMP", "cache for model artifacts"))
     max_model_bytes: int = field(default=200 * 1024 * 1024, metadata=_env("PIXELAKE_MAX_MODEL_BYTES", "largest model file registered"))
@@ -59,6 +63,32 @@ class Settings:
                 object.__setattr__(self, name, value)
         if self.stats_max_age_s < 0:
             object.__setattr__(self, "stats_max_age_s", 0 if self.stage == "local" else 60)
+        self._secure_defaults()
+
+    @property
+    def is_local(self) -> bool:
+        return self.stage == "local"
+
+    @property
+    def auth_required(self) -> bool:
+        return self.auth == "required"
+
+    def _secure_defaults(self) -> None:
+        """Open access and any-origin CORS exist for a laptop only: a deployed stage refuses them."""
+        if not self.auth:
+            object.__setattr__(self, "auth", "off" if self.is_local else "required")
+        if self.auth not in ("off", "required"):
+            raise ValueError(f"PIXELAKE_AUTH must be 'off' or 'required', got {self.auth!r}")
+        # Browsers send Origin without a trailing slash and compare exactly.
+        object.__setattr__(self, "cors_origins", tuple(o.rstrip("/") for o in self.cors_origins))
+        object.__setattr__(self, "admin_emails", tuple(e.lower() for e in self.admin_emails))
+        if not self.cors_origins and self.is_local:
+            object.__setattr__(self, "cors_origins", ("*",))
+        if not self.is_local:
+            if self.auth != "required":
+                raise ValueError(f"PIXELAKE_AUTH=off is for the local stage only (stage {self.stage!r})")
+            if "*" in self.cors_origins:
+                raise ValueError("PIXELAKE_CORS_ORIGINS must list origins on a deployed stage, not '*'")
 
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None) -> Settings:

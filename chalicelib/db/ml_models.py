@@ -64,6 +64,12 @@ def resolve(session: Session, owner_id: int, name: str) -> MLModel | None:
                                                  MLModel.status == "active")).one_or_none()
 
 
+def newest_owner(session: Session, name: str) -> int | None:
+    """The owner who most recently registered a model called `name` (for administrators)."""
+    return session.scalar(select(MLModel.owner_id).where(MLModel.name == name)
+                          .order_by(MLModel.created_at.desc(), MLModel.id.desc()).limit(1))
+
+
 def newest_active(session: Session, owner_id: int, task: str) -> MLModel | None:
     """The owner's most recently registered active model for `task` ("classify", "detect", …)."""
     return session.scalars(select(MLModel)

@@ -42,6 +42,7 @@ def get_engine() -> Engine:
         pool_recycle=280,
         pool_timeout=10,
         connect_args={"timeout": 10, **database_connect_args()},  # TLS to RDS Proxy in AWS
+        hide_parameters=True,  # errors and logs never show bound values (password hashes, emails)
     )
     refresh_password_on_connect(engine)  # RDS rotates the password; new connections use the current one
     return engine

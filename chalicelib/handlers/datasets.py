@@ -17,7 +17,7 @@ from chalicelib.db import datasets as dataset_rows
 from chalicelib.db import images as image_rows
 from chalicelib.db.models import Dataset
 from chalicelib.db.session import session_scope
-from chalicelib.handlers.http import ApiError, created, not_found, parse_id, route
+from chalicelib.handlers.http import ApiError, PageQuery, created, not_found, paginated, parse_id, route
 from chalicelib.handlers.identity import Principal, current_principal
 from chalicelib.ml.imageio import ACCEPTED_CONTENT_TYPES
 
@@ -46,11 +46,6 @@ class DatasetUpload(msgspec.Struct, forbid_unknown_fields=True):
     path: Annotated[str, Meta(min_length=1, max_length=500)]
     content_type: Annotated[str, Meta(max_length=100)]
     size: Annotated[int, Meta(ge=1)]
-
-
-class PageQuery(msgspec.Struct, forbid_unknown_fields=True):
-    limit: Annotated[int, Meta(ge=1, le=100)] = 20
-    cursor: Annotated[str, Meta(pattern=r"^\d{1,19}$")] | None = None
 
 
 def owned_prefixes(principal: Principal) -> tuple[str, ...]:
@@ -168,8 +163,7 @@ def list_datasets(query: PageQuery):
     with session_scope() as session:
         rows = dataset_rows.list_for_owner(session, principal.owner_filter, limit=query.limit + 1,
                                            before_id=int(query.cursor) if query.cursor else None)
-        items = [dataset_json(d, dataset_rows.label_counts(session, d.id)) for d in rows[: query.limit]]
-    return {"items": items, "next_cursor": str(items[-1]["id"]) if len(rows) > query.limit else None}
+        return paginated(rows, query.limit, lambda d: dataset_json(d, dataset_rows.label_counts(session, d.id)))
 
 
 @route(datasets_api, "/api/datasets/{dataset_id}", methods=["GET"], tag="datasets",

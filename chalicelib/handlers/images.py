@@ -16,9 +16,10 @@ from chalicelib.db import images as image_rows
 from chalicelib.db import tasks as task_rows
 from chalicelib.db.models import IMAGE_STATUSES, Image
 from chalicelib.db.session import session_scope
-from chalicelib.handlers.http import ApiError, created, not_found, parse_id, route
+from chalicelib.handlers.http import ApiError, Cursor, created, not_found, paginated, parse_id, route
 from chalicelib.handlers.identity import current_principal
 from chalicelib.handlers.multipart import MultipartError, parse_multipart
+from chalicelib.handlers.quota import enforce_upload_quota
 from chalicelib.ml.imageio import ACCEPTED_CONTENT_TYPES, describe_non_image, sniff_content_type
 
 images_api = Blueprint(__name__)
@@ -34,7 +35,7 @@ class PresignRequest(msgspec.Struct, forbid_unknown_fields=True):
 
 class ImageListQuery(msgspec.Struct, forbid_unknown_fields=True):
     limit: Annotated[int, Meta(ge=1, le=MAX_PAGE)] = 20
-    cursor: Annotated[str, Meta(pattern=r"^\d{1,19}$")] | None = None
+    cursor: Cursor | None = None
     status: Literal[IMAGE_STATUSES] | None = None  # type: ignore[valid-type]
 
 
@@ -93,7 +94,8 @@ def _content_type_of(data: bytes) -> str:
 
 @route(images_api, "/api/upload", methods=["POST"], content_types=["multipart/form-data"], tag="images",
        summary="Upload an image (multipart field `file`); it is processed asynchronously",
-       responses={202: "the image, status pending", 400: "no file", 413: "too large", 415: "not an image"})
+       responses={202: "the image, status pending", 400: "no file", 403: "storage quota exceeded", 413: "too large",
+                  415: "not an image"})
 def upload():
     request = images_api.current_request
     try:
@@ -110,6 +112,7 @@ def upload():
     settings = get_settings()
     key = storage.new_upload_key(principal.user_id, content_type)
     with session_scope() as session:
+        enforce_upload_quota(session, principal.user_id, len(data))
         image = image_rows.create_pending(session, owner_id=principal.user_id, bucket=settings.bucket, key=key,
                                           filename=display_filename(part.filename), content_type=content_type,
                                           size_bytes=len(data))
@@ -123,7 +126,8 @@ def upload():
 
 @route(images_api, "/api/uploads", methods=["POST"], body=PresignRequest, tag="images",
        summary="Start a direct upload to S3: returns a presigned POST limited in size and type",
-       responses={201: "url and fields for the POST", 400: "bad request", 413: "too large", 415: "not an image type"})
+       responses={201: "url and fields for the POST", 400: "bad request", 403: "storage quota exceeded",
+                  413: "too large", 415: "not an image type"})
 def presign_upload(body: PresignRequest):
     content_type = body.content_type.split(";")[0].strip().lower()
     if content_type not in ACCEPTED_CONTENT_TYPES:
@@ -134,6 +138,7 @@ def presign_upload(body: PresignRequest):
     settings = get_settings()
     key = storage.new_upload_key(principal.user_id, content_type)
     with session_scope() as session:
+        enforce_upload_quota(session, principal.user_id, body.size)
         image = image_rows.create_pending(session, owner_id=principal.user_id, bucket=settings.bucket, key=key,
                                           filename=display_filename(body.filename), content_type=content_type,
                                           size_bytes=body.size)
@@ -152,9 +157,7 @@ def list_images(query: ImageListQuery):
     with session_scope() as session:
         rows = image_rows.list_for_owner(session, principal.owner_filter, limit=query.limit + 1,
                                          before_id=int(query.cursor) if query.cursor else None, status=query.status)
-        items = [image_json(image) for image in rows[: query.limit]]
-    next_cursor = str(items[-1]["id"]) if len(rows) > query.limit else None
-    return {"items": items, "next_cursor": next_cursor}
+        return paginated(rows, query.limit, image_json)
 
 
 @route(images_api, "/api/images/{image_id}", methods=["GET"], tag="images", summary="One image with its thumbnails",

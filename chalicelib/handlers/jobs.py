@@ -15,7 +15,7 @@ from chalicelib.db import datasets as dataset_rows
 from chalicelib.db import jobs as job_rows
 from chalicelib.db.models import Batch, Image, MLModel, TrainingJob
 from chalicelib.db.session import session_scope
-from chalicelib.handlers.http import ApiError, created, not_found, parse_id, route, to_json
+from chalicelib.handlers.http import ApiError, PageQuery, created, not_found, paginated, parse_id, route, to_json
 from chalicelib.handlers.identity import current_principal
 from chalicelib.handlers.tasks import ANALYZERS, choose_model, resolve_operation
 
@@ -43,10 +43,6 @@ class CreateBatch(msgspec.Struct, forbid_unknown_fields=True):
     model: Annotated[str, Meta(max_length=100)] | None = None
     params: dict[str, Any] = {}
 
-
-class PageQuery(msgspec.Struct, forbid_unknown_fields=True):
-    limit: Annotated[int, Meta(ge=1, le=100)] = 20
-    cursor: Annotated[str, Meta(pattern=r"^\d{1,19}$")] | None = None
 
 
 def _duration_ms(started, finished) -> int | None:
@@ -103,8 +99,7 @@ def list_training_jobs(query: PageQuery):
     with session_scope() as session:
         rows = job_rows.list_jobs(session, principal.owner_filter, limit=query.limit + 1,
                                   before_id=int(query.cursor) if query.cursor else None)
-        items = [_job_body(session, job) for job in rows[: query.limit]]
-    return {"items": items, "next_cursor": str(items[-1]["id"]) if len(rows) > query.limit else None}
+        return paginated(rows, query.limit, lambda job: _job_body(session, job))
 
 
 @route(jobs_api, "/api/training-jobs/{job_id}", methods=["GET"], tag="training",
@@ -232,8 +227,7 @@ def list_batches(query: PageQuery):
     with session_scope() as session:
         rows = job_rows.list_batches(session, principal.owner_filter, limit=query.limit + 1,
                                      before_id=int(query.cursor) if query.cursor else None)
-        items = [batch_json(b, job_rows.batch_counts(session, b.id)) for b in rows[: query.limit]]
-    return {"items": items, "next_cursor": str(items[-1]["id"]) if len(rows) > query.limit else None}
+        return paginated(rows, query.limit, lambda b: batch_json(b, job_rows.batch_counts(session, b.id)))
 
 
 @route(jobs_api, "/api/batches/{batch_id}", methods=["GET"], tag="batches",

@@ -229,8 +229,22 @@ def _name(raw: str) -> str:
     return raw
 
 
+MAX_VERSION = 2**31 - 1  # ml_models.version is an INTEGER
+
+
 def _version(raw: str) -> int:
-    return http.parse_id(raw, "version")
+    number = http.parse_id(raw, "version")
+    if number > MAX_VERSION:
+        raise ApiError(400, "invalid_id", f"version must be at most {MAX_VERSION}, got {number}")
+    return number
+
+
+def owner_of(session, principal, name: str) -> int:
+    """Whose model `name` a request means: always the caller's own; an administrator who has no
+    model of that name reaches the newest other owner's (admins see everything)."""
+    if not principal.is_admin or model_rows.list_versions(session, principal.user_id, name):
+        return principal.user_id
+    return model_rows.newest_owner(session, name) or principal.user_id
 
 
 def no_such_model(name: str, version: int | None = None) -> ApiError:
@@ -244,9 +258,9 @@ def no_such_model(name: str, version: int | None = None) -> ApiError:
        summary="The versions of one model, newest first", responses={404: "no such model"})
 def get_model(name: str):
     name = _name(name)
-    user_id = current_principal(models_api.current_request).user_id
+    principal = current_principal(models_api.current_request)
     with session_scope() as session:
-        versions = model_rows.list_versions(session, user_id, name)
+        versions = model_rows.list_versions(session, owner_of(session, principal, name), name)
         if not versions:
             raise no_such_model(name)
         active = next((m.version for m in versions if m.status == "active"), None)
@@ -258,9 +272,9 @@ def get_model(name: str):
        responses={404: "no such model version"})
 def activate_model(name: str, version: str):
     name, number = _name(name), _version(version)
-    user_id = current_principal(models_api.current_request).user_id
+    principal = current_principal(models_api.current_request)
     with session_scope() as session:
-        model = model_rows.activate(session, user_id, name, number)
+        model = model_rows.activate(session, owner_of(session, principal, name), name, number)
         if model is None:
             raise no_such_model(name, number)
         return model_json(model)
@@ -271,9 +285,9 @@ def activate_model(name: str, version: str):
        responses={404: "no such model version"})
 def archive_model(name: str, version: str):
     name, number = _name(name), _version(version)
-    user_id = current_principal(models_api.current_request).user_id
+    principal = current_principal(models_api.current_request)
     with session_scope() as session:
-        model = model_rows.archive(session, user_id, name, number)
+        model = model_rows.archive(session, owner_of(session, principal, name), name, number)
         if model is None:
             raise no_such_model(name, number)
         return model_json(model)

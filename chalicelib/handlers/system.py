@@ -15,7 +15,7 @@ from chalicelib.handlers.web import page, wants_html
 system_api = Blueprint(__name__)
 
 
-@route(system_api, "/", methods=["GET"], tag="system",
+@route(system_api, "/", methods=["GET"], tag="system", auth=False,
        summary="Name, version and the list of endpoints; the web page for clients that accept text/html")
 def index():
     if wants_html(system_api.current_request):
@@ -44,7 +44,7 @@ def _database() -> None:
         session.execute(text("SELECT 1"))
 
 
-@route(system_api, "/health", methods=["GET"], tag="system",
+@route(system_api, "/health", methods=["GET"], tag="system", auth=False,
        summary="Health of the database and storage: 200 when all are up, 503 otherwise",
        responses={503: "a component is down"})
 def health():

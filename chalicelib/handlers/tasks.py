@@ -16,7 +16,8 @@ from chalicelib.db import ml_models as model_rows
 from chalicelib.db import tasks as task_rows
 from chalicelib.db.models import ProcessingTask
 from chalicelib.db.session import session_scope
-from chalicelib.handlers.http import ApiError, created, not_found, parse_id, route, to_json
+from chalicelib.handlers.http import (ApiError, PageQuery, created, not_found, paginated, parse_id, route,
+                                     to_json)
 from chalicelib.handlers.identity import current_principal
 from chalicelib.ml.analyzers import ANALYZERS
 from chalicelib.ml.operations import OPERATIONS
@@ -45,10 +46,6 @@ ML_OPERATIONS = {"segment": "segment", "detect": "faces"}
 class WaitQuery(msgspec.Struct, forbid_unknown_fields=True):
     wait: Annotated[float, Meta(ge=0)] = 0
 
-
-class PageQuery(msgspec.Struct, forbid_unknown_fields=True):
-    limit: Annotated[int, Meta(ge=1, le=100)] = 20
-    cursor: Annotated[str, Meta(pattern=r"^\d{1,19}$")] | None = None
 
 
 def result_json(task: ProcessingTask) -> dict | None:
@@ -251,8 +248,7 @@ def list_image_tasks(image_id: str, query: PageQuery):
             raise not_found("image", image_id)
         rows = task_rows.list_for_image(session, image_id, limit=query.limit + 1,
                                         before_id=int(query.cursor) if query.cursor else None)
-        items = [task_json(t) for t in rows[: query.limit]]
-    return {"items": items, "next_cursor": str(items[-1]["id"]) if len(rows) > query.limit else None}
+        return paginated(rows, query.limit, task_json)
 
 
 def model_operation(name: str, model_doc: str) -> dict:

@@ -18,9 +18,12 @@ import hashlib
 import html
 import json
 from pathlib import Path
+from typing import Annotated
 from urllib.parse import urlsplit
 
+import msgspec
 from chalice import Blueprint, Response
+from msgspec import Meta
 
 from chalicelib import __version__
 from chalicelib.config import get_settings
@@ -137,17 +140,21 @@ def page(request) -> Response:
         "Content-Security-Policy": policy, **SECURITY_HEADERS})
 
 
-@route(web_api, "/ui/{name}", methods=["GET"], tag="web",
+class AssetQuery(msgspec.Struct, forbid_unknown_fields=True):
+    v: Annotated[str, Meta(max_length=64, description="the file's content hash: cached for a year")] | None = None
+
+
+@route(web_api, "/ui/{name}", methods=["GET"], tag="web", auth=False, query=AssetQuery,
        summary="A file of the web page (scripts, styles, icon); only the page's own files are served",
        responses={304: "not modified", 404: "no such file"})
-def ui_file(name: str):
+def ui_file(name: str, query: AssetQuery):
     content_type = ASSETS.get(name)
     if content_type is None:
         raise ApiError(404, "not_found", f"the web page has no file {name!r}")
     data, digest = asset(name)
     request = web_api.current_request
     etag = f'"{digest}"'
-    versioned = (request.query_params or {}).get("v") == digest
+    versioned = query.v == digest
     headers = {"ETag": etag, "Cache-Control": IMMUTABLE if versioned else REVALIDATE, **SECURITY_HEADERS}
     if etag in [tag.strip() for tag in (request.headers.get("if-none-match") or "").split(",")]:
         return Response(body="", status_code=304, headers=headers)

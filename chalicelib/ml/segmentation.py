@@ -84,7 +84,9 @@ def _shrunk(image: np.ndarray, side: int) -> np.ndarray:
     scale = side / max(image.shape[:2])
     if scale >= 1:
         return image
-    return cv2.resize(image, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
+    # An explicit size, at least 1 px: fx/fy round a 60000×1 strip's height to 0, which OpenCV refuses.
+    size = (max(1, round(image.shape[1] * scale)), max(1, round(image.shape[0] * scale)))
+    return cv2.resize(image, size, interpolation=cv2.INTER_AREA)
 
 
 def _kmeans_labels(bgr: np.ndarray, k: int) -> np.ndarray:

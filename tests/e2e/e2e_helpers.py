@@ -56,9 +56,9 @@ class StackProcess:
         self.process.send_signal(signal.SIGTERM)
         return self.process.wait(timeout=60)
 
-    def wait_until_processed(self, image_id: int, timeout: float = 60) -> dict:
+    def wait_until_processed(self, image_id: int, timeout: float = 60, headers: dict | None = None) -> dict:
         def processed():
-            image = requests.get(f"{self.url}/api/images/{image_id}", timeout=5).json()
+            image = requests.get(f"{self.url}/api/images/{image_id}", headers=headers, timeout=5).json()
             return image if image["status"] in ("ready", "failed") else None
         return wait_for(processed, timeout=timeout, what=f"image {image_id} to be processed")
 
