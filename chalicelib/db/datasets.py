@@ -5,7 +5,7 @@ from sqlalchemy import delete, func, select
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session
 
-from chalicelib.db.models import Dataset, DatasetItem, Image
+from chalicelib.db.models import Dataset, DatasetItem, Image, TrainingJob
 
 
 def create(session: Session, *, owner_id: int, name: str, description: str | None, source: dict,
@@ -52,6 +52,11 @@ def items(session: Session, dataset_id: int) -> list[tuple[str, str, int | None]
     rows = session.execute(select(DatasetItem.key, DatasetItem.label, DatasetItem.image_id)
                            .where(DatasetItem.dataset_id == dataset_id).order_by(DatasetItem.id))
     return [tuple(r) for r in rows]
+
+
+def training_job_ids(session: Session, dataset_id: int) -> list[int]:
+    query = select(TrainingJob.id).where(TrainingJob.dataset_id == dataset_id).order_by(TrainingJob.id)
+    return list(session.scalars(query))
 
 
 def delete_dataset(session: Session, dataset: Dataset) -> None:

@@ -179,7 +179,8 @@ def get_dataset(dataset_id: str):
 
 
 @route(datasets_api, "/api/datasets/{dataset_id}", methods=["DELETE"], tag="datasets",
-       summary="Delete a dataset (its items; the images and S3 objects stay)", responses={404: "no such dataset"})
+       summary="Delete a dataset (its items; the images and S3 objects stay)",
+       responses={404: "no such dataset", 409: "training jobs used it"})
 def delete_dataset(dataset_id: str):
     dataset_id = parse_id(dataset_id, "dataset")
     principal = current_principal(datasets_api.current_request)
@@ -187,5 +188,9 @@ def delete_dataset(dataset_id: str):
         dataset = dataset_rows.get_for_owner(session, dataset_id, principal.owner_filter)
         if dataset is None:
             raise not_found("dataset", dataset_id)
+        jobs = dataset_rows.training_job_ids(session, dataset_id)
+        if jobs:  # deleting would cascade to their history and metrics
+            raise ApiError(409, "dataset_in_use", f"training jobs {jobs[:10]} were trained on dataset {dataset_id}; "
+                                                  "it is kept so their history stays complete")
         dataset_rows.delete_dataset(session, dataset)
     return Response(body="", status_code=204)

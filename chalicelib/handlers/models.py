@@ -232,10 +232,10 @@ def _name(raw: str) -> str:
 MAX_VERSION = 2**31 - 1  # ml_models.version is an INTEGER
 
 
-def _version(raw: str) -> int:
+def _version(raw: str, name: str) -> int:
     number = http.parse_id(raw, "version")
-    if number > MAX_VERSION:
-        raise ApiError(400, "invalid_id", f"version must be at most {MAX_VERSION}, got {number}")
+    if number > MAX_VERSION:  # no such version can exist; asking the database would overflow
+        raise no_such_model(name, number)
     return number
 
 
@@ -271,7 +271,8 @@ def get_model(name: str):
        summary="Make this version the one the name runs (the previously active version becomes inactive)",
        responses={404: "no such model version"})
 def activate_model(name: str, version: str):
-    name, number = _name(name), _version(version)
+    name = _name(name)
+    number = _version(version, name)
     principal = current_principal(models_api.current_request)
     with session_scope() as session:
         model = model_rows.activate(session, owner_of(session, principal, name), name, number)
@@ -284,7 +285,8 @@ def activate_model(name: str, version: str):
        summary="Retire this version (if it was active, the name has no active version until one is activated)",
        responses={404: "no such model version"})
 def archive_model(name: str, version: str):
-    name, number = _name(name), _version(version)
+    name = _name(name)
+    number = _version(version, name)
     principal = current_principal(models_api.current_request)
     with session_scope() as session:
         model = model_rows.archive(session, owner_of(session, principal, name), name, number)

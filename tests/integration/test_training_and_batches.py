@@ -97,6 +97,12 @@ def test_a_training_job_can_be_cancelled(client, dask_cluster, digits_prefix):
     done = finished_job(client, job["id"], [])
     assert done["status"] == "cancelled" and done["model"] is None
     assert post(client, f"/api/training-jobs/{job['id']}/cancel", {}).status_code == 409
+    # The dataset a job was trained on is kept, so the job's history stays complete.
+    refused = client.http.delete(f"/api/datasets/{dataset['id']}")
+    assert refused.status_code == 409 and refused.json_body["error"]["code"] == "dataset_in_use"
+    unused = post(client, "/api/datasets", {"name": "unused", "prefix": digits_prefix}).json_body
+    assert client.http.delete(f"/api/datasets/{unused['id']}").status_code == 204
+    assert client.http.get(f"/api/datasets/{unused['id']}").status_code == 404
 
 
 @pytest.mark.parametrize("body, status", [
