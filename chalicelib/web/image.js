@@ -2,24 +2,17 @@
 // its facts, dominant colours, near-duplicates, the forms to run operations and analyses, and
 // its tasks, kept live while anything is running.
 
-import { api, endpointMissing, itemsOf, listAll } from "./api.js";
+import { api, endpointMissing, itemsOf } from "./api.js";
 import { catalogueForm } from "./forms.js";
 import { announce, details, formatBytes, formatDate, formatNumber, h, heading, notice, poller, statusBadge } from "./dom.js";
 import { boxElement, boxesFrom, maskCanvas } from "./overlays.js";
 
 const BUSY = new Set(["pending", "processing", "running"]);
-const NEAR_DUPLICATE_BITS = 10;
+const NEAR_DUPLICATE_BITS = 7;  // the API finds every neighbour this close through its band indexes
 
 function largestThumbnail(image) {
   const thumbnails = [...(image.thumbnails || [])].sort((a, b) => b.width - a.width);
   return thumbnails[0];
-}
-
-function hammingDistance(a, b) {
-  let x = BigInt(`0x${a}`) ^ BigInt(`0x${b}`);
-  let bits = 0;
-  while (x) { bits += Number(x & 1n); x >>= 1n; }
-  return bits;
 }
 
 function latestSegmentation(tasks) {
@@ -121,20 +114,17 @@ function factsSection(image) {
 
 async function nearDuplicates(image, container) {
   if (!image.phash) return;
-  container.replaceChildren(h("h2", { id: "duplicates-title" }, "Near-duplicates"), h("p", { class: "hint" }, "Comparing…"));
-  const others = await listAll("api/images", { query: { status: "ready" }, max: 300 });
-  const close = others
-    .filter((other) => other.id !== image.id && other.phash)
-    .map((other) => ({ other, bits: hammingDistance(image.phash, other.phash) }))
-    .filter(({ bits }) => bits <= NEAR_DUPLICATE_BITS)
-    .sort((a, b) => a.bits - b.bits);
+  container.replaceChildren(h("h2", { id: "duplicates-title" }, "Near-duplicates"), h("p", { class: "hint" }, "Searching…"));
+  // The API searches all your images on indexed bands of the perceptual hash.
+  const answer = await api(`api/images/${image.id}/similar`, { query: { max_distance: NEAR_DUPLICATE_BITS } });
+  const close = answer.items || [];
   const note = h("p", { class: "hint" },
-    `Images among your ${others.length} newest whose perceptual hash differs in at most ${NEAR_DUPLICATE_BITS} of 64 bits.`);
+    `Your images whose perceptual hash differs from this one in at most ${NEAR_DUPLICATE_BITS} of 64 bits.`);
   if (!close.length) {
     container.replaceChildren(container.firstChild, h("p", {}, "None found."), note);
     return;
   }
-  container.replaceChildren(container.firstChild, h("ul", { class: "duplicates" }, close.map(({ other, bits }) => {
+  container.replaceChildren(container.firstChild, h("ul", { class: "duplicates" }, close.map(({ image: other, distance: bits }) => {
     const thumbnail = [...(other.thumbnails || [])].sort((a, b) => a.width - b.width)[0];
     return h("li", {}, h("a", { href: `#/images/${other.id}` },
       thumbnail ? h("img", { src: thumbnail.url, alt: "", width: thumbnail.width, height: thumbnail.height, loading: "lazy" }) : null,

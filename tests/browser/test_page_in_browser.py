@@ -117,6 +117,23 @@ def test_the_image_page_draws_the_face_box_over_the_astronaut(stack, page, astro
     screenshot(page, "image")
 
 
+def test_the_image_page_lists_a_near_duplicate_from_the_api(stack, page, astronaut, sample_files):
+    import io
+
+    from PIL import Image
+
+    smaller = io.BytesIO()
+    Image.open(sample_files["astronaut"]).resize((256, 256)).save(smaller, "JPEG", quality=50)
+    copy = requests.post(f"{stack.url}/api/upload", files={"file": ("astronaut-copy.jpg", smaller.getvalue())},
+                         timeout=10).json()
+    assert stack.wait_until_processed(copy["id"])["status"] == "ready"
+    page.goto(f"{stack.url}/#/images/{astronaut['id']}")
+    entry = page.locator(".duplicates li", has_text="astronaut-copy.jpg")
+    entry.wait_for(timeout=TIMEOUT_MS)
+    assert re.search(r"(\d+ bits apart|identical hash)", entry.text_content())
+    assert entry.locator("a").get_attribute("href") == f"#/images/{copy['id']}"
+
+
 def test_run_an_operation_from_the_generated_form(stack, page, astronaut):
     page.goto(f"{stack.url}/#/images/{astronaut['id']}")
     form = page.locator("#run-operation")
