@@ -5,6 +5,7 @@ from sqlalchemy import delete, func, select
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session
 
+from chalicelib.db import owned
 from chalicelib.db.models import Dataset, DatasetItem, Image, TrainingJob
 
 
@@ -27,19 +28,11 @@ def name_taken(session: Session, owner_id: int, name: str) -> bool:
 
 
 def get_for_owner(session: Session, dataset_id: int, owner_id: int | None) -> Dataset | None:
-    query = select(Dataset).where(Dataset.id == dataset_id)
-    if owner_id is not None:
-        query = query.where(Dataset.owner_id == owner_id)
-    return session.scalars(query).one_or_none()
+    return owned.get(session, Dataset, dataset_id, owner_id)
 
 
 def list_for_owner(session: Session, owner_id: int | None, *, limit: int, before_id: int | None) -> list[Dataset]:
-    query = select(Dataset).order_by(Dataset.id.desc()).limit(limit)
-    if owner_id is not None:
-        query = query.where(Dataset.owner_id == owner_id)
-    if before_id is not None:
-        query = query.where(Dataset.id < before_id)
-    return list(session.scalars(query))
+    return owned.page(session, Dataset, owner_id, limit=limit, before_id=before_id)
 
 
 def label_counts(session: Session, dataset_id: int) -> dict[str, int]:

@@ -7,6 +7,7 @@ from sqlalchemy import select
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session
 
+from chalicelib.db import owned
 from chalicelib.db.models import Image
 
 
@@ -38,23 +39,14 @@ def claim_for_ingest(session: Session, *, owner_id: int, bucket: str, key: str, 
 
 def get_for_owner(session: Session, image_id: int, owner_id: int | None) -> Image | None:
     """The image if it exists and belongs to owner_id (None: an admin, any owner)."""
-    query = select(Image).where(Image.id == image_id)
-    if owner_id is not None:
-        query = query.where(Image.owner_id == owner_id)
-    return session.scalars(query).one_or_none()
+    return owned.get(session, Image, image_id, owner_id)
 
 
 def list_for_owner(session: Session, owner_id: int | None, *, limit: int, before_id: int | None = None,
                    status: str | None = None) -> list[Image]:
-    """Newest first, keyset-paginated on id (stable under inserts, fast at any depth)."""
-    query = select(Image).order_by(Image.id.desc()).limit(limit)
-    if owner_id is not None:
-        query = query.where(Image.owner_id == owner_id)
-    if before_id is not None:
-        query = query.where(Image.id < before_id)
-    if status is not None:
-        query = query.where(Image.status == status)
-    return list(session.scalars(query))
+    """Newest first, keyset-paginated on id."""
+    where = (Image.status == status,) if status is not None else ()
+    return owned.page(session, Image, owner_id, limit=limit, before_id=before_id, where=where)
 
 
 # Near-duplicate search: the 64-bit phash split into 8 bands of 8 bits, each indexed with the

@@ -7,6 +7,7 @@ from sqlalchemy import func, select, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session
 
+from chalicelib.db import owned
 from chalicelib.db.models import Batch, ProcessingTask, TrainingJob
 
 JOB_FINISHED = ("succeeded", "failed", "cancelled")
@@ -17,19 +18,11 @@ def now() -> datetime:
 
 
 def get_job(session: Session, job_id: int, owner_id: int | None) -> TrainingJob | None:
-    query = select(TrainingJob).where(TrainingJob.id == job_id)
-    if owner_id is not None:
-        query = query.where(TrainingJob.owner_id == owner_id)
-    return session.scalars(query).one_or_none()
+    return owned.get(session, TrainingJob, job_id, owner_id)
 
 
 def list_jobs(session: Session, owner_id: int | None, *, limit: int, before_id: int | None) -> list[TrainingJob]:
-    query = select(TrainingJob).order_by(TrainingJob.id.desc()).limit(limit)
-    if owner_id is not None:
-        query = query.where(TrainingJob.owner_id == owner_id)
-    if before_id is not None:
-        query = query.where(TrainingJob.id < before_id)
-    return list(session.scalars(query))
+    return owned.page(session, TrainingJob, owner_id, limit=limit, before_id=before_id)
 
 
 def set_progress(session: Session, job_id: int, *, progress: int, stage: str) -> str:
@@ -63,19 +56,11 @@ def finish_job(session: Session, job_id: int, status: str, *, error: str | None 
 
 
 def get_batch(session: Session, batch_id: int, owner_id: int | None) -> Batch | None:
-    query = select(Batch).where(Batch.id == batch_id)
-    if owner_id is not None:
-        query = query.where(Batch.owner_id == owner_id)
-    return session.scalars(query).one_or_none()
+    return owned.get(session, Batch, batch_id, owner_id)
 
 
 def list_batches(session: Session, owner_id: int | None, *, limit: int, before_id: int | None) -> list[Batch]:
-    query = select(Batch).order_by(Batch.id.desc()).limit(limit)
-    if owner_id is not None:
-        query = query.where(Batch.owner_id == owner_id)
-    if before_id is not None:
-        query = query.where(Batch.id < before_id)
-    return list(session.scalars(query))
+    return owned.page(session, Batch, owner_id, limit=limit, before_id=before_id)
 
 
 def find_batch(session: Session, owner_id: int, request_hash: str) -> Batch | None:

@@ -6,6 +6,7 @@ from datetime import datetime, timezone
 from sqlalchemy import delete, select
 from sqlalchemy.orm import Session, selectinload
 
+from chalicelib.db import owned
 from chalicelib.db.models import ProcessingTask, Result
 
 FINISHED = ("succeeded", "failed")
@@ -21,10 +22,7 @@ def create(session: Session, *, owner_id: int, image_id: int, kind: str, operati
 
 
 def get_for_owner(session: Session, task_id: int, owner_id: int | None) -> ProcessingTask | None:
-    query = select(ProcessingTask).where(ProcessingTask.id == task_id).options(selectinload(ProcessingTask.results))
-    if owner_id is not None:
-        query = query.where(ProcessingTask.owner_id == owner_id)
-    return session.scalars(query).one_or_none()
+    return owned.get(session, ProcessingTask, task_id, owner_id, selectinload(ProcessingTask.results))
 
 
 def list_for_image(session: Session, image_id: int, *, limit: int, before_id: int | None) -> list[ProcessingTask]:
