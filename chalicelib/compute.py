@@ -39,6 +39,21 @@ def submit_job(fn: Callable, *args: Any, key: str) -> None:
     fire_and_forget(dask_client().submit(fn, *args, key=key, pure=False))
 
 
+# A job still `pending` this long after it was created was lost before a worker started it (the
+# submitting Lambda froze before its message left, or the scheduler restarted): submit it again.
+# Dask deduplicates by key, so a submission that did arrive and is merely queued is not doubled.
+RESUBMIT_AFTER_S = 60
+
+
+def resubmit_if_stalled(fn: Callable, row_id: int, *, key: str, status: str, created_at) -> bool:
+    from datetime import datetime, timezone
+
+    if status != "pending" or (datetime.now(timezone.utc) - created_at).total_seconds() < RESUBMIT_AFTER_S:
+        return False
+    submit_job(fn, row_id, key=key)
+    return True
+
+
 def reset_client() -> None:
     if dask_client.cache_info().currsize:
         dask_client().close()

@@ -111,7 +111,12 @@ def get_training_job(job_id: str):
         job = job_rows.get_job(session, job_id, principal.owner_filter)
         if job is None:
             raise not_found("training job", job_id)
-        return _job_body(session, job)
+        body = _job_body(session, job)
+    from chalicelib.dask_jobs import run_training_job
+
+    compute.resubmit_if_stalled(run_training_job, job_id, key=f"training-job-{job_id}", status=job.status,
+                                created_at=job.created_at)
+    return body
 
 
 @route(jobs_api, "/api/training-jobs/{job_id}/cancel", methods=["POST"], tag="training",
@@ -239,7 +244,12 @@ def get_batch(batch_id: str):
         batch = job_rows.get_batch(session, batch_id, principal.owner_filter)
         if batch is None:
             raise not_found("batch", batch_id)
-        return batch_json(batch, job_rows.batch_counts(session, batch_id))
+        body = batch_json(batch, job_rows.batch_counts(session, batch_id))
+    from chalicelib.dask_jobs import run_batch_job
+
+    compute.resubmit_if_stalled(run_batch_job, batch_id, key=f"batch-{batch_id}", status=batch.status,
+                                created_at=batch.created_at)
+    return body
 
 
 @route(jobs_api, "/api/batches/{batch_id}/export", methods=["GET"], tag="batches",

@@ -147,3 +147,25 @@ def test_a_batch_accounts_for_every_image_including_bad_ones(client, dask_cluste
     assert statuses.count("failed") == 5
     failed_errors = [e for e, s in zip(table.column("error").to_pylist(), statuses) if s == "failed"]
     assert all("failed" in e for e in failed_errors)  # "image N is failed: <reason>"
+
+
+def test_a_batch_whose_submission_was_lost_is_submitted_again_when_read(client, dask_cluster, ready_image):
+    """A batch row left `pending` (its Dask submission never arrived) is resubmitted on the next read."""
+    from datetime import datetime, timedelta, timezone
+
+    from chalicelib.db import jobs as job_rows
+    from chalicelib.db.models import Batch, Image
+    from chalicelib.db.session import session_scope
+
+    image = ready_image(jpeg_bytes((80, 60)))
+    with session_scope() as session:
+        owner_id = session.get(Image, image["id"]).owner_id
+        batch = Batch(owner_id=owner_id, request_hash="lost-submission", operation="flip", params={}, source={},
+                      status="pending", total=1, created_at=datetime.now(timezone.utc) - timedelta(minutes=5))
+        session.add(batch)
+        session.flush()
+        job_rows.add_batch_tasks(session, batch, kind="operation", image_ids=[image["id"]], params={})
+        batch_id = batch.id
+    done = wait_for(lambda: (b := client.http.get(f"/api/batches/{batch_id}").json_body)["status"] == "succeeded" and b,
+                    timeout=120, interval=0.25, what="the resubmitted batch")
+    assert (done["total"], done["succeeded"]) == (1, 1)
