@@ -15,7 +15,7 @@ LOCAL_WORKERS = 2
 
 
 def start_local_cluster(n_workers: int = LOCAL_WORKERS):
-    """A LocalCluster on loopback only (the default dashboard would bind 0.0.0.0:8787)."""
+    """A LocalCluster on loopback only (the default dashboard would listen on every interface)."""
     from distributed import LocalCluster
 
     return LocalCluster(n_workers=n_workers, threads_per_worker=1, processes=True, host="127.0.0.1",
