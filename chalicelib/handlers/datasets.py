@@ -145,8 +145,9 @@ def create_dataset(body: CreateDataset):
        summary="Presigned POST for a dataset file at datasets/<you>/<path> (e.g. digits/3/img-001.png)",
        responses={201: "url and fields", 400: "bad path", 415: "not an image type"})
 def presign_dataset_upload(body: DatasetUpload):
-    if not SAFE_PATH.match(body.path):
-        raise ApiError(400, "invalid_path", "path must be folders and a file name of letters, digits, '.', '_', '-'")
+    if not SAFE_PATH.match(body.path) or any(part in (".", "..") for part in body.path.split("/")):
+        raise ApiError(400, "invalid_path",
+                       "path must be folders and a file name of letters, digits, '.', '_', '-' (no '.' or '..' parts)")
     if body.content_type not in ACCEPTED_CONTENT_TYPES:
         raise ApiError(415, "unsupported_media_type", f"content_type must be one of {sorted(ACCEPTED_CONTENT_TYPES)}")
     if body.size > get_settings().max_upload_bytes:

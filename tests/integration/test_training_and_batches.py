@@ -169,3 +169,17 @@ def test_a_batch_whose_submission_was_lost_is_submitted_again_when_read(client, 
     done = wait_for(lambda: (b := client.http.get(f"/api/batches/{batch_id}").json_body)["status"] == "succeeded" and b,
                     timeout=120, interval=0.25, what="the resubmitted batch")
     assert (done["total"], done["succeeded"]) == (1, 1)
+
+
+@pytest.mark.parametrize("path, status", [("digits/3/img-001.png", 201), ("../other/x.png", 400),
+                                          ("a//b.png", 400), ("ok/name with space.png", 400)])
+def test_dataset_files_are_presigned_under_your_own_area(client, db, path, status):
+    response = post(client, "/api/datasets/uploads", {"path": path, "content_type": "image/png", "size": 100})
+    assert response.status_code == status, response.body
+    if status == 201:
+        key = response.json_body["key"]
+        assert key.startswith("datasets/") and key.endswith("/digits/3/img-001.png")
+        upload = requests.post(response.json_body["url"], data=response.json_body["fields"],
+                               files={"file": ("img-001.png", digit_png(np.zeros((8, 8))))}, timeout=10)
+        assert upload.status_code in (200, 204)
+        assert storage.get(key)[:8] == b"\x89PNG\r\n\x1a\n"
