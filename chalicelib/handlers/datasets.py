@@ -17,7 +17,7 @@ from chalicelib.db import datasets as dataset_rows
 from chalicelib.db import images as image_rows
 from chalicelib.db.models import Dataset
 from chalicelib.db.session import session_scope
-from chalicelib.handlers.http import ApiError, PageQuery, created, not_found, paginated, parse_id, route
+from chalicelib.handlers.http import ApiError, PageQuery, created, found, paginated, parse_id, route
 from chalicelib.handlers.identity import Principal, current_principal
 from chalicelib.ml.imageio import ACCEPTED_CONTENT_TYPES
 
@@ -105,9 +105,8 @@ def _labelled_items(body: CreateDataset, principal: Principal, session) -> tuple
     if body.items is not None:
         items = []
         for item in body.items:
-            image = image_rows.get_for_owner(session, item.image_id, principal.owner_filter)
-            if image is None:
-                raise not_found("image", item.image_id)
+            image = found(image_rows.get_for_owner(session, item.image_id, principal.owner_filter), "image",
+                          item.image_id)
             items.append((image.key, item.label, image.id))
         return {"type": "images"}, items
     if body.prefix is not None:
@@ -173,9 +172,7 @@ def get_dataset(dataset_id: str):
     dataset_id = parse_id(dataset_id, "dataset")
     principal = current_principal(datasets_api.current_request)
     with session_scope() as session:
-        dataset = dataset_rows.get_for_owner(session, dataset_id, principal.owner_filter)
-        if dataset is None:
-            raise not_found("dataset", dataset_id)
+        dataset = found(dataset_rows.get_for_owner(session, dataset_id, principal.owner_filter), "dataset", dataset_id)
         return dataset_json(dataset, dataset_rows.label_counts(session, dataset_id))
 
 
@@ -186,9 +183,7 @@ def delete_dataset(dataset_id: str):
     dataset_id = parse_id(dataset_id, "dataset")
     principal = current_principal(datasets_api.current_request)
     with session_scope() as session:
-        dataset = dataset_rows.get_for_owner(session, dataset_id, principal.owner_filter)
-        if dataset is None:
-            raise not_found("dataset", dataset_id)
+        dataset = found(dataset_rows.get_for_owner(session, dataset_id, principal.owner_filter), "dataset", dataset_id)
         jobs = dataset_rows.training_job_ids(session, dataset_id)
         if jobs:  # deleting would cascade to their history and metrics
             raise ApiError(409, "dataset_in_use", f"training jobs {jobs[:10]} were trained on dataset {dataset_id}; "

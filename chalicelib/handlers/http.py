@@ -43,6 +43,13 @@ class ApiError(Exception):
         self.details = details
 
 
+def found(row, what: str, ident: Any):
+    """The row, or the 404 for `what` (another user's resource answers the same: no existence leak)."""
+    if row is None:
+        raise not_found(what, ident)
+    return row
+
+
 def not_found(what: str, ident: Any) -> ApiError:
     return ApiError(404, "not_found", f"{what} {ident} does not exist")
 

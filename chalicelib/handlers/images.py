@@ -16,7 +16,7 @@ from chalicelib.db import images as image_rows
 from chalicelib.db import tasks as task_rows
 from chalicelib.db.models import IMAGE_STATUSES, Image
 from chalicelib.db.session import session_scope
-from chalicelib.handlers.http import ApiError, Cursor, created, not_found, paginated, parse_id, route
+from chalicelib.handlers.http import ApiError, Cursor, created, found, paginated, parse_id, route
 from chalicelib.handlers.identity import current_principal
 from chalicelib.handlers.multipart import MultipartError, parse_multipart
 from chalicelib.handlers.quota import enforce_upload_quota
@@ -166,9 +166,7 @@ def get_image(image_id: str):
     image_id = parse_id(image_id, "image")
     principal = current_principal(images_api.current_request)
     with session_scope() as session:
-        image = image_rows.get_for_owner(session, image_id, principal.owner_filter)
-        if image is None:
-            raise not_found("image", image_id)
+        image = found(image_rows.get_for_owner(session, image_id, principal.owner_filter), "image", image_id)
         return {**image_json(image), "analyses": task_rows.latest_analyses(session, image_id)}
 
 
@@ -180,12 +178,10 @@ def similar_images(image_id: str, query: SimilarQuery):
     image_id = parse_id(image_id, "image")
     principal = current_principal(images_api.current_request)
     with session_scope() as session:
-        image = image_rows.get_for_owner(session, image_id, principal.owner_filter)
-        if image is None:
-            raise not_found("image", image_id)
+        image = found(image_rows.get_for_owner(session, image_id, principal.owner_filter), "image", image_id)
         if image.phash is None:
             raise ApiError(409, "image_not_ready", f"image {image_id} is {image.status}: it has no perceptual hash yet")
         neighbours = image_rows.similar(session, image, max_distance=query.max_distance, limit=query.limit)
-        found = {i.id: i for i in session.scalars(select(Image).where(Image.id.in_([n for n, _ in neighbours])))}
-        items = [{"distance": distance, "image": image_json(found[n])} for n, distance in neighbours]
+        by_id = {i.id: i for i in session.scalars(select(Image).where(Image.id.in_([n for n, _ in neighbours])))}
+        items = [{"distance": distance, "image": image_json(by_id[n])} for n, distance in neighbours]
     return {"image_id": image_id, "max_distance": query.max_distance, "items": items}

@@ -18,6 +18,7 @@ from chalicelib.db import images as image_rows
 from chalicelib.db import tasks as task_rows
 from chalicelib.db import users
 from chalicelib.db.session import session_scope
+from chalicelib.handlers.sqs import handle_records
 
 log = logging.getLogger("pixelake.ingest")
 
@@ -91,21 +92,11 @@ def ingest_object(obj: UploadedObject) -> str:
         return image.status
 
 
+def ingest_objects(objects: list[UploadedObject]) -> None:
+    for obj in objects:
+        log.info("ingested %s: %s", obj.key, ingest_object(obj))
+
+
 def ingest_upload(event) -> dict:
     """Chalice SQS handler body; returns the partial-batch response."""
-    failures = []
-    for record in event:
-        message_id = record.to_dict().get("messageId")
-        try:
-            objects = uploaded_objects(record.body)
-        except (ValueError, KeyError, TypeError):
-            log.error("dropping message %s: not an S3 event notification", message_id)
-            continue
-        try:
-            for obj in objects:
-                status = ingest_object(obj)
-                log.info("ingested %s: %s", obj.key, status)
-        except Exception:
-            log.exception("transient failure on message %s; it will be retried", message_id)
-            failures.append({"itemIdentifier": message_id})
-    return {"batchItemFailures": failures}
+    return handle_records(event, uploaded_objects, ingest_objects, expects="an S3 event notification")

@@ -15,7 +15,7 @@ from chalicelib.db import datasets as dataset_rows
 from chalicelib.db import jobs as job_rows
 from chalicelib.db.models import Batch, Image, MLModel, TrainingJob
 from chalicelib.db.session import session_scope
-from chalicelib.handlers.http import ApiError, PageQuery, created, not_found, paginated, parse_id, route, to_json
+from chalicelib.handlers.http import ApiError, PageQuery, created, found, paginated, parse_id, route, to_json
 from chalicelib.handlers.identity import current_principal
 from chalicelib.handlers.tasks import ANALYZERS, choose_model, resolve_operation
 
@@ -76,8 +76,7 @@ def create_training_job(body: CreateTrainingJob):
     feature_params = clean_feature_params(body.features, body.feature_params)
     principal = current_principal(jobs_api.current_request)
     with session_scope() as session:
-        if dataset_rows.get_for_owner(session, body.dataset_id, principal.owner_filter) is None:
-            raise not_found("dataset", body.dataset_id)
+        found(dataset_rows.get_for_owner(session, body.dataset_id, principal.owner_filter), "dataset", body.dataset_id)
         counts = dataset_rows.label_counts(session, body.dataset_id)
         check_split([label for label, n in counts.items() for _ in range(n)], body.test_size)
         job = TrainingJob(owner_id=principal.user_id, dataset_id=body.dataset_id, model_name=body.model_name,
@@ -108,9 +107,7 @@ def get_training_job(job_id: str):
     job_id = parse_id(job_id, "training job")
     principal = current_principal(jobs_api.current_request)
     with session_scope() as session:
-        job = job_rows.get_job(session, job_id, principal.owner_filter)
-        if job is None:
-            raise not_found("training job", job_id)
+        job = found(job_rows.get_job(session, job_id, principal.owner_filter), "training job", job_id)
         body = _job_body(session, job)
     from chalicelib.dask_jobs import run_training_job
 
@@ -126,9 +123,7 @@ def cancel_training_job(job_id: str):
     job_id = parse_id(job_id, "training job")
     principal = current_principal(jobs_api.current_request)
     with session_scope() as session:
-        job = job_rows.get_job(session, job_id, principal.owner_filter)
-        if job is None:
-            raise not_found("training job", job_id)
+        job = found(job_rows.get_job(session, job_id, principal.owner_filter), "training job", job_id)
         if job.status in job_rows.JOB_FINISHED:
             raise ApiError(409, "job_finished", f"training job {job_id} is already {job.status}")
         job_rows.finish_job(session, job_id, "cancelled")
@@ -171,8 +166,7 @@ def _batch_images(session, body: CreateBatch, principal) -> tuple[dict, list[int
         check_readable(principal, body.prefix)
         escaped = body.prefix.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
         return {"prefix": body.prefix}, list(session.scalars(query.where(Image.key.like(escaped + "%", escape="\\"))))
-    if dataset_rows.get_for_owner(session, body.dataset_id, principal.owner_filter) is None:
-        raise not_found("dataset", body.dataset_id)
+    found(dataset_rows.get_for_owner(session, body.dataset_id, principal.owner_filter), "dataset", body.dataset_id)
     ids = sorted({image_id for _, _, image_id in dataset_rows.items(session, body.dataset_id) if image_id})
     return {"dataset_id": body.dataset_id}, ids
 
@@ -241,9 +235,7 @@ def get_batch(batch_id: str):
     batch_id = parse_id(batch_id, "batch")
     principal = current_principal(jobs_api.current_request)
     with session_scope() as session:
-        batch = job_rows.get_batch(session, batch_id, principal.owner_filter)
-        if batch is None:
-            raise not_found("batch", batch_id)
+        batch = found(job_rows.get_batch(session, batch_id, principal.owner_filter), "batch", batch_id)
         body = batch_json(batch, job_rows.batch_counts(session, batch_id))
     from chalicelib.dask_jobs import run_batch_job
 
@@ -259,9 +251,7 @@ def export_batch(batch_id: str):
     batch_id = parse_id(batch_id, "batch")
     principal = current_principal(jobs_api.current_request)
     with session_scope() as session:
-        batch = job_rows.get_batch(session, batch_id, principal.owner_filter)
-        if batch is None:
-            raise not_found("batch", batch_id)
+        found(job_rows.get_batch(session, batch_id, principal.owner_filter), "batch", batch_id)
         counts = job_rows.batch_counts(session, batch_id)
     if counts["pending"] or counts["running"]:
         raise ApiError(409, "batch_running", f"batch {batch_id} still has {counts['pending'] + counts['running']} "

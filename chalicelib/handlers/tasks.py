@@ -16,8 +16,7 @@ from chalicelib.db import ml_models as model_rows
 from chalicelib.db import tasks as task_rows
 from chalicelib.db.models import ProcessingTask
 from chalicelib.db.session import session_scope
-from chalicelib.handlers.http import (ApiError, PageQuery, created, not_found, paginated, parse_id, route,
-                                     to_json)
+from chalicelib.handlers.http import ApiError, PageQuery, created, found, paginated, parse_id, route, to_json
 from chalicelib.handlers.identity import current_principal
 from chalicelib.ml.analyzers import ANALYZERS
 from chalicelib.ml.operations import OPERATIONS
@@ -120,9 +119,7 @@ def submit_task(request, *, image_id: int, kind: str, entry: Entry, params: dict
     """
     principal = current_principal(request)
     with session_scope() as session:
-        image = image_rows.get_for_owner(session, image_id, principal.owner_filter)
-        if image is None:
-            raise not_found("image", image_id)
+        image = found(image_rows.get_for_owner(session, image_id, principal.owner_filter), "image", image_id)
         if image.status != "ready":
             raise ApiError(409, "image_not_ready",
                            f"image {image_id} is {image.status}" + (f": {image.error}" if image.error else
@@ -233,8 +230,7 @@ def get_task(task_id: str, query: WaitQuery):
     task_id = parse_id(task_id, "task")
     principal = current_principal(tasks_api.current_request)
     with session_scope() as session:
-        if task_rows.get_for_owner(session, task_id, principal.owner_filter) is None:
-            raise not_found("task", task_id)
+        found(task_rows.get_for_owner(session, task_id, principal.owner_filter), "task", task_id)
     return wait_for_task(task_id, principal.owner_filter, query.wait)
 
 
@@ -244,8 +240,7 @@ def list_image_tasks(image_id: str, query: PageQuery):
     image_id = parse_id(image_id, "image")
     principal = current_principal(tasks_api.current_request)
     with session_scope() as session:
-        if image_rows.get_for_owner(session, image_id, principal.owner_filter) is None:
-            raise not_found("image", image_id)
+        found(image_rows.get_for_owner(session, image_id, principal.owner_filter), "image", image_id)
         rows = task_rows.list_for_image(session, image_id, limit=query.limit + 1,
                                         before_id=int(query.cursor) if query.cursor else None)
         return paginated(rows, query.limit, task_json)

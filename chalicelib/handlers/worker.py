@@ -18,6 +18,7 @@ from chalicelib.config import get_settings
 from chalicelib.db import tasks as task_rows
 from chalicelib.db.models import Image, ProcessingTask, Result
 from chalicelib.db.session import session_scope
+from chalicelib.handlers.sqs import handle_records
 from chalicelib.handlers.model_runner import ModelArtifact
 
 log = logging.getLogger("pixelake.worker")
@@ -123,19 +124,14 @@ def execute(task_id: int) -> str:
     return "succeeded"
 
 
+def task_id_of(body: str) -> int:
+    return int(json.loads(body)["task_id"])
+
+
+def execute_logged(task_id: int) -> None:
+    log.info("task %s: %s", task_id, execute(task_id))
+
+
 def run_tasks(event) -> dict:
     """Chalice SQS handler body: one task id per message; returns the partial-batch response."""
-    failures = []
-    for record in event:
-        message_id = record.to_dict().get("messageId")
-        try:
-            task_id = int(json.loads(record.body)["task_id"])
-        except (ValueError, KeyError, TypeError):
-            log.error("dropping message %s: no task_id", message_id)
-            continue
-        try:
-            log.info("task %s: %s", task_id, execute(task_id))
-        except Exception:
-            log.exception("transient failure on task %s; it will be retried", task_id)
-            failures.append({"itemIdentifier": message_id})
-    return {"batchItemFailures": failures}
+    return handle_records(event, task_id_of, execute_logged, expects="a {\"task_id\"} message")

@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 
 from chalicelib.ml.exif import exif_summary
 from chalicelib.ml.faces import MIN_NEIGHBORS
+from chalicelib.ml.imageio import shrink_array
 from chalicelib.ml.registry import IMAGING, Param, Registry
 
 if TYPE_CHECKING:
@@ -128,7 +129,7 @@ def image_properties(image: np.ndarray, colors: int = 5) -> dict:
     import numpy as np
 
     bgr, alpha = _bgr_and_alpha(image)
-    small = _shrunk(bgr, MEASURE_SIDE)
+    small = shrink_array(bgr, MEASURE_SIDE)
     gray = cv2.cvtColor(small, cv2.COLOR_BGR2GRAY)
     lightness = cv2.cvtColor(small, cv2.COLOR_BGR2Lab)[:, :, 0]
     laplacian_variance = float(cv2.Laplacian(gray, cv2.CV_32F).var(dtype=np.float64))
@@ -207,17 +208,6 @@ def _bgr_and_alpha(image: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
     return image, None
 
 
-def _shrunk(image: np.ndarray, side: int) -> np.ndarray:
-    import cv2
-
-    scale = side / max(image.shape[:2])
-    if scale >= 1:
-        return image
-    # An explicit size, at least 1 px: fx/fy round a 60000×1 strip's height to 0, which OpenCV refuses.
-    size = (max(1, round(image.shape[1] * scale)), max(1, round(image.shape[0] * scale)))
-    return cv2.resize(image, size, interpolation=cv2.INTER_AREA)
-
-
 def _noise_sigma(gray: np.ndarray) -> float:
     # Immerkær (1996): the operator cancels smooth image structure, leaving noise; edges are left
     # out (the strongest 10% of gradients) so texture is not mistaken for noise. float32 and
@@ -245,10 +235,10 @@ def _dominant_colors(bgr: np.ndarray, alpha: np.ndarray | None, count: int) -> l
 
     from chalicelib.ml.colors import bgr_to_lab, css_names, hex_color
 
-    small = _shrunk(bgr, COLOR_SIDE)
+    small = shrink_array(bgr, COLOR_SIDE)
     pixels = small.reshape(-1, 3)
     if alpha is not None:
-        pixels = pixels[_shrunk(alpha, COLOR_SIDE).reshape(-1) >= 128]
+        pixels = pixels[shrink_array(alpha, COLOR_SIDE).reshape(-1) >= 128]
     if len(pixels) == 0:
         return []
     # One integer per colour (b, g, r packed in that order sorts like the rows): np.unique on

@@ -230,3 +230,15 @@ def fit_within(img: Image.Image, longest_side: int, resample: int | None = None)
         return img.copy()
     size = reduced_request(*img.size, longest_side)
     return img.resize(size, Image.Resampling.LANCZOS if resample is None else resample, reducing_gap=2.0)
+
+
+def shrink_array(image: np.ndarray, longest_side: int) -> np.ndarray:
+    """An OpenCV-order array no larger than longest_side on its longest side (area-averaged; never upscaled)."""
+    import cv2
+
+    scale = longest_side / max(image.shape[:2])
+    if scale >= 1:
+        return image
+    # An explicit size, at least 1 px: fx/fy round a 60000×1 strip's height to 0, which OpenCV refuses.
+    size = (max(1, round(image.shape[1] * scale)), max(1, round(image.shape[0] * scale)))
+    return cv2.resize(image, size, interpolation=cv2.INTER_AREA)

@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from chalicelib.ml.colors import css_names, hex_color
+from chalicelib.ml.imageio import shrink_array
 
 if TYPE_CHECKING:
     import numpy as np
@@ -78,23 +79,12 @@ def _bgr(image: np.ndarray) -> np.ndarray:
     return cv2.cvtColor(image, cv2.COLOR_BGRA2BGR) if image.shape[2] == 4 else image
 
 
-def _shrunk(image: np.ndarray, side: int) -> np.ndarray:
-    import cv2
-
-    scale = side / max(image.shape[:2])
-    if scale >= 1:
-        return image
-    # An explicit size, at least 1 px: fx/fy round a 60000×1 strip's height to 0, which OpenCV refuses.
-    size = (max(1, round(image.shape[1] * scale)), max(1, round(image.shape[0] * scale)))
-    return cv2.resize(image, size, interpolation=cv2.INTER_AREA)
-
-
 def _kmeans_labels(bgr: np.ndarray, k: int) -> np.ndarray:
     import cv2
     import numpy as np
 
     lab = cv2.cvtColor(bgr, cv2.COLOR_BGR2Lab)
-    sample = _shrunk(lab, KMEANS_FIT_SIDE).reshape(-1, 3).astype(np.float32)
+    sample = shrink_array(lab, KMEANS_FIT_SIDE).reshape(-1, 3).astype(np.float32)
     k = max(1, min(k, len(np.unique(sample, axis=0))))
     cv2.setRNGSeed(0)  # the same image gives the same segments
     criteria = (cv2.TERM_CRITERIA_EPS | cv2.TERM_CRITERIA_MAX_ITER, 20, 0.5)
@@ -117,7 +107,7 @@ def _grabcut_labels(bgr: np.ndarray, iterations: int, margin: float) -> np.ndarr
     import cv2
     import numpy as np
 
-    small = _shrunk(bgr, GRABCUT_SIDE)
+    small = shrink_array(bgr, GRABCUT_SIDE)
     height, width = small.shape[:2]
     dx, dy = max(1, round(width * margin)), max(1, round(height * margin))
     rect = (dx, dy, max(1, width - 2 * dx), max(1, height - 2 * dy))
