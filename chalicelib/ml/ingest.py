@@ -4,22 +4,25 @@ Pure: bytes in, an IngestOutcome out. The ingest handler does the S3 and databas
 
 Where the time goes is measured by benchmarks/bench_suite.py (docs/benchmarks/report.md); the
 pipeline does each piece of work once, at the smallest size that serves it:
-- one decode, at the smallest JPEG DCT scale (1/2, 1/4, 1/8) that still covers the largest
-  thumbnail and the analysis copy (a 12 MP photo decodes at 1/2, a 24 MP one at 1/4);
-- thumbnails largest first, each resized from the previous one (bicubic: Lanczos costs twice
-  as much here and its extra sharpness does not survive JPEG quality 82);
-- the default analyzers and the perceptual hash look at one analysis copy of ANALYSIS_SIDE
-  pixels (the 1024 px thumbnail when there is one), never at the full decode: properties are
-  measured at that size anyway, faces are searched at 480 px, the hash at 32 px.
+- one decode, straight into a numpy array, at the smallest JPEG DCT scale (any M/8 of
+  libjpeg-turbo's) that still covers the largest thumbnail and the analysis copy (a 12 MP photo
+  decodes at 3/8, a 24 MP one at 1/4);
+- copies largest first, each resized from the previous one (bilinear under 2×, area average
+  beyond: imageio.shrink_array), then JPEG-encoded;
+- the default analyzers look at one analysis copy of ANALYSIS_SIDE pixels (the 1024 px
+  thumbnail when there is one), never at the full decode; the perceptual hash at the smallest.
 """
 from __future__ import annotations
 
 import hashlib
 import time
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from chalicelib.ml import imageio
+
+if TYPE_CHECKING:
+    import numpy as np
 
 THUMBNAIL_QUALITY = 82
 # Longest side of the copy the default analyzers and the perceptual hash look at.
@@ -59,37 +62,40 @@ def oriented_size(width: int, height: int, orientation: int | None) -> tuple[int
     return (height, width) if orientation in _TRANSPOSED_ORIENTATIONS else (width, height)
 
 
-def scaled_copies(img, sides) -> dict:
+def scaled_copies(pixels: np.ndarray, sides) -> dict[int, np.ndarray]:
     """side → a copy no larger than side, largest first, each resized from the previous one."""
-    from PIL import Image
-
     copies = {}
-    source = img
+    source = pixels
     for side in sorted(set(sides), reverse=True):
-        source = imageio.fit_within(source, side, Image.Resampling.BICUBIC)
+        source = imageio.shrink_array(source, side)
         copies[side] = source
     return copies
 
 
-def make_thumbnails(img, sizes: tuple[int, ...]) -> list[Thumbnail]:
-    """JPEG thumbnails, largest first, each resized from the previous one (less work per size)."""
-    return encode_thumbnails(scaled_copies(img, sizes))
+def make_thumbnails(data: bytes, sizes: tuple[int, ...], *, max_pixels: int) -> list[Thumbnail]:
+    """JPEG thumbnails of an image file, largest first: one reduced decode, each size from the previous."""
+    pixels, _ = imageio.decode_array(data, max_pixels=max_pixels, min_longest_side=max(sizes))
+    return encode_thumbnails(scaled_copies(pixels, sizes))
 
 
-def encode_thumbnails(copies: dict) -> list[Thumbnail]:
-    return [Thumbnail(size, thumb.width, thumb.height, imageio.encode(thumb, "JPEG", THUMBNAIL_QUALITY))
-            for size, thumb in copies.items()]
+def encode_thumbnails(copies: dict[int, np.ndarray]) -> list[Thumbnail]:
+    thumbnails = []
+    for size, pixels in copies.items():
+        height, width = pixels.shape[:2]
+        data = imageio.encode(imageio.from_array(pixels), "JPEG", THUMBNAIL_QUALITY)
+        thumbnails.append(Thumbnail(size, width, height, data))
+    return thumbnails
 
 
-def basic_metadata(img, info: imageio.ImageInfo, data: bytes) -> dict[str, Any]:
+def basic_metadata(pixels: np.ndarray, orientation: int | None, info: imageio.ImageInfo, data: bytes) -> dict[str, Any]:
     """What ingest records in images.metadata: the file's facts and a safe EXIF summary."""
     from chalicelib.ml.exif import exif_summary
 
     return {
         "mode": info.mode,
         "frames": info.frames,
-        "has_alpha": img.mode in ("RGBA", "LA"),
-        "orientation": img.info.get("orientation"),
+        "has_alpha": pixels.ndim == 3 and pixels.shape[2] == 4,
+        "orientation": orientation,
         "exif": exif_summary(data),  # from the file: decoding drops the Orientation tag
     }
 
@@ -100,12 +106,13 @@ def analyze_upload(data: bytes, *, max_pixels: int, max_frames: int, thumbnail_s
     from chalicelib.ml.phash import phash
 
     info = imageio.probe(data, max_pixels=max_pixels, max_frames=max_frames)
-    img = imageio.decode(data, max_pixels=max_pixels, min_longest_side=max(*thumbnail_sizes, ANALYSIS_SIDE))
-    metadata = basic_metadata(img, info, data)
-    width, height = oriented_size(info.width, info.height, metadata["orientation"])
-    copies = scaled_copies(img, (*thumbnail_sizes, ANALYSIS_SIDE))
+    pixels, orientation = imageio.decode_array(data, max_pixels=max_pixels,
+                                               min_longest_side=max(*thumbnail_sizes, ANALYSIS_SIDE))
+    metadata = basic_metadata(pixels, orientation, info, data)
+    width, height = oriented_size(info.width, info.height, orientation)
+    copies = scaled_copies(pixels, (*thumbnail_sizes, ANALYSIS_SIDE))
+    del pixels  # the decode is no longer needed (5 MB at 12 MP): let it go before the analyzers
     analysis_copy = copies[ANALYSIS_SIDE]
-    del img  # the full decode is no longer needed: 9 MB at 12 MP, let it go before the analyzers
     outcome = IngestOutcome(
         format=info.format.lower(),
         content_type=info.content_type,
@@ -113,11 +120,12 @@ def analyze_upload(data: bytes, *, max_pixels: int, max_frames: int, thumbnail_s
         height=height,
         mode=info.mode,
         sha256=hashlib.sha256(data).hexdigest(),
-        phash=phash(analysis_copy),
+        # The hash samples 32×32 pixels: the smallest copy serves as well as the largest.
+        phash=phash(imageio.from_array(copies[min(copies)])),
         metadata=metadata,
         thumbnails=encode_thumbnails({size: copies[size] for size in sorted(set(thumbnail_sizes), reverse=True)}),
     )
-    outcome.analyses = run_analyzers(analysis_copy, data, analyzers, scale=width / analysis_copy.width)
+    outcome.analyses = run_analyzers(analysis_copy, data, analyzers, scale=width / analysis_copy.shape[1])
     return outcome
 
 
@@ -134,13 +142,13 @@ def scale_boxes(value: Any, factor: float) -> Any:
     return scaled
 
 
-def run_analyzers(img, data: bytes, names: tuple[str, ...], *, scale: float) -> dict[str, tuple[dict, int]]:
+def run_analyzers(pixels: np.ndarray, data: bytes, names: tuple[str, ...], *, scale: float) -> dict[str, tuple[dict, int]]:
     """The default analyzers, on the analysis copy ingest already made (no second decode)."""
     if not names:
         return {}
     from chalicelib.ml.analyzers import AnalysisInput, analyze
 
-    source = AnalysisInput(data, pil=img)
+    source = AnalysisInput(data, array=pixels)
     results = {}
     for name in names:
         started = time.perf_counter()

@@ -84,3 +84,67 @@ def test_round_trip_between_pillow_and_opencv_channel_order():
     arr = imageio.to_array(img)
     assert tuple(arr[0, 0]) == (0, 0, 255)  # BGR
     assert imageio.from_array(arr).getpixel((0, 0)) == (255, 0, 0)
+
+
+def _ssim(a, b) -> float:
+    from skimage.metrics import structural_similarity
+
+    return structural_similarity(a, b, channel_axis=2 if a.ndim == 3 else None, data_range=255)
+
+
+def test_array_decode_uses_libjpeg_turbos_finer_scales_and_matches_pillow():
+    import cv2
+
+    data = jpeg_bytes((4000, 3000))
+    pixels, orientation = imageio.decode_array(data, max_pixels=LIMIT, min_longest_side=1024)
+    # 3/8 (1500 px) is the smallest M/8 scale still ≥ 1024 px; Pillow's draft stops at 1/2.
+    assert pixels.shape == (1125, 1500, 3) and orientation is None
+    reference = imageio.to_array(imageio.decode(data, max_pixels=LIMIT).resize((1500, 1125), Image.Resampling.LANCZOS))
+    assert _ssim(pixels, reference) > 0.95  # BGR, the same picture
+    assert cv2.mean(pixels)[:3] == pytest.approx(cv2.mean(reference)[:3], abs=2)
+
+
+def test_array_decode_of_grey_cmyk_and_small_jpegs():
+    grey = io.BytesIO()
+    Image.open(io.BytesIO(jpeg_bytes((2000, 1500)))).convert("L").save(grey, "JPEG")
+    # 1/4 would be 500 px, short of 512: 3/8 it is, one grey channel.
+    assert imageio.decode_array(grey.getvalue(), max_pixels=LIMIT, min_longest_side=512)[0].shape == (563, 750)
+    cmyk = io.BytesIO()
+    Image.open(io.BytesIO(jpeg_bytes((800, 600)))).convert("CMYK").save(cmyk, "JPEG")
+    pixels, _ = imageio.decode_array(cmyk.getvalue(), max_pixels=LIMIT, min_longest_side=400)
+    assert pixels.shape == (600, 800, 3)  # Pillow converts CMYK; no reduced decode
+    small = imageio.decode_array(jpeg_bytes((640, 427)), max_pixels=LIMIT, min_longest_side=1024)[0]
+    assert small.shape == (427, 640, 3)  # never enlarged
+
+
+def test_array_decode_refuses_a_truncated_jpeg_with_a_reason():
+    data = jpeg_bytes((4000, 3000))
+    with pytest.raises(ImageRejected, match="damaged or truncated"):
+        imageio.decode_array(data[: len(data) // 2], max_pixels=LIMIT, min_longest_side=1024)
+
+
+@pytest.mark.parametrize("orientation", range(1, 9))
+def test_array_orientation_matches_pillows_exif_transpose(orientation):
+    import numpy as np
+    from PIL import ImageOps
+
+    exif = Image.Exif()
+    exif[0x0112] = orientation
+    source = np.random.default_rng(orientation).integers(0, 255, (48, 64, 3), dtype=np.uint8)
+    out = io.BytesIO()
+    Image.fromarray(source).save(out, "PNG", exif=exif)
+    expected = imageio.to_array(ImageOps.exif_transpose(Image.open(io.BytesIO(out.getvalue()))))
+    oriented = imageio.orient_array(imageio.to_array(Image.fromarray(source)), imageio.exif_orientation(out.getvalue()))
+    assert np.array_equal(oriented, expected)
+
+
+@pytest.mark.parametrize("side", [1024, 500, 100, 24])
+def test_shrinking_an_array_matches_an_area_average(side):
+    import cv2
+
+    pixels = imageio.to_array(imageio.decode(jpeg_bytes((1500, 1125)), max_pixels=LIMIT))
+    small = imageio.shrink_array(pixels, side)
+    assert max(small.shape[:2]) == side
+    reference = cv2.resize(pixels, (small.shape[1], small.shape[0]), interpolation=cv2.INTER_AREA)
+    assert _ssim(small, reference) > 0.97
+    assert imageio.shrink_array(pixels, 2000) is pixels  # never enlarged
