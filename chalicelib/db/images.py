@@ -9,6 +9,7 @@ from sqlalchemy.orm import Session
 
 from chalicelib.db import owned
 from chalicelib.db.models import Image
+from chalicelib.db.vocabulary import BAND_GUARANTEED_DISTANCE, PHASH_BANDS
 
 
 def create_pending(session: Session, *, owner_id: int, bucket: str, key: str, filename: str | None,
@@ -49,13 +50,7 @@ def list_for_owner(session: Session, owner_id: int | None, *, limit: int, before
     return owned.page(session, Image, owner_id, limit=limit, before_id=before_id, where=where)
 
 
-# Near-duplicate search: the 64-bit phash split into 8 bands of 8 bits, each indexed with the
-# owner. Two hashes within Hamming distance 7 agree on at least one band (pigeonhole), so the
-# band lookups find every such neighbour; bit_count then keeps those within the asked distance.
-PHASH_BANDS = 8
-BAND_GUARANTEED_DISTANCE = PHASH_BANDS - 1
-
-
+# The phash is banded for the near-duplicate search (chalicelib.db.vocabulary says why).
 def phash_band(value: int, band: int) -> int:
     return (value >> (8 * band)) & 255
 

@@ -8,8 +8,7 @@ from sqlalchemy.orm import Session, selectinload
 
 from chalicelib.db import owned
 from chalicelib.db.models import ProcessingTask, Result
-
-FINISHED = ("succeeded", "failed")
+from chalicelib.db.vocabulary import TASK_FINISHED as FINISHED
 
 
 def create(session: Session, *, owner_id: int, image_id: int, kind: str, operation: str, params: dict,
