@@ -82,3 +82,6 @@ def reset_engine() -> None:
         get_engine().dispose()
     get_engine.cache_clear()
     _session_factory.cache_clear()
+    from chalicelib.db import direct  # the ingest and worker functions' connection, too
+
+    direct.reset()
