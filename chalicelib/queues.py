@@ -9,10 +9,10 @@ from chalicelib.config import get_settings
 
 @functools.cache
 def sqs_client():
-    from chalicelib import aws
+    import boto3
 
     settings = get_settings()
-    return aws.client("sqs", region_name=settings.aws_region, endpoint_url=settings.aws_endpoint_url or None)
+    return boto3.client("sqs", region_name=settings.aws_region, endpoint_url=settings.aws_endpoint_url or None)
 
 
 @functools.cache

@@ -17,14 +17,13 @@ UPLOAD_EXTENSIONS = {"image/jpeg": "jpg", "image/png": "png", "image/webp": "web
 
 @functools.cache
 def s3_client():
+    import boto3
     from botocore.config import Config
-
-    from chalicelib import aws
 
     settings = get_settings()
     # Path-style addressing on a local endpoint: no wildcard DNS for bucket sub-domains there.
     addressing = {"addressing_style": "path"} if settings.aws_endpoint_url else {}
-    return aws.client(
+    return boto3.client(
         "s3",
         region_name=settings.aws_region,
         endpoint_url=settings.aws_endpoint_url or None,
