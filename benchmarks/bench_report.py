@@ -83,8 +83,8 @@ def write(report: dict, out: Path) -> None:
         f"| face recall vs full-resolution search | {faces['configs']['now: 576 px, step 1.1, 3']['recall']:.0%} | "
         "no face lost | |",
         f"| cold import api / chalice+boto3+sqlalchemy | {imports['api_ratio']}× | ≤ 1.2× | {_met(imports['api_ratio'], 1.2)} |",
-        f"| cold import ingest | {imports['ingest_ms']:.0f} ms | ≤ 400 ms | {_met(imports['ingest_ms'], 400)} |",
-        f"| cold import worker | {imports['worker_ms']:.0f} ms | ≤ 400 ms | {_met(imports['worker_ms'], 400)} |",
+        f"| cold import ingest + its first event's modules | {imports['ingest_ms']:.0f} ms | ≤ 400 ms | {_met(imports['ingest_ms'], 400)} |",
+        f"| cold import worker + its first event's modules | {imports['worker_ms']:.0f} ms | ≤ 400 ms | {_met(imports['worker_ms'], 400)} |",
     ]
     if "database" in report:
         for name, row in report["database"]["endpoints"].items():
@@ -168,8 +168,17 @@ def write(report: dict, out: Path) -> None:
         "",
         *[f"- {row['module']}: {row['ms']}" for row in imports["slowest_api_imports"]],
         "",
-        "The excess is SQLAlchemy's ORM and the models (every handler imports `chalicelib.db` at module level); "
-        "importing the repositories inside the views would move it to the first request that needs the database.",
+        "Blueprints import the ORM and repositories inside their views, so `import app` loads neither SQLAlchemy, "
+        "the driver nor botocore (tests/unit/test_api_imports.py guards it). The api's first request pays for them "
+        "instead: the row `api: import + first request` is a fresh process serving one authenticated GET /api/images "
+        "through chalice.test.Client against PostgreSQL; subtract the `harness alone` row for what Lambda would pay.",
+        "",
+        "The ingest and worker rows are found by running the functions: a fresh process imports `app`, handles one "
+        "real event (an uploaded JPEG's S3 notification; a resize task) against PostgreSQL and moto, and lists "
+        "sys.modules; the row times importing exactly those modules in a fresh interpreter. Packages they loaded: "
+        + "; ".join(f"{name}: {', '.join(pkgs)}" for name, pkgs in imports.get("first_event_packages", {}).items())
+        + ". Both write their rows through pg8000 directly (chalicelib/db/direct.py), not SQLAlchemy (~270 ms here). "
+        "boto3 stays: the model registry uses its managed S3 copy (s3transfer), which botocore lacks.",
         "",
         "## Peak memory",
         "",

@@ -87,26 +87,40 @@ def database_connect_args(environ: MutableMapping[str, str] | None = None) -> di
     return {"ssl_context": ssl.create_default_context()}
 
 
-def refresh_password_on_connect(engine: Any, environ: MutableMapping[str, str] | None = None,
-                                client: Any = None, max_age_s: float = 300.0) -> bool:
-    """Give each new DBAPI connection of `engine` the secret's current password (re-read at
-    most every `max_age_s`), so pooled engines in warm Lambdas and long-lived Dask workers
-    survive the rotation. Does nothing (returns False) without DATABASE_SECRET_ARN."""
+class CurrentPassword:
+    """The RDS secret's current password, re-read at most every `max_age_s` (RDS rotates it)."""
+
+    def __init__(self, secret_arn: str, environ: MutableMapping[str, str], client: Any = None,
+                 max_age_s: float = 300.0):
+        self.secret_arn, self.environ, self.client, self.max_age_s = secret_arn, environ, client, max_age_s
+        self.password: str | None = None
+        self.read_at = 0.0
+
+    def __call__(self) -> str:
+        if self.password is None or time.monotonic() - self.read_at > self.max_age_s:
+            self.client = self.client or _secrets_client(self.environ)
+            self.password = json.loads(secret_string(self.secret_arn, self.client))["password"]
+            self.read_at = time.monotonic()
+        return self.password
+
+
+def current_password_source(environ: MutableMapping[str, str] | None = None,
+                            client: Any = None, max_age_s: float = 300.0) -> CurrentPassword | None:
+    """The rotating password's source, or None without DATABASE_SECRET_ARN (the URL's password stands)."""
     environ = os.environ if environ is None else environ
     secret_arn = environ.get("DATABASE_SECRET_ARN")
-    if not secret_arn:
+    return CurrentPassword(secret_arn, environ, client, max_age_s) if secret_arn else None
+
+
+def refresh_password_on_connect(engine: Any, environ: MutableMapping[str, str] | None = None,
+                                client: Any = None, max_age_s: float = 300.0) -> bool:
+    """Give each new DBAPI connection of `engine` the secret's current password, so pooled
+    engines in warm Lambdas and long-lived Dask workers survive the rotation. Does nothing
+    (returns False) without DATABASE_SECRET_ARN."""
+    current_password = current_password_source(environ, client, max_age_s)
+    if current_password is None:
         return False
     from sqlalchemy import event
-
-    cached: dict[str, Any] = {"password": None, "read_at": 0.0}
-
-    def current_password() -> str:
-        nonlocal client
-        if cached["password"] is None or time.monotonic() - cached["read_at"] > max_age_s:
-            client = client or _secrets_client(environ)
-            cached["password"] = json.loads(secret_string(secret_arn, client))["password"]
-            cached["read_at"] = time.monotonic()
-        return cached["password"]
 
     @event.listens_for(engine, "do_connect")
     def _use_current_password(dialect, connection_record, cargs, cparams):

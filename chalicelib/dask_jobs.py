@@ -118,6 +118,7 @@ def run_batch_job(batch_id: int) -> str:
 
     from chalicelib.db import tasks as task_rows
     from chalicelib.db.models import Batch, ProcessingTask
+    from chalicelib.db.vocabulary import TASK_FINISHED
     from chalicelib.ml.distributed import default_partitions, run_batch
 
     with session_scope() as session:
@@ -131,7 +132,7 @@ def run_batch_job(batch_id: int) -> str:
             if not outcome.ok:  # a transient fault the task could not record itself
                 with session_scope() as session:
                     task = session.get(ProcessingTask, outcome.item)
-                    if task.status not in task_rows.FINISHED:
+                    if task.status not in TASK_FINISHED:
                         task_rows.fail(task, outcome.error or "the task could not run")
     with session_scope() as session:
         batch = session.get(Batch, batch_id)

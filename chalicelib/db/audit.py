@@ -15,8 +15,6 @@ from sqlalchemy.orm import Session
 
 from chalicelib.db.models import AuditLog
 
-OUTCOMES = ("success", "failure", "denied", "error")
-
 
 def outcome_of(status: int) -> str:
     """success (< 400), denied (401, 403), error (5xx), failure (any other 4xx)."""

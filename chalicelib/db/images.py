@@ -1,14 +1,11 @@
-"""Image rows: created on upload (or when an object appears under uploads/), then ingested."""
+"""Image rows: created on upload (or when an object appears under uploads/); the ingest writes them through chalicelib/db/direct.py."""
 from __future__ import annotations
 
-from datetime import datetime, timezone
-
-from sqlalchemy import select
-from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session
 
 from chalicelib.db import owned
 from chalicelib.db.models import Image
+from chalicelib.db.vocabulary import BAND_GUARANTEED_DISTANCE, PHASH_BANDS
 
 
 def create_pending(session: Session, *, owner_id: int, bucket: str, key: str, filename: str | None,
@@ -18,23 +15,6 @@ def create_pending(session: Session, *, owner_id: int, bucket: str, key: str, fi
     session.add(image)
     session.flush()
     return image
-
-
-def claim_for_ingest(session: Session, *, owner_id: int, bucket: str, key: str, size_bytes: int,
-                     etag: str | None) -> Image:
-    """The image row for an uploaded object, created if the upload bypassed the API.
-
-    Locked FOR UPDATE so two deliveries of the same event ingest it once: the second waits,
-    then sees the first one's result.
-    """
-    session.execute(
-        insert(Image)
-        .values(owner_id=owner_id, bucket=bucket, key=key, size_bytes=size_bytes, etag=etag, status="pending")
-        .on_conflict_do_nothing(index_elements=["bucket", "key"])
-    )
-    return session.scalars(
-        select(Image).where(Image.bucket == bucket, Image.key == key).with_for_update()
-    ).one()
 
 
 def get_for_owner(session: Session, image_id: int, owner_id: int | None) -> Image | None:
@@ -49,13 +29,7 @@ def list_for_owner(session: Session, owner_id: int | None, *, limit: int, before
     return owned.page(session, Image, owner_id, limit=limit, before_id=before_id, where=where)
 
 
-# Near-duplicate search: the 64-bit phash split into 8 bands of 8 bits, each indexed with the
-# owner. Two hashes within Hamming distance 7 agree on at least one band (pigeonhole), so the
-# band lookups find every such neighbour; bit_count then keeps those within the asked distance.
-PHASH_BANDS = 8
-BAND_GUARANTEED_DISTANCE = PHASH_BANDS - 1
-
-
+# The phash is banded for the near-duplicate search (chalicelib.db.vocabulary says why).
 def phash_band(value: int, band: int) -> int:
     return (value >> (8 * band)) & 255
 
@@ -81,24 +55,3 @@ def similar(session: Session, image: Image, *, max_distance: int, limit: int) ->
 
     sql, params = similar_query(image, max_distance=max_distance, limit=limit)
     return [(row.id, row.distance) for row in session.execute(text(sql), params)]
-
-
-def mark_failed(image: Image, reason: str) -> None:
-    image.status = "failed"
-    image.error = reason
-    image.processed_at = datetime.now(timezone.utc)
-
-
-def mark_ready(image: Image, outcome, thumbnails: list[dict]) -> None:
-    image.status = "ready"
-    image.error = None
-    image.format = outcome.format
-    image.content_type = outcome.content_type
-    image.width = outcome.width
-    image.height = outcome.height
-    image.mode = outcome.mode
-    image.sha256 = outcome.sha256
-    image.phash = outcome.phash
-    image.metadata_ = outcome.metadata
-    image.thumbnails = thumbnails
-    image.processed_at = datetime.now(timezone.utc)

@@ -9,8 +9,7 @@ from sqlalchemy.orm import Session
 
 from chalicelib.db import owned
 from chalicelib.db.models import Batch, ProcessingTask, TrainingJob
-
-JOB_FINISHED = ("succeeded", "failed", "cancelled")
+from chalicelib.db.vocabulary import JOB_FINISHED
 
 
 def now() -> datetime:

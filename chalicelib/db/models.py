@@ -26,6 +26,16 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import INET, JSONB
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
+from chalicelib.db.vocabulary import (  # re-exported: the models' vocabulary
+    IMAGE_STATUSES,
+    JOB_STATUSES,
+    MODEL_FRAMEWORKS,
+    MODEL_STATUSES,
+    MODEL_TASKS,
+    TASK_KINDS,
+    TASK_STATUSES,
+)
+
 NAMING = {
     "ix": "ix_%(table_name)s_%(column_0_N_name)s",
     "uq": "uq_%(table_name)s_%(column_0_N_name)s",
@@ -33,15 +43,6 @@ NAMING = {
     "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
     "pk": "pk_%(table_name)s",
 }
-
-IMAGE_STATUSES = ("pending", "processing", "ready", "failed")
-TASK_STATUSES = ("pending", "running", "succeeded", "failed")
-JOB_STATUSES = ("pending", "running", "succeeded", "failed", "cancelled")
-MODEL_STATUSES = ("active", "inactive", "archived")
-MODEL_FRAMEWORKS = ("onnx", "sklearn", "opencv")
-MODEL_TASKS = ("classify", "detect", "segment", "embed")
-# operation: an image operation; analysis: a built-in analyzer; model: a registered model.
-TASK_KINDS = ("operation", "analysis", "model")
 
 
 def _in(column: str, values: tuple[str, ...]) -> str:

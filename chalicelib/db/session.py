@@ -4,12 +4,15 @@ from __future__ import annotations
 import contextlib
 import functools
 from collections.abc import Iterator
-
-from sqlalchemy import Engine, create_engine
-from sqlalchemy.engine import make_url
-from sqlalchemy.orm import Session, sessionmaker
+from typing import TYPE_CHECKING
 
 from chalicelib.config import get_settings
+
+# SQLAlchemy is imported by the functions that need it: the api's handlers import
+# session_scope at module level, and its import must stay cheap (issue 9: cold starts).
+if TYPE_CHECKING:
+    from sqlalchemy import Engine
+    from sqlalchemy.orm import Session, sessionmaker
 
 
 class DatabaseNotConfigured(RuntimeError):
@@ -18,6 +21,8 @@ class DatabaseNotConfigured(RuntimeError):
 
 def normalize_url(url: str) -> str:
     """Any postgres URL → the pg8000 dialect (pure Python: nothing to compile into a layer)."""
+    from sqlalchemy.engine import make_url
+
     parsed = make_url(url)
     if parsed.drivername in ("postgres", "postgresql", "postgresql+psycopg2", "postgresql+psycopg"):
         parsed = parsed.set(drivername="postgresql+pg8000")
@@ -26,6 +31,8 @@ def normalize_url(url: str) -> str:
 
 @functools.cache
 def get_engine() -> Engine:
+    from sqlalchemy import create_engine
+
     url = get_settings().database_url
     if not url:
         raise DatabaseNotConfigured("DATABASE_URL is not set")
@@ -50,6 +57,8 @@ def get_engine() -> Engine:
 
 @functools.cache
 def _session_factory() -> sessionmaker[Session]:
+    from sqlalchemy.orm import sessionmaker
+
     return sessionmaker(get_engine(), expire_on_commit=False)
 
 
@@ -73,3 +82,6 @@ def reset_engine() -> None:
         get_engine().dispose()
     get_engine.cache_clear()
     _session_factory.cache_clear()
+    from chalicelib.db import direct  # the ingest and worker functions' connection, too
+
+    direct.reset()

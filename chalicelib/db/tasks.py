@@ -3,13 +3,11 @@ from __future__ import annotations
 
 from datetime import datetime, timezone
 
-from sqlalchemy import delete, select
+from sqlalchemy import select
 from sqlalchemy.orm import Session, selectinload
 
 from chalicelib.db import owned
 from chalicelib.db.models import ProcessingTask, Result
-
-FINISHED = ("succeeded", "failed")
 
 
 def create(session: Session, *, owner_id: int, image_id: int, kind: str, operation: str, params: dict,
@@ -95,57 +93,12 @@ def statistics(session: Session, owner_id: int | None, *, max_age_s: int = 0) ->
     }
 
 
-def claim(session: Session, task_id: int) -> ProcessingTask | None:
-    """Mark the task running, unless it is finished (a redelivered message) or gone."""
-    task = session.scalars(select(ProcessingTask).where(ProcessingTask.id == task_id).with_for_update()).one_or_none()
-    if task is None or task.status in FINISHED:
-        return None
-    task.status = "running"
-    task.started_at = datetime.now(timezone.utc)
-    task.attempts += 1
-    return task
-
-
 def _finish(task: ProcessingTask, status: str, error: str | None) -> None:
     task.status = status
     task.error = error
     task.finished_at = datetime.now(timezone.utc)
     started = task.started_at or task.finished_at
     task.duration_ms = int((task.finished_at - started).total_seconds() * 1000)
-
-
-def succeed(session: Session, task: ProcessingTask, results: list[Result]) -> None:
-    # A retry after a crash may have written results already: replace them, never duplicate.
-    session.execute(delete(Result).where(Result.task_id == task.id))
-    for result in results:
-        result.task_id = task.id
-        result.image_id = task.image_id
-        session.add(result)
-    _finish(task, "succeeded", None)
-
-
-def top_prediction(data: dict) -> tuple[str | None, float | None]:
-    predictions = data.get("predictions") or []
-    if not predictions:
-        return None, None
-    return predictions[0].get("label"), predictions[0].get("confidence")
-
-
-def analysis_result(data: dict) -> Result:
-    """A result row for an analysis, with its best prediction's label and confidence lifted out."""
-    label, confidence = top_prediction(data)
-    return Result(kind="analysis", data=data, label=label, confidence=confidence)
-
-
-def record_finished_analysis(session: Session, *, owner_id: int, image_id: int, name: str, data: dict,
-                             duration_ms: int) -> ProcessingTask:
-    """An analysis that already ran (at ingest), recorded as a succeeded task with its result."""
-    now = datetime.now(timezone.utc)
-    task = create(session, owner_id=owner_id, image_id=image_id, kind="analysis", operation=name, params={})
-    task.queued_at = task.started_at = now
-    succeed(session, task, [analysis_result(data)])
-    task.duration_ms = duration_ms
-    return task
 
 
 def fail(task: ProcessingTask, reason: str) -> None:

@@ -2,17 +2,19 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Literal
+from typing import TYPE_CHECKING, Annotated, Literal
 
 import msgspec
 from chalice import Blueprint
 from msgspec import Meta
 
-from chalicelib.db import audit
-from chalicelib.db.models import AuditLog
 from chalicelib.db.session import session_scope
+from chalicelib.db.vocabulary import AUDIT_OUTCOMES
 from chalicelib.handlers.http import ApiError, Cursor, paginated, route
 from chalicelib.handlers.identity import current_principal, require_admin
+
+if TYPE_CHECKING:
+    from chalicelib.db.models import AuditLog
 
 audit_api = Blueprint(__name__)
 
@@ -22,7 +24,7 @@ class AuditQuery(msgspec.Struct, forbid_unknown_fields=True):
     cursor: Cursor | None = None
     user_id: Annotated[int, Meta(ge=1, le=999_999_999_999_999_999)] | None = None
     action: Annotated[str, Meta(min_length=1, max_length=100)] | None = None
-    outcome: Literal[audit.OUTCOMES] | None = None  # type: ignore[valid-type]
+    outcome: Literal[AUDIT_OUTCOMES] | None = None  # type: ignore[valid-type]
     resource_type: Annotated[str, Meta(min_length=1, max_length=50)] | None = None
     since: Annotated[datetime, Meta(tz=True, description="ISO-8601 with a time zone; entries at or after")] | None = None
     until: Annotated[datetime, Meta(tz=True, description="ISO-8601 with a time zone; entries before")] | None = None
@@ -39,6 +41,8 @@ def audit_json(entry: AuditLog) -> dict:
        summary="The audit log, newest first (administrators): filter by user_id, action, outcome, resource_type, "
                "since, until", responses={403: "not an administrator"})
 def list_audit(query: AuditQuery):
+    from chalicelib.db import audit
+
     require_admin(current_principal(audit_api.current_request))
     if query.since and query.until and query.since >= query.until:
         raise ApiError(400, "invalid_query", "since must be before until")

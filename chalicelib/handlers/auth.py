@@ -7,15 +7,13 @@ Passwords, tokens and keys never reach the audit log or the logs.
 from __future__ import annotations
 
 import logging
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import msgspec
 from chalice import Blueprint, Response
 from msgspec import Meta
 
 from chalicelib.config import get_settings
-from chalicelib.db import users
-from chalicelib.db.models import ApiKey
 from chalicelib.db.session import session_scope
 from chalicelib.handlers.http import ApiError, Cursor, created, not_found, note_audit, paginated, parse_id, route
 from chalicelib.handlers.identity import (
@@ -29,6 +27,9 @@ from chalicelib.handlers.identity import (
     unauthorized,
     verify_password,
 )
+
+if TYPE_CHECKING:
+    from chalicelib.db.models import ApiKey
 
 auth_api = Blueprint(__name__)
 log = logging.getLogger("pixelake.auth")
@@ -82,6 +83,8 @@ def api_key_json(api_key: ApiKey) -> dict:
        action="auth.register", summary="Create an account with an email and a password",
        responses={201: "the new user", 409: "the email is registered already"})
 def register(body: Credentials):
+    from chalicelib.db import users
+
     request = auth_api.current_request
     note_audit(request, details={"email": body.email.lower()})
     password_hash = hash_password(body.password)
@@ -97,6 +100,8 @@ def register(body: Credentials):
        action="auth.sign_in", summary="Sign in: an access token for `Authorization: Bearer <token>`",
        responses={200: "{access_token, token_type: bearer, expires_in}", 401: "wrong email or password"})
 def sign_in(body: SignInRequest):
+    from chalicelib.db import users
+
     request = auth_api.current_request
     note_audit(request, details={"email": body.email.lower()})
     with session_scope() as session:
@@ -120,6 +125,8 @@ def sign_in(body: SignInRequest):
 
 @route(auth_api, "/api/me", methods=["GET"], tag="auth", summary="The signed-in user, with storage used and quota")
 def me():
+    from chalicelib.db import users
+
     principal = current_principal(auth_api.current_request)
     with session_scope() as session:
         user = users.get(session, principal.user_id)
@@ -130,6 +137,8 @@ def me():
        summary="Create an API key for `X-API-Key`; the key is in this answer only",
        responses={201: "{id, name, prefix, key, created_at}"})
 def create_api_key(body: NewApiKey):
+    from chalicelib.db import users
+
     principal = current_principal(auth_api.current_request)
     key = new_api_key()
     with session_scope() as session:
@@ -142,6 +151,8 @@ def create_api_key(body: NewApiKey):
 @route(auth_api, "/api/keys", methods=["GET"], query=KeyListQuery, tag="auth",
        summary="Your API keys, newest first (never the keys themselves)")
 def list_api_keys(query: KeyListQuery):
+    from chalicelib.db import users
+
     principal = current_principal(auth_api.current_request)
     with session_scope() as session:
         # Keys are personal: an admin lists their own here too.
@@ -153,6 +164,8 @@ def list_api_keys(query: KeyListQuery):
 @route(auth_api, "/api/keys/{key_id}", methods=["DELETE"], tag="auth", action="api_key.revoke",
        summary="Revoke an API key: it stops working at once", responses={204: "revoked", 404: "no such key"})
 def revoke_api_key(key_id: str):
+    from chalicelib.db import users
+
     key_id = parse_id(key_id, "API key")
     principal = current_principal(auth_api.current_request)
     with session_scope() as session:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import re
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import msgspec
 from chalice import Blueprint, Response
@@ -13,13 +13,13 @@ from msgspec import Meta
 
 from chalicelib import storage
 from chalicelib.config import get_settings
-from chalicelib.db import datasets as dataset_rows
-from chalicelib.db import images as image_rows
-from chalicelib.db.models import Dataset
 from chalicelib.db.session import session_scope
 from chalicelib.handlers.http import ApiError, PageQuery, created, found, paginated, parse_id, route
 from chalicelib.handlers.identity import Principal, current_principal
 from chalicelib.ml.imageio import ACCEPTED_CONTENT_TYPES
+
+if TYPE_CHECKING:
+    from chalicelib.db.models import Dataset
 
 datasets_api = Blueprint(__name__)
 
@@ -98,6 +98,8 @@ def dataset_json(dataset: Dataset, counts: dict[str, int]) -> dict:
 
 
 def _labelled_items(body: CreateDataset, principal: Principal, session) -> tuple[dict, list[tuple[str, str, int | None]]]:
+    from chalicelib.db import datasets as dataset_rows, images as image_rows
+
     sources = [s for s in ("prefix", "manifest", "manifest_key", "items") if getattr(body, s) is not None]
     if len(sources) != 1:
         raise ApiError(400, "invalid_request", "give exactly one of 'prefix', 'manifest', 'manifest_key' or 'items'")
@@ -127,6 +129,8 @@ def _labelled_items(body: CreateDataset, principal: Principal, session) -> tuple
        responses={201: "the dataset with label counts", 400: "invalid source", 403: "prefix outside your storage",
                   409: "name taken"})
 def create_dataset(body: CreateDataset):
+    from chalicelib.db import datasets as dataset_rows
+
     principal = current_principal(datasets_api.current_request)
     with session_scope() as session:
         if dataset_rows.name_taken(session, principal.user_id, body.name):
@@ -159,6 +163,8 @@ def presign_dataset_upload(body: DatasetUpload):
 
 @route(datasets_api, "/api/datasets", methods=["GET"], query=PageQuery, tag="datasets", summary="Your datasets")
 def list_datasets(query: PageQuery):
+    from chalicelib.db import datasets as dataset_rows
+
     principal = current_principal(datasets_api.current_request)
     with session_scope() as session:
         rows = dataset_rows.list_for_owner(session, principal.owner_filter, limit=query.limit + 1,
@@ -169,6 +175,8 @@ def list_datasets(query: PageQuery):
 @route(datasets_api, "/api/datasets/{dataset_id}", methods=["GET"], tag="datasets",
        summary="One dataset with its label counts", responses={404: "no such dataset"})
 def get_dataset(dataset_id: str):
+    from chalicelib.db import datasets as dataset_rows
+
     dataset_id = parse_id(dataset_id, "dataset")
     principal = current_principal(datasets_api.current_request)
     with session_scope() as session:
@@ -180,6 +188,8 @@ def get_dataset(dataset_id: str):
        summary="Delete a dataset (its items; the images and S3 objects stay)",
        responses={404: "no such dataset", 409: "training jobs used it"})
 def delete_dataset(dataset_id: str):
+    from chalicelib.db import datasets as dataset_rows
+
     dataset_id = parse_id(dataset_id, "dataset")
     principal = current_principal(datasets_api.current_request)
     with session_scope() as session:

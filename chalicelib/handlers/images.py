@@ -3,24 +3,24 @@ from __future__ import annotations
 
 import re
 import unicodedata
-from typing import Annotated, Literal
+from typing import TYPE_CHECKING, Annotated, Literal
 
 import msgspec
 from chalice import Blueprint
 from msgspec import Meta
-from sqlalchemy import select
 
 from chalicelib import storage
 from chalicelib.config import get_settings
-from chalicelib.db import images as image_rows
-from chalicelib.db import tasks as task_rows
-from chalicelib.db.models import IMAGE_STATUSES, Image
 from chalicelib.db.session import session_scope
+from chalicelib.db.vocabulary import BAND_GUARANTEED_DISTANCE, IMAGE_STATUSES
 from chalicelib.handlers.http import ApiError, Cursor, created, found, paginated, parse_id, route
 from chalicelib.handlers.identity import current_principal
 from chalicelib.handlers.multipart import MultipartError, parse_multipart
 from chalicelib.handlers.quota import enforce_upload_quota
 from chalicelib.ml.imageio import ACCEPTED_CONTENT_TYPES, describe_non_image, sniff_content_type
+
+if TYPE_CHECKING:
+    from chalicelib.db.models import Image
 
 images_api = Blueprint(__name__)
 
@@ -40,7 +40,7 @@ class ImageListQuery(msgspec.Struct, forbid_unknown_fields=True):
 
 
 class SimilarQuery(msgspec.Struct, forbid_unknown_fields=True):
-    max_distance: Annotated[int, Meta(ge=0, le=24)] = image_rows.BAND_GUARANTEED_DISTANCE
+    max_distance: Annotated[int, Meta(ge=0, le=24)] = BAND_GUARANTEED_DISTANCE
     limit: Annotated[int, Meta(ge=1, le=MAX_PAGE)] = 20
 
 
@@ -97,6 +97,8 @@ def _content_type_of(data: bytes) -> str:
        responses={202: "the image, status pending", 400: "no file", 403: "storage quota exceeded", 413: "too large",
                   415: "not an image"})
 def upload():
+    from chalicelib.db import images as image_rows
+
     request = images_api.current_request
     try:
         parts = parse_multipart(request.raw_body or b"", request.headers.get("content-type", ""))
@@ -129,6 +131,8 @@ def upload():
        responses={201: "url and fields for the POST", 400: "bad request", 403: "storage quota exceeded",
                   413: "too large", 415: "not an image type"})
 def presign_upload(body: PresignRequest):
+    from chalicelib.db import images as image_rows
+
     content_type = body.content_type.split(";")[0].strip().lower()
     if content_type not in ACCEPTED_CONTENT_TYPES:
         raise ApiError(415, "unsupported_media_type",
@@ -153,6 +157,8 @@ def presign_upload(body: PresignRequest):
 @route(images_api, "/api/images", methods=["GET"], query=ImageListQuery, tag="images",
        summary="List images, newest first (cursor pagination)")
 def list_images(query: ImageListQuery):
+    from chalicelib.db import images as image_rows
+
     principal = current_principal(images_api.current_request)
     with session_scope() as session:
         rows = image_rows.list_for_owner(session, principal.owner_filter, limit=query.limit + 1,
@@ -163,6 +169,8 @@ def list_images(query: ImageListQuery):
 @route(images_api, "/api/images/{image_id}", methods=["GET"], tag="images", summary="One image with its thumbnails",
        responses={404: "no such image"})
 def get_image(image_id: str):
+    from chalicelib.db import images as image_rows, tasks as task_rows
+
     image_id = parse_id(image_id, "image")
     principal = current_principal(images_api.current_request)
     with session_scope() as session:
@@ -175,6 +183,11 @@ def get_image(image_id: str):
        summary="Near-duplicates of an image among yours, by Hamming distance of perceptual hashes (nearest first)",
        responses={404: "no such image", 409: "the image has no hash yet"})
 def similar_images(image_id: str, query: SimilarQuery):
+    from sqlalchemy import select
+
+    from chalicelib.db import images as image_rows
+    from chalicelib.db.models import Image
+
     image_id = parse_id(image_id, "image")
     principal = current_principal(images_api.current_request)
     with session_scope() as session:

@@ -14,10 +14,7 @@ from urllib.parse import unquote_plus
 
 from chalicelib import storage
 from chalicelib.config import get_settings
-from chalicelib.db import images as image_rows
-from chalicelib.db import tasks as task_rows
-from chalicelib.db import users
-from chalicelib.db.session import session_scope
+from chalicelib.db import direct
 from chalicelib.handlers.sqs import handle_records
 
 log = logging.getLogger("pixelake.ingest")
@@ -54,43 +51,40 @@ def ingest_object(obj: UploadedObject) -> str:
 
     settings = get_settings()
     owner_id = storage.owner_from_upload_key(obj.key)
-    with session_scope() as session:
-        if owner_id is None or users.get(session, owner_id) is None:
+    with direct.transaction() as db:
+        if owner_id is None or not direct.user_exists(db, owner_id):
             log.warning("ignoring %s: its key names no known user (uploads/<user id>/<name>)", obj.key)
             return "ignored"
-        image = image_rows.claim_for_ingest(session, owner_id=owner_id, bucket=obj.bucket, key=obj.key,
-                                            size_bytes=obj.size, etag=obj.etag)
-        if image.status in ("ready", "failed") and image.etag == obj.etag:
-            return image.status  # a duplicate delivery: done already
-        image.etag = obj.etag
-        image.size_bytes = obj.size
+        image = direct.claim_image_for_ingest(db, owner_id=owner_id, bucket=obj.bucket, key=obj.key,
+                                              size_bytes=obj.size, etag=obj.etag)
+        if image["status"] in ("ready", "failed") and image["etag"] == obj.etag:
+            return image["status"]  # a duplicate delivery: done already
+        seen = {"etag": obj.etag, "size_bytes": obj.size}
         if obj.size > settings.max_upload_bytes:
             # A presigned POST's size condition is not enforced by every S3 emulator: check again.
-            image_rows.mark_failed(image, f"the file is {obj.size:,} bytes; the limit is {settings.max_upload_bytes:,}")
-            return image.status
+            return direct.mark_image_failed(
+                db, image["id"], f"the file is {obj.size:,} bytes; the limit is {settings.max_upload_bytes:,}", **seen)
         data = storage.get(obj.key, bucket=obj.bucket)
         try:
             outcome = analyze_upload(data, max_pixels=settings.max_pixels, max_frames=settings.max_frames,
                                      thumbnail_sizes=settings.thumbnail_sizes, analyzers=settings.ingest_analyzers)
         except ImageRejected as exc:
-            image_rows.mark_failed(image, str(exc))
-            return image.status
+            return direct.mark_image_failed(db, image["id"], str(exc), **seen)
         except Exception as exc:  # decoders raise many types on hostile input: the file is at fault, not us
             log.warning("could not process %s", obj.key, exc_info=True)
-            image_rows.mark_failed(image, f"the image could not be decoded ({type(exc).__name__})")
-            return image.status
+            return direct.mark_image_failed(db, image["id"], f"the image could not be decoded ({type(exc).__name__})",
+                                            **seen)
         thumbnails = []
         for thumb in outcome.thumbnails:
-            key = f"thumbnails/{image.id}/{thumb.size}.{thumb.format}"
+            key = f"thumbnails/{image['id']}/{thumb.size}.{thumb.format}"
             storage.put(key, thumb.data, thumb.content_type, bucket=obj.bucket)
             thumbnails.append({"size": thumb.size, "width": thumb.width, "height": thumb.height,
                                "format": thumb.format, "key": key, "size_bytes": len(thumb.data)})
-        image_rows.mark_ready(image, outcome, thumbnails)
+        status = direct.mark_image_ready(db, image["id"], outcome, thumbnails, **seen)
         for name, (data, duration_ms) in outcome.analyses.items():
-            task_rows.record_finished_analysis(session, owner_id=image.owner_id, image_id=image.id, name=name,
-                                               data=data, duration_ms=duration_ms)
-        return image.status
-
+            direct.record_finished_analysis(db, owner_id=image["owner_id"], image_id=image["id"], name=name,
+                                            data=data, duration_ms=duration_ms)
+        return status
 
 def ingest_objects(objects: list[UploadedObject]) -> None:
     for obj in objects:

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import msgspec
 from chalice import Blueprint, Response
@@ -11,13 +11,14 @@ from msgspec import Meta
 
 from chalicelib import compute, storage
 from chalicelib.config import get_settings
-from chalicelib.db import datasets as dataset_rows
-from chalicelib.db import jobs as job_rows
-from chalicelib.db.models import Batch, Image, MLModel, TrainingJob
 from chalicelib.db.session import session_scope
+from chalicelib.db.vocabulary import JOB_FINISHED
 from chalicelib.handlers.http import ApiError, PageQuery, created, found, paginated, parse_id, route, to_json
 from chalicelib.handlers.identity import current_principal
 from chalicelib.handlers.tasks import ANALYZERS, choose_model, resolve_operation
+
+if TYPE_CHECKING:
+    from chalicelib.db.models import Batch, MLModel, TrainingJob
 
 jobs_api = Blueprint(__name__)
 
@@ -62,6 +63,8 @@ def job_json(job: TrainingJob, model: MLModel | None) -> dict:
 
 
 def _job_body(session, job: TrainingJob) -> dict:
+    from chalicelib.db.models import MLModel
+
     return job_json(job, session.get(MLModel, job.model_id) if job.model_id else None)
 
 
@@ -69,6 +72,9 @@ def _job_body(session, job: TrainingJob) -> dict:
        summary="Train a scikit-learn classifier on a dataset (runs on Dask); 202 with the job",
        responses={202: "job queued", 400: "bad algorithm, features or parameters", 404: "no such dataset"})
 def create_training_job(body: CreateTrainingJob):
+    from chalicelib.db import datasets as dataset_rows
+    from chalicelib.db.models import TrainingJob
+
     from chalicelib.ml.features import clean_feature_params
     from chalicelib.ml.training import check_split, clean_algorithm_params
 
@@ -94,6 +100,8 @@ def create_training_job(body: CreateTrainingJob):
 
 @route(jobs_api, "/api/training-jobs", methods=["GET"], query=PageQuery, tag="training", summary="Your training jobs")
 def list_training_jobs(query: PageQuery):
+    from chalicelib.db import jobs as job_rows
+
     principal = current_principal(jobs_api.current_request)
     with session_scope() as session:
         rows = job_rows.list_jobs(session, principal.owner_filter, limit=query.limit + 1,
@@ -104,6 +112,8 @@ def list_training_jobs(query: PageQuery):
 @route(jobs_api, "/api/training-jobs/{job_id}", methods=["GET"], tag="training",
        summary="A training job: status, progress, metrics, the model it registered", responses={404: "no such job"})
 def get_training_job(job_id: str):
+    from chalicelib.db import jobs as job_rows
+
     job_id = parse_id(job_id, "training job")
     principal = current_principal(jobs_api.current_request)
     with session_scope() as session:
@@ -120,11 +130,13 @@ def get_training_job(job_id: str):
        summary="Cancel a pending or running job (it stops at its next progress step)",
        responses={404: "no such job", 409: "already finished"})
 def cancel_training_job(job_id: str):
+    from chalicelib.db import jobs as job_rows
+
     job_id = parse_id(job_id, "training job")
     principal = current_principal(jobs_api.current_request)
     with session_scope() as session:
         job = found(job_rows.get_job(session, job_id, principal.owner_filter), "training job", job_id)
-        if job.status in job_rows.JOB_FINISHED:
+        if job.status in JOB_FINISHED:
             raise ApiError(409, "job_finished", f"training job {job_id} is already {job.status}")
         job_rows.finish_job(session, job_id, "cancelled")
         session.refresh(job)
@@ -145,6 +157,9 @@ def batch_json(batch: Batch, counts: dict[str, int]) -> dict:
 
 
 def _batch_images(session, body: CreateBatch, principal) -> tuple[dict, list[int]]:
+    from chalicelib.db import datasets as dataset_rows
+    from chalicelib.db.models import Image
+
     from sqlalchemy import select
 
     from chalicelib.handlers.datasets import check_readable
@@ -181,6 +196,9 @@ def request_hash(owner_id: int, body: CreateBatch) -> str:
                "returns the same batch",
        responses={202: "batch queued", 200: "the same request was submitted before", 404: "no such images"})
 def create_batch(body: CreateBatch):
+    from chalicelib.db import jobs as job_rows
+    from chalicelib.db.models import Batch
+
     if (body.operation is None) == (body.model is None):
         raise ApiError(400, "invalid_request", "give exactly one of 'operation' or 'model'")
     from chalicelib.ml.models import model_task
@@ -222,6 +240,8 @@ def create_batch(body: CreateBatch):
 
 @route(jobs_api, "/api/batches", methods=["GET"], query=PageQuery, tag="batches", summary="Your batches")
 def list_batches(query: PageQuery):
+    from chalicelib.db import jobs as job_rows
+
     principal = current_principal(jobs_api.current_request)
     with session_scope() as session:
         rows = job_rows.list_batches(session, principal.owner_filter, limit=query.limit + 1,
@@ -232,6 +252,8 @@ def list_batches(query: PageQuery):
 @route(jobs_api, "/api/batches/{batch_id}", methods=["GET"], tag="batches",
        summary="A batch: total, succeeded, failed, progress", responses={404: "no such batch"})
 def get_batch(batch_id: str):
+    from chalicelib.db import jobs as job_rows
+
     batch_id = parse_id(batch_id, "batch")
     principal = current_principal(jobs_api.current_request)
     with session_scope() as session:
@@ -248,6 +270,8 @@ def get_batch(batch_id: str):
        summary="Write the batch's results as Parquet under exports/ and return a download URL",
        responses={404: "no such batch", 409: "batch not finished", 202: "export still being written"})
 def export_batch(batch_id: str):
+    from chalicelib.db import jobs as job_rows
+
     batch_id = parse_id(batch_id, "batch")
     principal = current_principal(jobs_api.current_request)
     with session_scope() as session:

@@ -19,8 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 from chalicelib import storage
 from chalicelib.config import get_settings
-from chalicelib.db import tasks as task_rows
-from chalicelib.db.models import MLModel, Result
+from chalicelib.db.direct import ResultRow, analysis_result
 
 if TYPE_CHECKING:
     from chalicelib.ml.models import OnnxModel, SklearnModel
@@ -43,11 +42,6 @@ class ModelArtifact:
     sha256: str
     input_spec: dict
     labels: list
-
-    @classmethod
-    def from_row(cls, model: MLModel) -> ModelArtifact:
-        return cls(model.id, model.name, model.version, model.framework, model.task, model.artifact_key,
-                   model.sha256, dict(model.input_spec), list(model.labels))
 
 
 _loaded: collections.OrderedDict[tuple[str, int], Any] = collections.OrderedDict()
@@ -93,7 +87,7 @@ def loaded_model(model: ModelArtifact) -> OnnxModel | SklearnModel:
     return runtime
 
 
-def run(model: ModelArtifact, data: bytes, params: dict) -> Result:
+def run(model: ModelArtifact, data: bytes, params: dict) -> ResultRow:
     """The prediction result row for one image: predictions best first, the top one lifted out."""
     from chalicelib.ml.analyzers import AnalysisInput
     from chalicelib.ml.models import run_model
@@ -102,5 +96,4 @@ def run(model: ModelArtifact, data: bytes, params: dict) -> Result:
     source = AnalysisInput.from_bytes(data, max_pixels=get_settings().max_pixels)
     predictions = run_model(runtime, model.task, source, params)
     body = {"predictions": predictions, "model": {"name": model.name, "version": model.version}}
-    label, confidence = task_rows.top_prediction(body)
-    return Result(kind="prediction", data=body, label=label, confidence=confidence)
+    return analysis_result(body, kind="prediction")

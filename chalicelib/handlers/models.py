@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import re
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 import msgspec
 from chalice import Blueprint
@@ -16,9 +16,8 @@ from msgspec import Meta
 
 from chalicelib import storage
 from chalicelib.config import get_settings
-from chalicelib.db import ml_models as model_rows
-from chalicelib.db.models import MODEL_FRAMEWORKS, MODEL_TASKS, MLModel
 from chalicelib.db.session import session_scope
+from chalicelib.db.vocabulary import MODEL_FRAMEWORKS, MODEL_TASKS
 from chalicelib.handlers import http, model_sources
 from chalicelib.handlers.http import ApiError, created, route
 from chalicelib.handlers.identity import current_principal
@@ -26,6 +25,9 @@ from chalicelib.handlers.model_sources import StagedArtifact
 from chalicelib.handlers.multipart import MultipartError, parse_multipart
 from chalicelib.ml.analyzers import ANALYZERS
 from chalicelib.ml.registry import InvalidRequest
+
+if TYPE_CHECKING:
+    from chalicelib.db.models import MLModel
 
 models_api = Blueprint(__name__)
 
@@ -123,6 +125,8 @@ def check_artifact(framework: str, staged: StagedArtifact) -> None:
 
 def register(user_id: int, body: RegisterRequest, spec: dict, staged: StagedArtifact) -> dict:
     """The new version's row and artifact, in one transaction (the copy happens under the name's lock)."""
+    from chalicelib.db import ml_models as model_rows
+
     try:
         check_artifact(body.framework, staged)
         with session_scope() as session:
@@ -215,6 +219,8 @@ def presign_model_upload(body: ModelUploadRequest):
 @route(models_api, "/api/models", methods=["GET"], tag="models",
        summary="Your models: each name with its number of versions, latest version and active version")
 def list_models():
+    from chalicelib.db import ml_models as model_rows
+
     user_id = current_principal(models_api.current_request).user_id
     with session_scope() as session:
         return {"items": [{"name": s.name, "versions": s.versions, "latest_version": s.latest_version,
@@ -242,6 +248,8 @@ def _version(raw: str, name: str) -> int:
 def owner_of(session, principal, name: str) -> int:
     """Whose model `name` a request means: always the caller's own; an administrator who has no
     model of that name reaches the newest other owner's (admins see everything)."""
+    from chalicelib.db import ml_models as model_rows
+
     if not principal.is_admin or model_rows.list_versions(session, principal.user_id, name):
         return principal.user_id
     return model_rows.newest_owner(session, name) or principal.user_id
@@ -257,6 +265,8 @@ def no_such_model(name: str, version: int | None = None) -> ApiError:
 @route(models_api, "/api/models/{name}", methods=["GET"], tag="models",
        summary="The versions of one model, newest first", responses={404: "no such model"})
 def get_model(name: str):
+    from chalicelib.db import ml_models as model_rows
+
     name = _name(name)
     principal = current_principal(models_api.current_request)
     with session_scope() as session:
@@ -271,6 +281,8 @@ def get_model(name: str):
        summary="Make this version the one the name runs (the previously active version becomes inactive)",
        responses={404: "no such model version"})
 def activate_model(name: str, version: str):
+    from chalicelib.db import ml_models as model_rows
+
     name = _name(name)
     number = _version(version, name)
     principal = current_principal(models_api.current_request)
@@ -285,6 +297,8 @@ def activate_model(name: str, version: str):
        summary="Retire this version (if it was active, the name has no active version until one is activated)",
        responses={404: "no such model version"})
 def archive_model(name: str, version: str):
+    from chalicelib.db import ml_models as model_rows
+
     name = _name(name)
     number = _version(version, name)
     principal = current_principal(models_api.current_request)

@@ -6,15 +6,19 @@ under the limit.
 """
 from __future__ import annotations
 
-from sqlalchemy.orm import Session
+from typing import TYPE_CHECKING
 
 from chalicelib.config import get_settings
-from chalicelib.db import users
 from chalicelib.handlers.http import ApiError
+
+if TYPE_CHECKING:
+    from sqlalchemy.orm import Session
 
 
 def enforce_upload_quota(session: Session, user_id: int, size_bytes: int) -> None:
     """Raise a 403 `quota_exceeded` unless the user may store size_bytes more (call in the upload's transaction)."""
+    from chalicelib.db import users
+
     user = users.lock_for_upload(session, user_id)
     if user is None:
         return

@@ -4,7 +4,6 @@ from __future__ import annotations
 import time
 
 from chalice import Blueprint, Response
-from sqlalchemy import text
 
 from chalicelib import __version__, storage
 from chalicelib.config import get_settings
@@ -40,6 +39,8 @@ def _check(probe) -> dict:
 
 
 def _database() -> None:
+    from sqlalchemy import text
+
     with session_scope() as session:
         session.execute(text("SELECT 1"))
 

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import msgspec
 from chalice import Blueprint, Response
@@ -11,16 +11,16 @@ from msgspec import Meta
 
 from chalicelib import queues, storage
 from chalicelib.config import get_settings
-from chalicelib.db import images as image_rows
-from chalicelib.db import ml_models as model_rows
-from chalicelib.db import tasks as task_rows
-from chalicelib.db.models import ProcessingTask
 from chalicelib.db.session import session_scope
+from chalicelib.db.vocabulary import TASK_FINISHED
 from chalicelib.handlers.http import ApiError, PageQuery, created, found, paginated, parse_id, route, to_json
 from chalicelib.handlers.identity import current_principal
 from chalicelib.ml.analyzers import ANALYZERS
 from chalicelib.ml.operations import OPERATIONS
 from chalicelib.ml.registry import ML, Entry, InvalidRequest
+
+if TYPE_CHECKING:
+    from chalicelib.db.models import ProcessingTask
 
 tasks_api = Blueprint(__name__)
 WAIT_POLL_S = 0.2
@@ -117,6 +117,8 @@ def submit_task(request, *, image_id: int, kind: str, entry: Entry, params: dict
 
     `operation` and `queue` default to the entry's name and runtime (a model task names its model).
     """
+    from chalicelib.db import images as image_rows, tasks as task_rows
+
     principal = current_principal(request)
     with session_scope() as session:
         image = found(image_rows.get_for_owner(session, image_id, principal.owner_filter), "image", image_id)
@@ -145,6 +147,8 @@ class ChosenModel:
 def choose_model(request, name: str | None, *, task: str | None = None) -> ChosenModel:
     """The caller's active version of `name`, or without a name their newest active `task` model;
     a 404 with guidance when there is none, a 400 when the named model does another task."""
+    from chalicelib.db import ml_models as model_rows
+
     if name is not None and not isinstance(name, str):
         raise InvalidRequest("'model' must be the name of a registered model")
     user_id = current_principal(request).user_id
@@ -174,12 +178,14 @@ def submit_model_run(request, *, image_id: int, model: ChosenModel, params: dict
 
 def wait_for_task(task_id: int, owner_filter: int | None, wait_s: float) -> dict:
     """The task, once finished or when `wait_s` has passed, whichever comes first."""
+    from chalicelib.db import tasks as task_rows
+
     deadline = time.monotonic() + min(wait_s, get_settings().max_wait_s)
     while True:
         with session_scope() as session:
             task = task_rows.get_for_owner(session, task_id, owner_filter)
             body = task_json(task)
-        if body["status"] in task_rows.FINISHED or time.monotonic() >= deadline:
+        if body["status"] in TASK_FINISHED or time.monotonic() >= deadline:
             return body
         time.sleep(WAIT_POLL_S)
 
@@ -187,7 +193,7 @@ def wait_for_task(task_id: int, owner_filter: int | None, wait_s: float) -> dict
 def accepted_or_finished(request, task_id: int, wait_s: float) -> Response:
     """202 with the task; 200 with the finished task when the caller asked to wait and it finished in time."""
     body = wait_for_task(task_id, current_principal(request).owner_filter, wait_s)
-    if wait_s > 0 and body["status"] in task_rows.FINISHED:
+    if wait_s > 0 and body["status"] in TASK_FINISHED:
         return Response(body=to_json(body), status_code=200, headers={"Content-Type": "application/json",
                                                                       "Location": f"/api/tasks/{task_id}"})
     return created(body, f"/api/tasks/{task_id}", status=202)
@@ -227,6 +233,8 @@ def analyze(body: AnalyzeRequest, query: WaitQuery):
 @route(tasks_api, "/api/tasks/{task_id}", methods=["GET"], query=WaitQuery, tag="tasks",
        summary="One task with its result; `wait` (≤ 25 s) waits for it to finish", responses={404: "no such task"})
 def get_task(task_id: str, query: WaitQuery):
+    from chalicelib.db import tasks as task_rows
+
     task_id = parse_id(task_id, "task")
     principal = current_principal(tasks_api.current_request)
     with session_scope() as session:
@@ -237,6 +245,8 @@ def get_task(task_id: str, query: WaitQuery):
 @route(tasks_api, "/api/images/{image_id}/tasks", methods=["GET"], query=PageQuery, tag="tasks",
        summary="The tasks run on an image, newest first", responses={404: "no such image"})
 def list_image_tasks(image_id: str, query: PageQuery):
+    from chalicelib.db import images as image_rows, tasks as task_rows
+
     image_id = parse_id(image_id, "image")
     principal = current_principal(tasks_api.current_request)
     with session_scope() as session:
@@ -270,6 +280,8 @@ def list_operations():
        summary="Processing statistics for your data (all data for admins): images by status, tasks by "
                "operation and status with p50/p95 durations, volume per day")
 def stats():
+    from chalicelib.db import tasks as task_rows
+
     principal = current_principal(tasks_api.current_request)
     with session_scope() as session:
         return task_rows.statistics(session, principal.owner_filter, max_age_s=get_settings().stats_max_age_s)

@@ -15,11 +15,10 @@ from dataclasses import dataclass
 
 from chalicelib import storage
 from chalicelib.config import get_settings
-from chalicelib.db import tasks as task_rows
-from chalicelib.db.models import Image, ProcessingTask, Result
-from chalicelib.db.session import session_scope
-from chalicelib.handlers.sqs import handle_records
+from chalicelib.db import direct
+from chalicelib.db.direct import ResultRow
 from chalicelib.handlers.model_runner import ModelArtifact
+from chalicelib.handlers.sqs import handle_records
 
 log = logging.getLogger("pixelake.worker")
 
@@ -36,7 +35,7 @@ class TaskInput:
     model: ModelArtifact | None = None  # kind "model": the registered model version to run
 
 
-def perform(task: TaskInput, data: bytes) -> list[Result]:
+def perform(task: TaskInput, data: bytes) -> list[ResultRow]:
     """Run the task's image function on the image bytes; pure but for what it returns."""
     if task.kind == "operation":
         from chalicelib.ml.operation_runner import run_operation
@@ -45,7 +44,7 @@ def perform(task: TaskInput, data: bytes) -> list[Result]:
                                source_format=task.image_format)
         key = f"results/{task.task_id}.{output.format}"
         storage.put(key, output.data, output.content_type, bucket=task.bucket)
-        return [Result(kind="image", output_key=key, output_format=output.format, width=output.width,
+        return [ResultRow(kind="image", output_key=key, output_format=output.format, width=output.width,
                        height=output.height, size_bytes=output.size_bytes, data={})]
     if task.kind == "analysis":
         from chalicelib.ml.analyzers import AnalysisInput, analyze
@@ -63,9 +62,9 @@ def perform(task: TaskInput, data: bytes) -> list[Result]:
     raise ValueError(f"unknown task kind {task.kind!r}")
 
 
-def analysis_result(data: dict, *, mask=None, task: TaskInput | None = None) -> Result:
+def analysis_result(data: dict, *, mask=None, task: TaskInput | None = None) -> ResultRow:
     """The analysis's result row; a mask image is stored under results/ beside it."""
-    result = task_rows.analysis_result(data)
+    result = direct.analysis_result(data)
     if mask is not None and task is not None:
         from chalicelib.ml import imageio
 
@@ -91,24 +90,25 @@ def failure_reason(exc: Exception) -> str:
 
 def _is_transient(exc: Exception) -> bool:
     from botocore.exceptions import BotoCoreError, ClientError
-    from sqlalchemy.exc import DBAPIError
+    from pg8000.exceptions import Error as DatabaseFault
 
-    return isinstance(exc, (DBAPIError, BotoCoreError, ClientError, ConnectionError, TimeoutError))
+    return isinstance(exc, (DatabaseFault, BotoCoreError, ClientError, ConnectionError, TimeoutError))
 
 
 def execute(task_id: int) -> str:
     """Run one task; returns its final status ('skipped' for a finished or unknown task)."""
-    with session_scope() as session:
-        task = task_rows.claim(session, task_id)
+    with direct.transaction() as db:
+        task = direct.claim_task(db, task_id)
         if task is None:
             return "skipped"
-        image = session.get(Image, task.image_id)
-        if image.status != "ready":  # a batch may include images that failed ingest
-            task_rows.fail(task, f"image {image.id} is {image.status}" + (f": {image.error}" if image.error else ""))
+        image = direct.task_image(db, task["image_id"])
+        if image["status"] != "ready":  # a batch may include images that failed ingest
+            direct.fail_task(db, task_id, f"image {image['id']} is {image['status']}"
+                                          + (f": {image['error']}" if image["error"] else ""))
             return "failed"
-        model = ModelArtifact.from_row(task.model) if task.model is not None else None
-        work = TaskInput(task.id, task.kind, task.operation, dict(task.params), image.key, image.bucket, image.format,
-                         model)
+        model = direct.task_model(db, task["model_id"])
+        work = TaskInput(task_id, task["kind"], task["operation"], dict(task["params"]), image["key"], image["bucket"],
+                         image["format"], ModelArtifact(**model) if model is not None else None)
     data = storage.get(work.image_key, bucket=work.bucket)
     try:
         results = perform(work, data)
@@ -116,13 +116,12 @@ def execute(task_id: int) -> str:
         if _is_transient(exc):
             raise
         log.info("task %s failed: %s", task_id, exc)
-        with session_scope() as session:
-            task_rows.fail(session.get(ProcessingTask, task_id), failure_reason(exc))
+        with direct.transaction() as db:
+            direct.fail_task(db, task_id, failure_reason(exc))
         return "failed"
-    with session_scope() as session:
-        task_rows.succeed(session, session.get(ProcessingTask, task_id), results)
+    with direct.transaction() as db:
+        direct.succeed_task(db, task_id, results)
     return "succeeded"
-
 
 def task_id_of(body: str) -> int:
     return int(json.loads(body)["task_id"])

@@ -1,0 +1,264 @@
+"""The ingest and worker functions' rows, written through pg8000 directly.
+
+These two functions run on every upload and every task, and a cold start that imports
+SQLAlchemy pays ~270 ms for it (issue 9): so they use the driver alone, with the same rows and
+the same semantics as the ORM repositories the api uses (chalicelib/db/images.py, tasks.py):
+an upload is claimed with INSERT … ON CONFLICT DO NOTHING + SELECT … FOR UPDATE, so a duplicate
+delivery waits for the first and then sees its outcome; a finished task is skipped; a database
+fault raises, and the SQS handler reports the message for retry.
+
+Connections follow the engine's settings (chalicelib/db/session.py): the URL's host, port or
+unix socket, TLS to RDS Proxy, the rotating RDS password, a 10 s connect timeout. One connection
+per thread (one per Lambda container), checked before each transaction and replaced after
+RECYCLE_S, as the api's pool does with pre-ping and pool_recycle.
+"""
+from __future__ import annotations
+
+import contextlib
+import functools
+import json
+import threading
+import time
+from collections.abc import Iterator, MutableMapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+from urllib.parse import parse_qsl, unquote, urlsplit
+
+from chalicelib.config import get_settings
+from chalicelib.db.vocabulary import TASK_FINISHED
+
+if TYPE_CHECKING:
+    import pg8000.native
+
+RECYCLE_S = 280  # RDS Proxy closes idle client connections; the api's pool recycles at the same age
+CONNECT_TIMEOUT_S = 10
+
+
+def connect_kwargs(url: str, environ: MutableMapping[str, str] | None = None) -> dict:
+    """pg8000 connect arguments from a postgres URL of any driver (query items pass through, as
+    SQLAlchemy's pg8000 dialect does: `?unix_sock=<dir>/.s.PGSQL.<port>`)."""
+    from chalicelib.aws_secrets import database_connect_args
+
+    parts = urlsplit(url)
+    kwargs: dict[str, Any] = {"user": unquote(parts.username or ""), "timeout": CONNECT_TIMEOUT_S,
+                              **database_connect_args(environ)}
+    if parts.password is not None:
+        kwargs["password"] = unquote(parts.password)
+    if parts.hostname:
+        kwargs["host"] = parts.hostname
+    if parts.port:
+        kwargs["port"] = parts.port
+    if parts.path.strip("/"):
+        kwargs["database"] = unquote(parts.path.strip("/"))
+    kwargs.update(parse_qsl(parts.query))
+    return kwargs
+
+
+class _PerThread(threading.local):
+    connection: pg8000.native.Connection | None = None
+    opened_at: float = 0.0
+
+
+_state = _PerThread()
+
+
+@functools.cache
+def _password_source():
+    """The rotating RDS password (None off AWS: the URL's password stands), cached per process."""
+    from chalicelib.aws_secrets import current_password_source
+
+    return current_password_source()
+
+
+def _open() -> pg8000.native.Connection:
+    import pg8000.native
+
+    from chalicelib.db.session import DatabaseNotConfigured
+
+    url = get_settings().database_url
+    if not url:
+        raise DatabaseNotConfigured("DATABASE_URL is not set")
+    kwargs = connect_kwargs(url)
+    if _password_source() is not None:
+        kwargs["password"] = _password_source()()
+    return pg8000.native.Connection(**kwargs)
+
+
+def _alive(connection: pg8000.native.Connection) -> bool:
+    try:
+        connection.run("SELECT 1")
+        return True
+    except Exception:  # a connection RDS Proxy dropped while the container was frozen
+        return False
+
+
+def reset() -> None:
+    """Close this thread's connection (tests and the local stack point DATABASE_URL elsewhere)."""
+    connection, _state.connection = _state.connection, None
+    if connection is not None:
+        with contextlib.suppress(Exception):
+            connection.close()
+
+
+def connection() -> pg8000.native.Connection:
+    """This thread's connection: reused while it answers and is younger than RECYCLE_S."""
+    current = _state.connection
+    if current is not None and (time.monotonic() - _state.opened_at > RECYCLE_S or not _alive(current)):
+        reset()
+    if _state.connection is None:
+        _state.connection, _state.opened_at = _open(), time.monotonic()
+    return _state.connection
+
+
+@contextlib.contextmanager
+def transaction() -> Iterator[pg8000.native.Connection]:
+    """A transaction that commits on success and rolls back on any exception."""
+    db = connection()
+    db.run("BEGIN")
+    try:
+        yield db
+        db.run("COMMIT")
+    except BaseException:
+        try:
+            db.run("ROLLBACK")
+        except Exception:  # the connection itself failed: open a new one next time
+            reset()
+        raise
+
+
+def one(db: pg8000.native.Connection, sql: str, **params) -> dict | None:
+    """The first row as a dict by column name, or None."""
+    rows = db.run(sql, **params)
+    if not rows:
+        return None
+    return {column["name"]: value for column, value in zip(db.columns, rows[0])}
+
+
+def as_json(value: Any) -> str:
+    return json.dumps(value)
+
+
+# --- users and images (ingest) ----------------------------------------------------------------
+
+def user_exists(db: pg8000.native.Connection, user_id: int) -> bool:
+    return bool(db.run("SELECT 1 FROM users WHERE id = :id", id=user_id))
+
+
+def claim_image_for_ingest(db: pg8000.native.Connection, *, owner_id: int, bucket: str, key: str,
+                           size_bytes: int, etag: str | None) -> dict:
+    """The image row (id, owner_id, status, etag) for an uploaded object, created if the upload
+    bypassed the API; locked FOR UPDATE so two deliveries of one event ingest it once."""
+    db.run("INSERT INTO images (owner_id, bucket, key, size_bytes, etag, status) "
+           "VALUES (:owner_id, :bucket, :key, :size_bytes, :etag, 'pending') ON CONFLICT (bucket, key) DO NOTHING",
+           owner_id=owner_id, bucket=bucket, key=key, size_bytes=size_bytes, etag=etag)
+    return one(db, "SELECT id, owner_id, status, etag FROM images WHERE bucket = :bucket AND key = :key FOR UPDATE",
+               bucket=bucket, key=key)
+
+
+def mark_image_failed(db: pg8000.native.Connection, image_id: int, reason: str, *, etag: str | None,
+                      size_bytes: int) -> str:
+    db.run("UPDATE images SET status = 'failed', error = :error, etag = :etag, size_bytes = :size_bytes, "
+           "processed_at = now(), updated_at = now() WHERE id = :id",
+           error=reason, etag=etag, size_bytes=size_bytes, id=image_id)
+    return "failed"
+
+
+def mark_image_ready(db: pg8000.native.Connection, image_id: int, outcome, thumbnails: list[dict], *,
+                     etag: str | None, size_bytes: int) -> str:
+    """Record what the ingest found (chalicelib.ml.ingest's outcome) and the stored thumbnails."""
+    db.run("UPDATE images SET status = 'ready', error = NULL, etag = :etag, size_bytes = :size_bytes, "
+           "format = :format, content_type = :content_type, width = :width, height = :height, mode = :mode, "
+           "sha256 = :sha256, phash = :phash, metadata = CAST(:metadata AS jsonb), "
+           "thumbnails = CAST(:thumbnails AS jsonb), processed_at = now(), updated_at = now() WHERE id = :id",
+           etag=etag, size_bytes=size_bytes, format=outcome.format, content_type=outcome.content_type,
+           width=outcome.width, height=outcome.height, mode=outcome.mode, sha256=outcome.sha256,
+           phash=outcome.phash, metadata=as_json(outcome.metadata), thumbnails=as_json(thumbnails), id=image_id)
+    return "ready"
+
+
+# --- tasks and results (worker, and the analyses ingest runs) ---------------------------------
+
+@dataclass
+class ResultRow:
+    """One row of `results` (chalicelib.db.models.Result), before it is written."""
+
+    kind: str
+    data: dict
+    label: str | None = None
+    confidence: float | None = None
+    output_key: str | None = None
+    output_format: str | None = None
+    width: int | None = None
+    height: int | None = None
+    size_bytes: int | None = None
+
+
+def top_prediction(data: dict) -> tuple[str | None, float | None]:
+    predictions = data.get("predictions") or []
+    if not predictions:
+        return None, None
+    return predictions[0].get("label"), predictions[0].get("confidence")
+
+
+def analysis_result(data: dict, kind: str = "analysis") -> ResultRow:
+    """A result row for an analysis or prediction, with its best prediction's label and confidence lifted out."""
+    label, confidence = top_prediction(data)
+    return ResultRow(kind=kind, data=data, label=label, confidence=confidence)
+
+
+# Durations from the database's clock: started and finished in different transactions.
+_FINISH = ("finished_at = clock_timestamp(), updated_at = now(), "
+           "duration_ms = floor(extract(epoch FROM clock_timestamp() - coalesce(started_at, clock_timestamp())) * 1000)")
+
+
+def claim_task(db: pg8000.native.Connection, task_id: int) -> dict | None:
+    """Mark the task running and return it, unless it is finished (a redelivered message) or gone."""
+    task = one(db, "SELECT id, owner_id, image_id, model_id, kind, operation, params, status "
+                   "FROM processing_tasks WHERE id = :id FOR UPDATE", id=task_id)
+    if task is None or task["status"] in TASK_FINISHED:
+        return None
+    db.run("UPDATE processing_tasks SET status = 'running', started_at = clock_timestamp(), "
+           "attempts = attempts + 1, updated_at = now() WHERE id = :id", id=task_id)
+    return task
+
+
+def task_image(db: pg8000.native.Connection, image_id: int) -> dict:
+    return one(db, "SELECT id, status, error, key, bucket, format FROM images WHERE id = :id", id=image_id)
+
+
+def task_model(db: pg8000.native.Connection, model_id: int | None) -> dict | None:
+    """The registered model version a task runs (None: none, or deleted since)."""
+    if model_id is None:
+        return None
+    return one(db, "SELECT id, name, version, framework, task, artifact_key, sha256, input_spec, labels "
+                   "FROM ml_models WHERE id = :id", id=model_id)
+
+
+def fail_task(db: pg8000.native.Connection, task_id: int, reason: str) -> None:
+    db.run(f"UPDATE processing_tasks SET status = 'failed', error = :error, {_FINISH} WHERE id = :id",
+           error=reason, id=task_id)
+
+
+def succeed_task(db: pg8000.native.Connection, task_id: int, results: list[ResultRow]) -> None:
+    # A retry after a crash may have written results already: replace them, never duplicate.
+    db.run("DELETE FROM results WHERE task_id = :id", id=task_id)
+    for result in results:
+        db.run("INSERT INTO results (task_id, image_id, kind, label, confidence, data, output_key, output_format, "
+               "width, height, size_bytes) SELECT id, image_id, :kind, :label, :confidence, CAST(:data AS jsonb), "
+               ":output_key, :output_format, :width, :height, :size_bytes FROM processing_tasks WHERE id = :id",
+               id=task_id, kind=result.kind, label=result.label, confidence=result.confidence,
+               data=as_json(result.data), output_key=result.output_key, output_format=result.output_format,
+               width=result.width, height=result.height, size_bytes=result.size_bytes)
+    db.run(f"UPDATE processing_tasks SET status = 'succeeded', error = NULL, {_FINISH} WHERE id = :id", id=task_id)
+
+
+def record_finished_analysis(db: pg8000.native.Connection, *, owner_id: int, image_id: int, name: str,
+                             data: dict, duration_ms: int) -> int:
+    """An analysis that already ran (at ingest), recorded as a succeeded task with its result."""
+    task_id = db.run("INSERT INTO processing_tasks (owner_id, image_id, kind, operation, params, status, queued_at, "
+                     "started_at, finished_at, duration_ms) VALUES (:owner_id, :image_id, 'analysis', :name, "
+                     "'{}'::jsonb, 'succeeded', now(), now(), now(), :duration_ms) RETURNING id",
+                     owner_id=owner_id, image_id=image_id, name=name, duration_ms=duration_ms)[0][0]
+    succeed_task(db, task_id, [analysis_result(data)])
+    db.run("UPDATE processing_tasks SET duration_ms = :duration_ms WHERE id = :id", duration_ms=duration_ms, id=task_id)
+    return task_id

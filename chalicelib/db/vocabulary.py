@@ -1,0 +1,22 @@
+"""The values the tables' status and kind columns take, and the limits their queries promise.
+
+Kept free of SQLAlchemy so the api's request schemas (and the raw-SQL writers of the ingest and
+worker functions) can name them without paying for the ORM at import.
+"""
+IMAGE_STATUSES = ("pending", "processing", "ready", "failed")
+TASK_STATUSES = ("pending", "running", "succeeded", "failed")
+TASK_FINISHED = ("succeeded", "failed")
+JOB_STATUSES = ("pending", "running", "succeeded", "failed", "cancelled")
+JOB_FINISHED = ("succeeded", "failed", "cancelled")
+MODEL_STATUSES = ("active", "inactive", "archived")
+MODEL_FRAMEWORKS = ("onnx", "sklearn", "opencv")
+MODEL_TASKS = ("classify", "detect", "segment", "embed")
+# operation: an image operation; analysis: a built-in analyzer; model: a registered model.
+TASK_KINDS = ("operation", "analysis", "model")
+AUDIT_OUTCOMES = ("success", "failure", "denied", "error")
+
+# Near-duplicate search: the 64-bit phash split into 8 bands of 8 bits, each indexed with the
+# owner. Two hashes within Hamming distance 7 agree on at least one band (pigeonhole), so the
+# band lookups find every such neighbour (chalicelib.db.images.similar).
+PHASH_BANDS = 8
+BAND_GUARANTEED_DISTANCE = PHASH_BANDS - 1
