@@ -40,6 +40,8 @@ ONET_THRESHOLD = 0.7
 # Boxes overlapping by more than this IoU are one face. 0.5 after P-Net and R-Net (the paper's
 # 0.7 passes twice as many boxes to the next, costlier net for no face more on the recall set).
 NMS_IOU = 0.5
+# cv2.remap, which cuts the crops, takes images and maps of fewer rows and columns than this.
+REMAP_LIMIT = 32767
 LANDMARKS = ("left_eye", "right_eye", "nose", "mouth_left", "mouth_right")  # left/right as seen in the image
 
 
@@ -87,16 +89,21 @@ def _resized(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     return cv2.resize(image, size, interpolation=cv2.INTER_LINEAR)
 
 
+def _scaled(source: np.ndarray, shape: tuple[int, ...], scale: float) -> tuple[np.ndarray, tuple[float, float]]:
+    """(`source` resized to `scale` of a picture of `shape`, (x scale, y scale) it really has)."""
+    height, width = shape[:2]
+    size = (max(1, round(width * scale)), max(1, round(height * scale)))
+    return _resized(source, size), (size[0] / width, size[1] / height)
+
+
 def _pyramid(rgb: np.ndarray, min_face: float):
     """(level, (x scale, y scale)): the first level shows a `min_face`-px face at P-Net's 12-px
     window, each next one is PYRAMID_FACTOR of the previous and resized from it (a small source
     is cheaper to resize than the input)."""
-    height, width = rgb.shape[:2]
-    scale, source = PNET_WINDOW / min_face, rgb
-    while min(height, width) * scale >= PNET_WINDOW:
-        size = (round(width * scale), round(height * scale))
-        source = _resized(source, size)
-        yield source, (size[0] / width, size[1] / height)
+    scale, level = PNET_WINDOW / min_face, rgb
+    while min(rgb.shape[:2]) * scale >= PNET_WINDOW:
+        level, scales = _scaled(level, rgb.shape, scale)
+        yield level, scales
         scale *= PYRAMID_FACTOR
 
 
@@ -172,16 +179,21 @@ def _crops(sources: list, boxes: np.ndarray, side: int) -> np.ndarray:
     steps = (np.arange(side, dtype=np.float32) + 0.5) / side
     for index in np.unique(chosen):
         image, (sx, sy) = sources[index]
-        picked = np.flatnonzero(chosen == index)
-        box = boxes[picked] * np.float32([sx, sy, sx, sy])
-        xs = box[:, :1] + steps * (box[:, 2:3] - box[:, :1]) - 0.5  # pixel centres: n, side
-        ys = box[:, 1:2] + steps * (box[:, 3:4] - box[:, 1:2]) - 0.5
-        map_x = np.broadcast_to(xs[:, None, :], (len(picked), side, side)).reshape(-1, side)
-        map_y = np.broadcast_to(ys[:, :, None], (len(picked), side, side)).reshape(-1, side)
-        sampled = cv2.remap(image, map_x.astype(np.float32), map_y.astype(np.float32), cv2.INTER_LINEAR,
-                            borderMode=cv2.BORDER_CONSTANT, borderValue=0)
-        out[picked] = sampled.reshape(len(picked), side, side, 3)
+        for picked in _chunks(np.flatnonzero(chosen == index), REMAP_LIMIT // side):
+            box = boxes[picked] * np.float32([sx, sy, sx, sy])
+            xs = box[:, :1] + steps * (box[:, 2:3] - box[:, :1]) - 0.5  # pixel centres: n, side
+            ys = box[:, 1:2] + steps * (box[:, 3:4] - box[:, 1:2]) - 0.5
+            map_x = np.broadcast_to(xs[:, None, :], (len(picked), side, side)).reshape(-1, side)
+            map_y = np.broadcast_to(ys[:, :, None], (len(picked), side, side)).reshape(-1, side)
+            sampled = cv2.remap(image, map_x.astype(np.float32), map_y.astype(np.float32), cv2.INTER_LINEAR,
+                                borderMode=cv2.BORDER_CONSTANT, borderValue=0)
+            out[picked] = sampled.reshape(len(picked), side, side, 3)
     return out
+
+
+def _chunks(indices: np.ndarray, size: int):
+    for start in range(0, len(indices), size):
+        yield indices[start:start + size]
 
 
 def _refined(sources: list, boxes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -224,7 +236,8 @@ def detect_faces(image: np.ndarray, *, min_face_share: float = MIN_FACE_SHARE) -
     height, width = image.shape[:2]
     rgb = _rgb(image)
     pyramid = list(_pyramid(rgb, max(PNET_WINDOW, min_face_share * min(height, width))))
-    sources = [(rgb, (1.0, 1.0)), *pyramid]
+    fits = max(height, width) < REMAP_LIMIT
+    sources = [(rgb, (1.0, 1.0)) if fits else _scaled(rgb, rgb.shape, (REMAP_LIMIT - 1) / max(height, width)), *pyramid]
     boxes, _ = _proposals(pyramid)
     if len(boxes):
         boxes, _ = _refined(sources, boxes)

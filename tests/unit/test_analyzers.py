@@ -118,6 +118,15 @@ def test_faces_smallest_face_is_a_share_of_the_shorter_side(astronaut):
         analyze("faces", AnalysisInput(array=astronaut), {"min_neighbors": 3})
 
 
+def test_a_face_in_a_panorama_wider_than_opencvs_remap_limit(astronaut):
+    # cv2.remap, which cuts the crops the networks see, refuses images of 32767 px or more.
+    panorama = np.zeros((600, 34000, 3), np.uint8)
+    panorama[44:556, 20000:20512] = astronaut
+    faces = analyze("faces", AnalysisInput(array=panorama)).data["faces"]
+    moved = {**ASTRONAUT_FACE, "x": ASTRONAUT_FACE["x"] + 20000, "y": ASTRONAUT_FACE["y"] + 44}
+    assert len(faces) == 1 and box_iou(faces[0]["box"], moved) > 0.6
+
+
 # --- properties --------------------------------------------------------------------------------
 
 def test_dominant_colors_of_two_flat_colours():
