@@ -103,7 +103,8 @@ def test_faces_none_on_coffee_and_min_confidence_filters(astronaut):
     # With the top half of her face hidden, it is still found, with less certainty.
     hidden = astronaut.copy()
     hidden[67:67 + 46, 177:270] = 0
-    assert [0.8 < p["confidence"] < 0.99 for p in analyze("faces", AnalysisInput(array=hidden)).data["predictions"]] == [True]
+    found = analyze("faces", AnalysisInput(array=hidden)).data["predictions"]
+    assert [0.8 < p["confidence"] < 0.99 for p in found] == [True]
     assert analyze("faces", AnalysisInput(array=hidden), {"min_confidence": 0.99}).data["predictions"] == []
 
 
