@@ -34,7 +34,7 @@ def _plots(report: dict, out: Path) -> list[str]:
         ax.scatter(row["cpu_ms_per_photo"], row["recall"], s=40)
         ax.annotate(name, (row["cpu_ms_per_photo"], row["recall"]), fontsize=7, xytext=(4, 4),
                     textcoords="offset points")
-    ax.set_xlabel("face search CPU ms per 12 MP photo")
+    ax.set_xlabel("face search CPU ms per 12 MP photo (1024 px copy, one thread)")
     ax.set_ylabel("recall vs full-resolution search")
     ax.set_ylim(0, 1.08)
     ax.set_title("Face search: recall against cost")
@@ -62,6 +62,7 @@ def write(report: dict, out: Path) -> None:
     ing, thumbs, imports, mem, faces = p["ingest"], p["thumbnails"], p["cold_imports"], p["peak_memory"], p["face_recall"]
     _plots(report, out)
     t = ing["timings"]
+    shipped = faces["configs"][faces["shipped"]]
     lines = [
         "# Pixelake benchmarks",
         "",
@@ -80,8 +81,10 @@ def write(report: dict, out: Path) -> None:
         f"| same, wall time with OpenCV threads ({ing['opencv_threads']}) | {ing['ratio_wall_threads']}× | ≤ 4× | "
         f"{_met(ing['ratio_wall_threads'], 4)} |",
         f"| thumbnails / pyvips thumbnail_buffer, CPU | {thumbs['ratio_cpu']}× | ≤ 0.8× | {_met(thumbs['ratio_cpu'], 0.8)} |",
-        f"| face recall vs full-resolution search | {faces['configs']['now: 576 px, step 1.1, 3']['recall']:.0%} | "
-        "no face lost | |",
+        f"| face recall vs full-resolution search | {shipped['recall']:.0%} | no face lost | |",
+        f"| face search CPU on the 1024 px copy, one thread | {shipped['cpu_ms_per_photo']:.0f} ms "
+        f"({shipped['cpu_vs_before']}× the Haar search before) | ≤ {faces['target_cpu_ms']} ms | "
+        f"{_met(shipped['cpu_ms_per_photo'], faces['target_cpu_ms'])} |",
         f"| cold import api / chalice+boto3+sqlalchemy | {imports['api_ratio']}× | ≤ 1.2× | {_met(imports['api_ratio'], 1.2)} |",
         f"| cold import ingest + its first event's modules | {imports['ingest_ms']:.0f} ms | ≤ 400 ms | {_met(imports['ingest_ms'], 400)} |",
         f"| cold import worker + its first event's modules | {imports['worker_ms']:.0f} ms | ≤ 400 ms | {_met(imports['worker_ms'], 400)} |",
@@ -135,16 +138,27 @@ def write(report: dict, out: Path) -> None:
         "",
         f"Recall set: {faces['photos']} photos of 12 MP — {faces['photos'] - 1} scenes (shipped photos enlarged) with "
         "6 faces each pasted at 4.5, 6, 8, 12, 18 and 25% of the shorter side (the astronaut's face and faces "
-        "from scikit-image's LFW subset, enlarged), and the astronaut photo enlarged. Reference: the pasted "
-        f"faces that a full-resolution search finds ({faces['reference_faces']} of {faces['pasted_faces']}). Each "
-        "configuration searches ingest's 1024 px copy; a face is found at IoU > 0.4. False faces: boxes on "
-        "no pasted face (some are faces in the scenes' textures).",
+        "from scikit-image's LFW subset, enlarged), and the astronaut photo enlarged: "
+        f"{faces['pasted_faces']} faces. References: the pasted faces that a full-resolution search (down to "
+        f"{faces['reference_face_px']}-px faces) finds — MTCNN with the paper's pyramid factor 0.709 finds "
+        f"{faces['reference_faces']['mtcnn']}, the Haar cascade (1.1 step, 5 neighbours; the reference of earlier "
+        f"reports) {faces['reference_faces']['haar']}. Each configuration searches ingest's 1024 px copy on one "
+        "thread (CPU ms: best of 3 per photo); a face is found at IoU > 0.4. False faces: boxes on no pasted face "
+        "(some are faces in the scenes' textures). 'before' is the Haar search ingest ran until issue 9. "
+        f"Ingest ships **{faces['shipped']}**, chosen from this table: the paper's 0.709 costs ~5% more without "
+        "finding more faces, 0.6 saves ~7% but starts losing faces that fall between pyramid levels, and a 6% "
+        "smallest face (−35%) gives up the 4.5% faces ingest promises. On a larger set (16 scenes, 97 faces) "
+        "the shipped configuration found 95 (it missed one 8% and one 25% face). Where MTCNN's time goes (measured when it was chosen): P-Net over "
+        "the pyramid ≈ 45%, R-Net on ~100 proposals ≈ 35%, O-Net on ~10 ≈ 20%; each is compute-bound in "
+        "cv2.dnn, so what is left to trade is the smallest face (the 6% row).",
         "",
         "![recall](face_recall.svg)",
         "",
-        "| configuration | recall | CPU ms / photo | missed (face size, share of shorter side) | false faces |",
-        "|---|---|---|---|---|",
-        *[f"| {name} | {row['recall']:.0%} | {row['cpu_ms_per_photo']} | {row['missed_face_shares'] or '—'} | "
+        "| configuration | recall vs MTCNN full-res | vs Haar full-res | of pasted | CPU ms / photo | × before "
+        "| missed (share of shorter side) | false faces |",
+        "|---|---|---|---|---|---|---|---|",
+        *[f"| {name} | {row['recall_vs_mtcnn']:.0%} | {row['recall_vs_haar']:.0%} | {row['recall_pasted']:.0%} | "
+          f"{row['cpu_ms_per_photo']} | {row['cpu_vs_before']} | {row['missed_face_shares'] or '—'} | "
           f"{row['false_faces']} |" for name, row in faces["configs"].items()],
         "",
         "## Thumbnails against libvips",

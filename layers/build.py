@@ -47,8 +47,8 @@ PLATFORMS = ("manylinux2014_x86_64", "manylinux_2_17_x86_64", "manylinux_2_28_x8
 LAYER_MARKER = "pixelake-layer:"
 ZIP_TIMESTAMP = (1980, 1, 1, 0, 0, 0)
 
-# What no import needs. Data files (.txt, .rst, .xml: sklearn's dataset descriptions, OpenCV's
-# Haar cascades) stay: some of them are read at run time.
+# What no import needs. Data files (.txt, .rst, .xml, .onnx: sklearn's dataset descriptions, the
+# face detector's networks) stay: some of them are read at run time.
 TRIM_DIR_NAMES = {"tests", "__pycache__"}
 TRIM_SUFFIXES = (".pyi", ".pxd", ".pxi", ".pyx", ".c", ".cpp", ".h", ".hpp", ".f", ".f90", ".a")
 TRIM_PATHS = (

@@ -3,6 +3,17 @@ from __future__ import annotations
 
 import io
 
+# Where the astronaut's face is in skimage.data.astronaut() (512×512): brow to chin, ear to ear.
+ASTRONAUT_FACE = {"x": 177, "y": 67, "width": 93, "height": 93}
+
+
+def box_iou(a: dict, b: dict) -> float:
+    """Intersection over union of two {x, y, width, height} boxes."""
+    ix = max(0, min(a["x"] + a["width"], b["x"] + b["width"]) - max(a["x"], b["x"]))
+    iy = max(0, min(a["y"] + a["height"], b["y"] + b["height"]) - max(a["y"], b["y"]))
+    inter = ix * iy
+    return inter / (a["width"] * a["height"] + b["width"] * b["height"] - inter)
+
 
 def jpeg_bytes(size: tuple[int, int] | None = None, *, quality: int = 90, exif=None) -> bytes:
     from PIL import Image

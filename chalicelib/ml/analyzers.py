@@ -26,7 +26,7 @@ import io
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from chalicelib.ml.exif import exif_summary
-from chalicelib.ml.faces import MIN_NEIGHBORS
+from chalicelib.ml.faces import MIN_FACE_SHARE
 from chalicelib.ml.imageio import shrink_array
 from chalicelib.ml.registry import IMAGING, Param, Registry
 
@@ -148,15 +148,16 @@ def image_properties(image: np.ndarray, colors: int = 5) -> dict:
 
 @ANALYZERS.register(
     "faces",
-    Param("min_neighbors", int, MIN_NEIGHBORS, "detections a face needs to be kept: higher = fewer false faces", minimum=1, maximum=20),
+    Param("min_face", float, MIN_FACE_SHARE, "smallest face searched, as a share of the shorter side: smaller "
+          "finds smaller faces, slower (the cost grows with 1/min_face²)", minimum=0.01, maximum=1.0),
     Param("min_confidence", float, 0.0, "drop faces below this confidence", minimum=0.0, maximum=1.0),
     produces_image=False, runtime=IMAGING,
 )
-def faces(image: np.ndarray, min_neighbors: int = MIN_NEIGHBORS, min_confidence: float = 0.0) -> dict:
-    """Frontal faces (OpenCV Haar cascade): boxes in pixels with a confidence, best first."""
+def faces(image: np.ndarray, min_face: float = MIN_FACE_SHARE, min_confidence: float = 0.0) -> dict:
+    """Faces (MTCNN): boxes in pixels with a confidence and five landmarks, best first."""
     from chalicelib.ml.faces import detect_faces
 
-    found = [f for f in detect_faces(image, min_neighbors=min_neighbors) if f["confidence"] >= min_confidence]
+    found = [f for f in detect_faces(image, min_face_share=min_face) if f["confidence"] >= min_confidence]
     return {
         "count": len(found),
         "faces": found,

@@ -7,7 +7,7 @@ from PIL import Image
 from chalicelib.ml.imageio import ImageRejected
 from chalicelib.ml.ingest import analyze_upload
 from chalicelib.ml.phash import hamming
-from sample_images import face_composite, jpeg_bytes
+from sample_images import box_iou, face_composite, jpeg_bytes
 
 SETTINGS = dict(max_pixels=75_000_000, max_frames=200, thumbnail_sizes=(256, 1024))
 
@@ -47,15 +47,14 @@ def test_too_many_frames_is_rejected():
         analyze_upload(out.getvalue(), **{**SETTINGS, "max_frames": 10})
 
 
-def test_a_small_face_in_a_large_photo_is_found_and_boxed_in_the_photos_pixels():
-    # The face is 6% of the shorter side: 35 px in the 576-px search (the cascade's window is 24 px).
-    data, (x, y, side) = face_composite((3200, 2400), face_share=0.06)
+@pytest.mark.parametrize("share", [0.045, 0.06])
+def test_a_small_face_in_a_large_photo_is_found_and_boxed_in_the_photos_pixels(share):
+    # 4.5% of the shorter side is the smallest face ingest promises: 35 px in the 1024 px copy.
+    data, (x, y, side) = face_composite((3200, 2400), face_share=share)
     outcome = analyze_upload(data, **SETTINGS, analyzers=("faces",))
     faces = outcome.analyses["faces"][0]["faces"]
     assert len(faces) == 1
-    box = faces[0]["box"]
-    assert abs(box["x"] - x) < side * 0.25 and abs(box["y"] - y) < side * 0.25
-    assert 0.75 < box["width"] / side < 1.35
+    assert box_iou(faces[0]["box"], {"x": x, "y": y, "width": side, "height": side}) > 0.5
 
 
 def test_ingest_finds_the_faces_a_full_resolution_search_finds():
@@ -65,10 +64,11 @@ def test_ingest_finds_the_faces_a_full_resolution_search_finds():
     for share, at in ((0.05, (0.1, 0.6)), (0.08, (0.55, 0.1)), (0.3, (0.3, 0.3))):
         data, (x, y, side) = face_composite((2400, 1800), face_share=share, at=at)
         pasted = {"x": x, "y": y, "width": side, "height": side}
-        full = detect_faces(to_array(decode(data, max_pixels=SETTINGS["max_pixels"])), detect_side=10_000)
+        # The reference searches the full-size picture down to 24-px faces (1.3% here).
+        full = detect_faces(to_array(decode(data, max_pixels=SETTINGS["max_pixels"])), min_face_share=24 / 1800)
         ingest = analyze_upload(data, **SETTINGS, analyzers=("faces",)).analyses["faces"][0]["faces"]
-        assert any(_overlap(pasted, f["box"]) > 0.5 for f in full), share  # the reference finds it...
-        assert any(_overlap(pasted, f["box"]) > 0.5 for f in ingest), share  # ...and so does ingest
+        assert any(box_iou(pasted, f["box"]) > 0.5 for f in full), share  # the reference finds it...
+        assert any(box_iou(pasted, f["box"]) > 0.5 for f in ingest), share  # ...and so does ingest
 
 
 def test_analyzers_and_hash_look_at_a_copy_no_larger_than_the_analysis_side(monkeypatch):
@@ -87,9 +87,3 @@ def test_analyzers_and_hash_look_at_a_copy_no_larger_than_the_analysis_side(monk
     # The hash of the copy is the hash of the full picture, give or take a bit or two.
     assert hamming(outcome.phash, phash(decode(data, max_pixels=SETTINGS["max_pixels"]))) <= 3
 
-
-def _overlap(a: dict, b: dict) -> float:
-    ix = max(0, min(a["x"] + a["width"], b["x"] + b["width"]) - max(a["x"], b["x"]))
-    iy = max(0, min(a["y"] + a["height"], b["y"] + b["height"]) - max(a["y"], b["y"]))
-    inter = ix * iy
-    return inter / (a["width"] * a["height"] + b["width"] * b["height"] - inter)
