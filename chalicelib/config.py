@@ -43,6 +43,8 @@ class Settings:
     admin_emails: tuple[str, ...] = field(default=(), metadata=_env("PIXELAKE_ADMIN_EMAILS", "emails that get the admin role when they register or sign in, comma-separated"))
     user_quota_bytes: int = field(default=10 * 1024**3, metadata=_env("PIXELAKE_USER_QUOTA_BYTES", "default storage quota per user (sum of image sizes); users.quota_bytes overrides it; 0 = unlimited"))
     cors_origins: tuple[str, ...] = field(default=(), metadata=_env("PIXELAKE_CORS_ORIGINS", "origins allowed to call the API from a browser, comma-separated; '*' only on the local stage (its default)"))
+    task_max_attempts: int = field(default=5, metadata=_env("PIXELAKE_TASK_MAX_ATTEMPTS", "deliveries of a task's message after which a transient fault fails the task instead of retrying it (keep equal to the queues' maxReceiveCount)"))
+    task_stall_s: int = field(default=4500, metadata=_env("PIXELAKE_TASK_STALL_S", "seconds after its last attempt started that a still-running task is reported failed: its message was dead-lettered (maxReceiveCount × the visibility timeout)"))
     dask_scheduler_address: str = field(default="", metadata=_env("DASK_SCHEDULER_ADDRESS", "Dask scheduler; empty for a local cluster"))
     tmp_dir: str = field(default="/tmp/pixelake", metadata=_env("PIXELAKE_TMP", "cache for model artifacts"))
     max_model_bytes: int = field(default=200 * 1024 * 1024, metadata=_env("PIXELAKE_MAX_MODEL_BYTES", "largest model file registered"))

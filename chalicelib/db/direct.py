@@ -213,12 +213,13 @@ _FINISH = ("finished_at = clock_timestamp(), updated_at = now(), "
 
 def claim_task(db: pg8000.native.Connection, task_id: int) -> dict | None:
     """Mark the task running and return it, unless it is finished (a redelivered message) or gone."""
-    task = one(db, "SELECT id, owner_id, image_id, model_id, kind, operation, params, status "
+    task = one(db, "SELECT id, owner_id, image_id, model_id, kind, operation, params, status, attempts "
                    "FROM processing_tasks WHERE id = :id FOR UPDATE", id=task_id)
     if task is None or task["status"] in TASK_FINISHED:
         return None
     db.run("UPDATE processing_tasks SET status = 'running', started_at = clock_timestamp(), "
            "attempts = attempts + 1, updated_at = now() WHERE id = :id", id=task_id)
+    task["attempts"] += 1  # this attempt's number
     return task
 
 

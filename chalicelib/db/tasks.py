@@ -20,7 +20,9 @@ def create(session: Session, *, owner_id: int, image_id: int, kind: str, operati
 
 
 def get_for_owner(session: Session, task_id: int, owner_id: int | None) -> ProcessingTask | None:
-    return owned.get(session, ProcessingTask, task_id, owner_id, selectinload(ProcessingTask.results))
+    task = owned.get(session, ProcessingTask, task_id, owner_id, selectinload(ProcessingTask.results))
+    settle_stalled([task] if task is not None else [])
+    return task
 
 
 def list_for_image(session: Session, image_id: int, *, limit: int, before_id: int | None) -> list[ProcessingTask]:
@@ -28,7 +30,29 @@ def list_for_image(session: Session, image_id: int, *, limit: int, before_id: in
              .options(selectinload(ProcessingTask.results)).order_by(ProcessingTask.id.desc()).limit(limit))
     if before_id is not None:
         query = query.where(ProcessingTask.id < before_id)
-    return list(session.scalars(query))
+    return settle_stalled(list(session.scalars(query)))
+
+
+def settle_stalled(tasks: list[ProcessingTask], *, stall_s: int | None = None) -> list[ProcessingTask]:
+    """Fail the running tasks whose last attempt started more than `stall_s` ago.
+
+    Every attempt restarts `started_at`, and SQS redelivers a failed attempt's message after the
+    visibility timeout; a task still running after maxReceiveCount × that timeout has had its
+    message dead-lettered (the worker could not even record its last failure: the database was
+    down). Nothing will run it again, so it is reported failed rather than running forever.
+    """
+    if stall_s is None:
+        from chalicelib.config import get_settings
+
+        stall_s = get_settings().task_stall_s
+    now = datetime.now(timezone.utc)
+    for task in tasks:
+        if task.status == "running" and task.started_at is not None:
+            idle_s = (now - task.started_at).total_seconds()
+            if idle_s > stall_s:
+                fail(task, f"no attempt has finished it: the last one started {idle_s / 60:.0f} minutes ago and "
+                           f"its message was set aside after {task.attempts} attempts; submit the task again")
+    return tasks
 
 
 def latest_analyses(session: Session, image_id: int) -> dict[str, dict]:

@@ -5,7 +5,11 @@ Both queues run this code: `tasks` in the imaging worker (operations, analyzers,
 
 A task whose image cannot be processed (bad parameters for this image, a decoder error)
 ends `failed` with the reason and its message is consumed; a transient fault (database or
-S3 unreachable) reports the record as failed so SQS retries it, then dead-letters it.
+S3 unreachable) reports the record as failed so SQS retries it — until the task's last
+attempt (PIXELAKE_TASK_MAX_ATTEMPTS, the queue's maxReceiveCount), which records the task
+failed with the fault rather than leave it `running` while SQS dead-letters the message. When
+even that write fails (the database is down), reading the task later reports it failed
+(chalicelib.db.tasks.settle_stalled).
 """
 from __future__ import annotations
 
@@ -33,6 +37,7 @@ class TaskInput:
     bucket: str
     image_format: str | None
     model: ModelArtifact | None = None  # kind "model": the registered model version to run
+    attempt: int = 1
 
 
 def perform(task: TaskInput, data: bytes) -> list[ResultRow]:
@@ -108,16 +113,18 @@ def execute(task_id: int) -> str:
             return "failed"
         model = direct.task_model(db, task["model_id"])
         work = TaskInput(task_id, task["kind"], task["operation"], dict(task["params"]), image["key"], image["bucket"],
-                         image["format"], ModelArtifact(**model) if model is not None else None)
-    data = storage.get(work.image_key, bucket=work.bucket)
+                         image["format"], ModelArtifact(**model) if model is not None else None, task["attempts"])
     try:
-        results = perform(work, data)
+        results = perform(work, storage.get(work.image_key, bucket=work.bucket))
     except Exception as exc:
+        reason = failure_reason(exc)
         if _is_transient(exc):
-            raise
-        log.info("task %s failed: %s", task_id, exc)
+            if work.attempt < get_settings().task_max_attempts:
+                raise
+            reason = f"gave up after {work.attempt} attempts: {reason}"
+        log.info("task %s failed: %s", task_id, reason)
         with direct.transaction() as db:
-            direct.fail_task(db, task_id, failure_reason(exc))
+            direct.fail_task(db, task_id, reason)
         return "failed"
     with direct.transaction() as db:
         direct.succeed_task(db, task_id, results)

@@ -166,3 +166,52 @@ def test_stats_counts_images_and_tasks(client, ready_image):
     flips = [t for t in stats["tasks"] if t["operation"] == "flip"]
     assert flips and flips[0]["status"] == "succeeded" and flips[0]["count"] == 1
     assert stats["per_day"][0]["tasks"] >= 4  # the flip and ingest's three analyses
+
+
+def _task_row(image_id: int, **columns) -> int:
+    """A task row with no queue message (no poller runs it): the test delivers its messages."""
+    from chalicelib.db.models import Image, ProcessingTask
+    from chalicelib.db.session import session_scope
+
+    with session_scope() as session:
+        image = session.get(Image, image_id)
+        task = ProcessingTask(owner_id=image.owner_id, image_id=image_id, kind="operation", operation="invert",
+                              params={}, **{"status": "pending", **columns})
+        session.add(task)
+        session.flush()
+        return task.id
+
+
+def test_a_task_whose_every_attempt_meets_a_fault_fails_on_its_last_with_the_fault(client, ready_image):
+    from chalicelib import storage
+    from chalicelib.db.models import Image
+    from chalicelib.db.session import session_scope
+
+    image = ready_image(jpeg_bytes((64, 48)))
+    with session_scope() as session:
+        key = session.get(Image, image["id"]).key
+    storage.delete(key)  # every attempt now fails to read the image: S3 answers NoSuchKey
+    task_id = _task_row(image["id"])
+    message = client.events.generate_sqs_event(message_bodies=[json.dumps({"task_id": task_id})])
+    for attempt in range(1, 5):  # retried: SQS delivers the message again
+        assert client.lambda_.invoke("run_task", message).payload["batchItemFailures"], attempt
+        assert client.http.get(f"/api/tasks/{task_id}").json_body["status"] == "running"
+    assert client.lambda_.invoke("run_task", message).payload == {"batchItemFailures": []}  # the 5th, the last
+    task = client.http.get(f"/api/tasks/{task_id}").json_body
+    assert task["status"] == "failed" and task["attempts"] == 5
+    assert task["error"].startswith("gave up after 5 attempts:") and "NoSuchKey" in task["error"]
+
+
+def test_a_running_task_whose_message_was_dead_lettered_is_reported_failed(client, ready_image):
+    from datetime import datetime, timedelta, timezone
+
+    from chalicelib.config import get_settings
+
+    image = ready_image(jpeg_bytes((64, 48)))
+    long_ago = datetime.now(timezone.utc) - timedelta(seconds=get_settings().task_stall_s + 60)
+    stalled = _task_row(image["id"], status="running", started_at=long_ago, attempts=5)
+    live = _task_row(image["id"], status="running", started_at=datetime.now(timezone.utc), attempts=1)
+    task = client.http.get(f"/api/tasks/{stalled}").json_body
+    assert task["status"] == "failed" and "set aside after 5 attempts" in task["error"]
+    listed = {t["id"]: t for t in client.http.get(f"/api/images/{image['id']}/tasks").json_body["items"]}
+    assert listed[stalled]["status"] == "failed" and listed[live]["status"] == "running"
