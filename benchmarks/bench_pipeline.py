@@ -278,7 +278,7 @@ def face_recall(count: int) -> dict:
     return {"photos": len(photos), "pasted_faces": sum(len(p.faces) for p in photos),
             "reference_faces": {k: sum(map(len, v)) for k, v in references.items()},
             "reference_face_px": REFERENCE_FACE_PX, "opencv_threads": 1, "shipped": SHIPPED_FACES,
-            "target_cpu_ms": 35, "configs": results}
+            "configs": results}
 
 
 def _face_scores(photos: list[FacePhoto], references: dict, boxes_per_photo: list) -> dict:

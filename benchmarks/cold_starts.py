@@ -32,7 +32,9 @@ FIRST_EVENT = """
 import json, sys
 import app
 response = app.{function}({event!r}, None)
-print(json.dumps({{"response": response, "modules": [m for m in sys.modules if m != "__main__"]}}))
+# Modules made in C without a spec (Cython's `cython_runtime`) come with their extension; not importable by name.
+modules = [name for name, module in sys.modules.items() if name != "__main__" and getattr(module, "__spec__", None)]
+print(json.dumps({{"response": response, "modules": modules}}))
 """
 
 # Import the listed modules in order; a module that cannot be imported on its own is reported.
