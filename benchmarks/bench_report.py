@@ -164,7 +164,8 @@ def write(report: dict, out: Path) -> None:
         "",
         f"Both thumbnails ({', '.join('×'.join(map(str, s)) for s in thumbs['sizes'])}) from the JPEG bytes. pyvips "
         f"{thumbs['libvips']} `thumbnail_buffer` once per size (shrink-on-load, Lanczos 3) + JPEG Q 82; Pixelake: "
-        "one reduced decode, bicubic 1024, 256 from the 1024, JPEG Q 82.",
+        "one decode at libjpeg-turbo's 3/8 scale (simplejpeg), bilinear to 1024, block averages to 256 from the 1024, "
+        "JPEG Q 82 (imageio.shrink_array; chalicelib.ml.ingest.make_thumbnails).",
         "",
         "| | CPU ms | wall ms |",
         "|---|---|---|",
