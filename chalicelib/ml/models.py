@@ -25,6 +25,7 @@ import math
 import os
 import re
 import tempfile
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -242,6 +243,7 @@ class OnnxModel:
 
         self.input_spec = validate_input_spec(input_spec)
         self.labels = [str(label) for label in labels] if labels else None
+        self._forward_lock = threading.Lock()
         try:
             if isinstance(path, (bytes, bytearray)):
                 self.net = cv2.dnn.readNetFromONNX(np.frombuffer(path, np.uint8))
@@ -272,9 +274,12 @@ class OnnxModel:
     def _forward(self, image: np.ndarray) -> np.ndarray:
         import cv2
 
-        self.net.setInput(self.blob(image))
+        blob = self.blob(image)
         try:
-            return self.net.forward()
+            # The net holds its input and activations: one forward at a time (threads share models).
+            with self._forward_lock:
+                self.net.setInput(blob)
+                return self.net.forward()
         except cv2.error as exc:
             raise InvalidRequest(f"the model failed on this input (check input_spec): {exc.err or exc}",
                                  code="model_failed") from None

@@ -86,6 +86,21 @@ def test_faces_finds_the_astronaut_face(astronaut):
     assert as_json(result) == result
 
 
+def test_face_searches_in_concurrent_threads_each_get_their_own_answer(astronaut):
+    # The local stack's ingest and task pollers (and a Dask worker's threads) search at once.
+    from concurrent.futures import ThreadPoolExecutor
+
+    from chalicelib.ml.faces import detect_faces
+
+    pictures = [astronaut, cv2.flip(astronaut, 1), np.ascontiguousarray(skdata.coffee()[:, :, ::-1])]
+    expected = [detect_faces(picture) for picture in pictures]
+    with ThreadPoolExecutor(max_workers=3) as pool:
+        runs = [pool.submit(lambda i=i: [detect_faces(pictures[i]) for _ in range(8)]) for i in range(3)]
+        for i, run in enumerate(runs):
+            assert run.result() == [expected[i]] * 8, i
+    assert len(expected[0]) == len(expected[1]) == 1 and expected[2] == []
+
+
 def test_face_landmarks_lie_inside_the_box_where_a_face_has_them(astronaut):
     face = analyze("faces", AnalysisInput(array=astronaut)).data["faces"][0]
     box, points = face["box"], face["landmarks"]

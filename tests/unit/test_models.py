@@ -84,6 +84,17 @@ def test_onnx_classifier_gives_softmax_confidences():
     assert blue == [{"label": "blue", "confidence": pytest.approx(0.880797, abs=1e-5)}]
 
 
+def test_one_onnx_model_shared_by_threads_answers_each_its_own_image():
+    # Workers keep one loaded model per container; a Dask worker's or the local stack's threads share it.
+    from concurrent.futures import ThreadPoolExecutor
+
+    model = OnnxModel(colour_net(), SPEC, ["red", "blue"])
+    images = {"red": flat(RED_BGR, 240, 320), "blue": flat(BLUE_BGR, 240, 320)}
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        answers = list(pool.map(lambda name: (name, model.predict(images[name])[0]["label"]), ["red", "blue"] * 200))
+    assert all(name == label for name, label in answers)
+
+
 def test_onnx_matches_onnxruntime_on_the_same_tensor():
     data = colour_net()
     model = OnnxModel(data, SPEC, ["red", "blue"])
