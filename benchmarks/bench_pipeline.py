@@ -123,7 +123,7 @@ def ingest_steps(repeat: int) -> dict:
         "encode thumbnails": lambda: encode_thumbnails(copies),
         "faces": lambda: analyze("faces", AnalysisInput(array=array)),
         "properties": lambda: analyze("properties", AnalysisInput(array=array)),
-        "phash": lambda: phash(imageio.from_array(copies[min(copies)])),
+        "phash": lambda: phash(imageio.from_array(array)),
     })
     cv2.setNumThreads(threads)
     return {k: v.as_dict() for k, v in rows.items()}

@@ -240,9 +240,7 @@ def fail_task(db: pg8000.native.Connection, task_id: int, reason: str) -> None:
            error=reason, id=task_id)
 
 
-def succeed_task(db: pg8000.native.Connection, task_id: int, results: list[ResultRow]) -> None:
-    # A retry after a crash may have written results already: replace them, never duplicate.
-    db.run("DELETE FROM results WHERE task_id = :id", id=task_id)
+def _insert_results(db: pg8000.native.Connection, task_id: int, results: list[ResultRow]) -> None:
     for result in results:
         db.run("INSERT INTO results (task_id, image_id, kind, label, confidence, data, output_key, output_format, "
                "width, height, size_bytes) SELECT id, image_id, :kind, :label, :confidence, CAST(:data AS jsonb), "
@@ -250,16 +248,23 @@ def succeed_task(db: pg8000.native.Connection, task_id: int, results: list[Resul
                id=task_id, kind=result.kind, label=result.label, confidence=result.confidence,
                data=as_json(result.data), output_key=result.output_key, output_format=result.output_format,
                width=result.width, height=result.height, size_bytes=result.size_bytes)
+
+
+def succeed_task(db: pg8000.native.Connection, task_id: int, results: list[ResultRow]) -> None:
+    # A retry after a crash may have written results already: replace them, never duplicate.
+    db.run("DELETE FROM results WHERE task_id = :id", id=task_id)
+    _insert_results(db, task_id, results)
     db.run(f"UPDATE processing_tasks SET status = 'succeeded', error = NULL, {_FINISH} WHERE id = :id", id=task_id)
 
 
 def record_finished_analysis(db: pg8000.native.Connection, *, owner_id: int, image_id: int, name: str,
                              data: dict, duration_ms: int) -> int:
-    """An analysis that already ran (at ingest), recorded as a succeeded task with its result."""
+    """An analysis that already ran (at ingest), recorded as a succeeded task with its result.
+
+    The task is new and born finished: two statements, nothing to replace or time."""
     task_id = db.run("INSERT INTO processing_tasks (owner_id, image_id, kind, operation, params, status, queued_at, "
                      "started_at, finished_at, duration_ms) VALUES (:owner_id, :image_id, 'analysis', :name, "
                      "'{}'::jsonb, 'succeeded', now(), now(), now(), :duration_ms) RETURNING id",
                      owner_id=owner_id, image_id=image_id, name=name, duration_ms=duration_ms)[0][0]
-    succeed_task(db, task_id, [analysis_result(data)])
-    db.run("UPDATE processing_tasks SET duration_ms = :duration_ms WHERE id = :id", duration_ms=duration_ms, id=task_id)
+    _insert_results(db, task_id, [analysis_result(data)])
     return task_id

@@ -10,7 +10,7 @@ from msgspec import Meta
 
 from chalicelib.db.session import session_scope
 from chalicelib.db.vocabulary import AUDIT_OUTCOMES
-from chalicelib.handlers.http import ApiError, Cursor, paginated, route
+from chalicelib.handlers.http import ApiError, Cursor, cursor_id, paginated, route
 from chalicelib.handlers.identity import current_principal, require_admin
 
 if TYPE_CHECKING:
@@ -47,7 +47,7 @@ def list_audit(query: AuditQuery):
     if query.since and query.until and query.since >= query.until:
         raise ApiError(400, "invalid_query", "since must be before until")
     with session_scope() as session:
-        rows = audit.search(session, limit=query.limit + 1, before_id=int(query.cursor) if query.cursor else None,
+        rows = audit.search(session, limit=query.limit + 1, before_id=cursor_id(query.cursor),
                             user_id=query.user_id, action=query.action, outcome=query.outcome,
                             resource_type=query.resource_type, since=query.since, until=query.until)
         return paginated(rows, query.limit, audit_json)

@@ -15,7 +15,9 @@ from msgspec import Meta
 
 from chalicelib.config import get_settings
 from chalicelib.db.session import session_scope
-from chalicelib.handlers.http import ApiError, Cursor, created, not_found, note_audit, paginated, parse_id, route
+from chalicelib.handlers.http import (
+    ApiError, Cursor, created, cursor_id, not_found, note_audit, paginated, parse_id, route,
+)
 from chalicelib.handlers.identity import (
     API_KEY_SHOWN_CHARS,
     current_principal,
@@ -157,7 +159,7 @@ def list_api_keys(query: KeyListQuery):
     with session_scope() as session:
         # Keys are personal: an admin lists their own here too.
         rows = users.list_api_keys(session, principal.user_id, limit=query.limit + 1,
-                                   before_id=int(query.cursor) if query.cursor else None)
+                                   before_id=cursor_id(query.cursor))
         return paginated(rows, query.limit, api_key_json)
 
 

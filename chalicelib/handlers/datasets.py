@@ -14,7 +14,7 @@ from msgspec import Meta
 from chalicelib import storage
 from chalicelib.config import get_settings
 from chalicelib.db.session import session_scope
-from chalicelib.handlers.http import ApiError, PageQuery, created, found, paginated, parse_id, route
+from chalicelib.handlers.http import ApiError, PageQuery, created, cursor_id, found, paginated, parse_id, route
 from chalicelib.handlers.identity import Principal, current_principal
 from chalicelib.ml.imageio import ACCEPTED_CONTENT_TYPES
 
@@ -168,7 +168,7 @@ def list_datasets(query: PageQuery):
     principal = current_principal(datasets_api.current_request)
     with session_scope() as session:
         rows = dataset_rows.list_for_owner(session, principal.owner_filter, limit=query.limit + 1,
-                                           before_id=int(query.cursor) if query.cursor else None)
+                                           before_id=cursor_id(query.cursor))
         return paginated(rows, query.limit, lambda d: dataset_json(d, dataset_rows.label_counts(session, d.id)))
 
 

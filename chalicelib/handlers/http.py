@@ -105,6 +105,11 @@ class PageQuery(msgspec.Struct, forbid_unknown_fields=True):
     cursor: Cursor | None = None
 
 
+def cursor_id(cursor: str | None) -> int | None:
+    """The id a `next_cursor` of `paginated` stands for: the next page lists rows before it."""
+    return int(cursor) if cursor else None
+
+
 def paginated(rows: list, limit: int, to_json_item) -> dict:
     """A page of `limit` items from `rows` (fetched with limit + 1) and the cursor of the next one."""
     items = [to_json_item(row) for row in rows[:limit]]

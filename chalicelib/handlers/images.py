@@ -13,7 +13,7 @@ from chalicelib import storage
 from chalicelib.config import get_settings
 from chalicelib.db.session import session_scope
 from chalicelib.db.vocabulary import BAND_GUARANTEED_DISTANCE, IMAGE_STATUSES
-from chalicelib.handlers.http import ApiError, Cursor, created, found, paginated, parse_id, route
+from chalicelib.handlers.http import ApiError, Cursor, created, cursor_id, found, paginated, parse_id, route
 from chalicelib.handlers.identity import current_principal
 from chalicelib.handlers.multipart import MultipartError, parse_multipart
 from chalicelib.handlers.quota import enforce_upload_quota
@@ -162,7 +162,7 @@ def list_images(query: ImageListQuery):
     principal = current_principal(images_api.current_request)
     with session_scope() as session:
         rows = image_rows.list_for_owner(session, principal.owner_filter, limit=query.limit + 1,
-                                         before_id=int(query.cursor) if query.cursor else None, status=query.status)
+                                         before_id=cursor_id(query.cursor), status=query.status)
         return paginated(rows, query.limit, image_json)
 
 

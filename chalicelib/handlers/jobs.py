@@ -13,7 +13,7 @@ from chalicelib import compute, storage
 from chalicelib.config import get_settings
 from chalicelib.db.session import session_scope
 from chalicelib.db.vocabulary import JOB_FINISHED
-from chalicelib.handlers.http import ApiError, PageQuery, created, found, paginated, parse_id, route, to_json
+from chalicelib.handlers.http import ApiError, PageQuery, created, cursor_id, found, paginated, parse_id, route, to_json
 from chalicelib.handlers.identity import current_principal
 from chalicelib.handlers.tasks import ANALYZERS, choose_model, resolve_operation
 
@@ -105,7 +105,7 @@ def list_training_jobs(query: PageQuery):
     principal = current_principal(jobs_api.current_request)
     with session_scope() as session:
         rows = job_rows.list_jobs(session, principal.owner_filter, limit=query.limit + 1,
-                                  before_id=int(query.cursor) if query.cursor else None)
+                                  before_id=cursor_id(query.cursor))
         return paginated(rows, query.limit, lambda job: _job_body(session, job))
 
 
@@ -245,7 +245,7 @@ def list_batches(query: PageQuery):
     principal = current_principal(jobs_api.current_request)
     with session_scope() as session:
         rows = job_rows.list_batches(session, principal.owner_filter, limit=query.limit + 1,
-                                     before_id=int(query.cursor) if query.cursor else None)
+                                     before_id=cursor_id(query.cursor))
         return paginated(rows, query.limit, lambda b: batch_json(b, job_rows.batch_counts(session, b.id)))
 
 

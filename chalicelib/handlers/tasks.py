@@ -13,7 +13,7 @@ from chalicelib import queues, storage
 from chalicelib.config import get_settings
 from chalicelib.db.session import session_scope
 from chalicelib.db.vocabulary import TASK_FINISHED
-from chalicelib.handlers.http import ApiError, PageQuery, created, found, paginated, parse_id, route, to_json
+from chalicelib.handlers.http import ApiError, PageQuery, created, cursor_id, found, paginated, parse_id, route, to_json
 from chalicelib.handlers.identity import current_principal
 from chalicelib.ml.analyzers import ANALYZERS
 from chalicelib.ml.operations import OPERATIONS
@@ -252,7 +252,7 @@ def list_image_tasks(image_id: str, query: PageQuery):
     with session_scope() as session:
         found(image_rows.get_for_owner(session, image_id, principal.owner_filter), "image", image_id)
         rows = task_rows.list_for_image(session, image_id, limit=query.limit + 1,
-                                        before_id=int(query.cursor) if query.cursor else None)
+                                        before_id=cursor_id(query.cursor))
         return paginated(rows, query.limit, task_json)
 
 

@@ -150,10 +150,7 @@ def decode(data: bytes, *, max_pixels: int, min_longest_side: int | None = None)
         img.load()
     except (OSError, ValueError, SyntaxError, EOFError) as exc:
         raise ImageRejected(f"the image data is damaged or truncated: {exc}") from None
-    try:
-        orientation = img.getexif().get(0x0112)
-    except Exception:  # a malformed EXIF block: treat as unrotated rather than reject
-        orientation = None
+    orientation = _orientation_of(img)
     if orientation in range(2, 9):
         # In place: exif_transpose otherwise copies the picture (225 MB at 75 MP).
         ImageOps.exif_transpose(img, in_place=True)
@@ -201,11 +198,15 @@ def _decode_jpeg_scaled(data: bytes, size: tuple[int, int]) -> np.ndarray | None
 
 
 def exif_orientation(data: bytes) -> int | None:
-    """The EXIF Orientation tag (1–8) of an image file, None when absent or unreadable."""
-    Image = _pil()
+    """The EXIF Orientation tag (1–8) of a JPEG file, from its header (no pixels decoded)."""
+    with _pil().open(io.BytesIO(data)) as img:
+        return _orientation_of(img)
+
+
+def _orientation_of(img: Image.Image) -> int | None:
+    """The EXIF Orientation tag (1–8) of an opened image, None when absent or unreadable."""
     try:
-        with Image.open(io.BytesIO(data)) as img:
-            value = img.getexif().get(0x0112)
+        value = img.getexif().get(0x0112)
     except Exception:  # a malformed EXIF block: treat as unrotated rather than reject
         return None
     return value if value in range(1, 9) else None

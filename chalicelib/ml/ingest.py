@@ -10,7 +10,7 @@ pipeline does each piece of work once, at the smallest size that serves it:
 - copies largest first, each resized from the previous one (bilinear under 2×, area average
   beyond: imageio.shrink_array), then JPEG-encoded;
 - the default analyzers look at one analysis copy of ANALYSIS_SIDE pixels (the 1024 px
-  thumbnail when there is one), never at the full decode; the perceptual hash at the smallest.
+  thumbnail when there is one), never at the full decode, and so does the perceptual hash.
 """
 from __future__ import annotations
 
@@ -113,20 +113,21 @@ def analyze_upload(data: bytes, *, max_pixels: int, max_frames: int, thumbnail_s
     copies = scaled_copies(pixels, (*thumbnail_sizes, ANALYSIS_SIDE))
     del pixels  # the decode is no longer needed (5 MB at 12 MP): let it go before the analyzers
     analysis_copy = copies[ANALYSIS_SIDE]
-    outcome = IngestOutcome(
+    analyses = run_analyzers(analysis_copy, data, analyzers, scale=width / analysis_copy.shape[1])
+    # The `phash` analyzer (a default) hashes the same copy: its value is the image's hash.
+    hashed = analyses.get("phash")
+    return IngestOutcome(
         format=info.format.lower(),
         content_type=info.content_type,
         width=width,
         height=height,
         mode=info.mode,
         sha256=hashlib.sha256(data).hexdigest(),
-        # The hash samples 32×32 pixels: the smallest copy serves as well as the largest.
-        phash=phash(imageio.from_array(copies[min(copies)])),
+        phash=hashed[0]["phash_int"] if hashed else phash(imageio.from_array(analysis_copy)),
         metadata=metadata,
         thumbnails=encode_thumbnails({size: copies[size] for size in sorted(set(thumbnail_sizes), reverse=True)}),
+        analyses=analyses,
     )
-    outcome.analyses = run_analyzers(analysis_copy, data, analyzers, scale=width / analysis_copy.shape[1])
-    return outcome
 
 
 def scale_boxes(value: Any, factor: float) -> Any:

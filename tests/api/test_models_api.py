@@ -19,6 +19,7 @@ import requests
 from onnx import TensorProto, helper, numpy_helper
 from PIL import Image
 
+from onnx_nets import detector_net
 
 JSON = {"Content-Type": "application/json"}
 SPEC = {"size": [16, 16], "channel_order": "RGB", "layout": "NCHW", "scale": 1 / 255}
@@ -43,22 +44,6 @@ def colour_net(gain: float) -> bytes:
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
     model.ir_version = 8
     onnx.checker.check_model(model)
-    return model.SerializeToString()
-
-
-def detector_net(rows: np.ndarray) -> bytes:
-    """An SSD-style head with fixed detections whatever the input (input · 0 + rows)."""
-    graph = helper.make_graph(
-        [helper.make_node("ReduceMean", ["input"], ["mean"], keepdims=1),
-         helper.make_node("Mul", ["mean", "zero"], ["nothing"]),
-         helper.make_node("Add", ["nothing", "rows"], ["detections"])],
-        "detector", [helper.make_tensor_value_info("input", TensorProto.FLOAT, [1, 3, 16, 16])],
-        [helper.make_tensor_value_info("detections", TensorProto.FLOAT, [1, 1, len(rows), 7])],
-        [numpy_helper.from_array(np.zeros((1, 1, 1, 1), np.float32), "zero"),
-         numpy_helper.from_array(rows.reshape(1, 1, -1, 7).astype(np.float32), "rows")],
-    )
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
-    model.ir_version = 8
     return model.SerializeToString()
 
 

@@ -39,6 +39,13 @@ def test_perceptual_hash_survives_resize_and_recompression():
     assert hamming(original, copy) <= 6
 
 
+def test_the_images_hash_is_the_phash_analysis_and_the_same_without_it():
+    data = jpeg_bytes((1600, 1200))
+    analysed = analyze_upload(data, **SETTINGS, analyzers=("phash",))
+    assert analysed.phash == analysed.analyses["phash"][0]["phash_int"]
+    assert analyze_upload(data, **SETTINGS).phash == analysed.phash  # hashed without the analyzer
+
+
 def test_too_many_frames_is_rejected():
     frames = [Image.new("L", (4, 4), i % 256) for i in range(30)]
     out = io.BytesIO()

@@ -31,6 +31,7 @@ from chalicelib.ml.models import (
     validate_input_spec,
 )
 from chalicelib.ml.registry import InvalidRequest
+from onnx_nets import detector_net
 
 RED_BGR, BLUE_BGR = (0, 0, 255), (255, 0, 0)
 # Logits = W · (mean R, mean G, mean B) + b: "red" scores twice the red mean, "blue" the blue mean.
@@ -140,22 +141,6 @@ def test_onnx_label_count_must_match_outputs_and_garbage_is_refused():
         OnnxModel(b"not an onnx file", SPEC)
     assert bad.value.code == "invalid_model"
     assert [p["label"] for p in OnnxModel(colour_net(), SPEC).predict(flat(RED_BGR))] == ["class_0", "class_1"]
-
-
-def detector_net(rows: np.ndarray) -> bytes:
-    """An SSD-style head that outputs fixed detections whatever the input (input · 0 + rows)."""
-    graph = helper.make_graph(
-        [helper.make_node("ReduceMean", ["input"], ["mean"], keepdims=1),
-         helper.make_node("Mul", ["mean", "zero"], ["nothing"]),
-         helper.make_node("Add", ["nothing", "rows"], ["detections"])],
-        "detector", [helper.make_tensor_value_info("input", TensorProto.FLOAT, [1, 3, 16, 16])],
-        [helper.make_tensor_value_info("detections", TensorProto.FLOAT, [1, 1, len(rows), 7])],
-        [numpy_helper.from_array(np.zeros((1, 1, 1, 1), np.float32), "zero"),
-         numpy_helper.from_array(rows.reshape(1, 1, -1, 7).astype(np.float32), "rows")],
-    )
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
-    model.ir_version = 8
-    return model.SerializeToString()
 
 
 def test_onnx_detect_returns_boxes_in_pixels():
