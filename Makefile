@@ -12,7 +12,7 @@ PORT ?= 5000
 STAGE ?= dev
 PACKAGE_REGION := $(or $(AWS_REGION),$(AWS_DEFAULT_REGION),us-east-1)
 
-.PHONY: venv dev test system-packages schema migrate clean layers package deploy destroy bench
+.PHONY: venv dev test lint system-packages schema migrate clean layers package deploy destroy bench
 
 $(STAMP): requirements.txt requirements-dev.txt $(wildcard layers/*/requirements.txt) pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -28,6 +28,12 @@ dev: venv
 
 test: venv system-packages
 	$(PY) -m pytest $(PYTEST_ARGS)
+
+# ruff (lint + format check) over everything, mypy over app.py, chalicelib/ and cli/ (pyproject.toml).
+lint: venv
+	$(VENV)/bin/ruff check --quiet .
+	$(VENV)/bin/ruff format --check --quiet .
+	$(VENV)/bin/mypy
 
 # Debian packages the tests use: Chromium for the browser tests (driven by Playwright; never
 # `playwright install`, which downloads a browser build) and shellcheck for the deploy scripts.

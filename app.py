@@ -1,18 +1,19 @@
 """Pixelake's Chalice app: wires blueprints and event handlers, nothing else."""
+
 from chalice import Chalice
 
+from chalicelib.api.audit import audit_api
+from chalicelib.api.auth import auth_api
+from chalicelib.api.datasets import datasets_api
+from chalicelib.api.images import images_api
+from chalicelib.api.jobs import jobs_api
+from chalicelib.api.models import models_api
+from chalicelib.api.openapi import openapi_api
+from chalicelib.api.system import system_api
+from chalicelib.api.tasks import tasks_api
+from chalicelib.api.web import web_api
 from chalicelib.aws_secrets import resolve_secret_environment
 from chalicelib.config import get_settings
-from chalicelib.handlers.audit import audit_api
-from chalicelib.handlers.auth import auth_api
-from chalicelib.handlers.datasets import datasets_api
-from chalicelib.handlers.images import images_api
-from chalicelib.handlers.jobs import jobs_api
-from chalicelib.handlers.models import models_api
-from chalicelib.handlers.openapi import openapi_api
-from chalicelib.handlers.system import system_api
-from chalicelib.handlers.tasks import tasks_api
-from chalicelib.handlers.web import web_api
 
 # In AWS, DATABASE_URL and SECRET_KEY come from Secrets Manager at cold start (a no-op
 # elsewhere). Before the first get_settings(): nothing reads settings at import.
@@ -21,21 +22,31 @@ settings = get_settings()
 
 app = Chalice(app_name="pixelake")
 app.api.binary_types.append("multipart/form-data")
-for blueprint in (system_api, auth_api, images_api, tasks_api, models_api, datasets_api, jobs_api, audit_api,
-                  openapi_api, web_api):
+for blueprint in (
+    system_api,
+    auth_api,
+    images_api,
+    tasks_api,
+    models_api,
+    datasets_api,
+    jobs_api,
+    audit_api,
+    openapi_api,
+    web_api,
+):
     app.register_blueprint(blueprint)
 
 
 @app.on_sqs_message(queue=settings.uploads_queue, batch_size=10)
 def ingest_upload(event):
-    from chalicelib.handlers.ingest import ingest_upload as handle
+    from chalicelib.events.uploads import ingest_upload as handle
 
     return handle(event)
 
 
 @app.on_sqs_message(queue=settings.tasks_queue, batch_size=5)
 def run_task(event):
-    from chalicelib.handlers.worker import run_tasks
+    from chalicelib.events.tasks import run_tasks
 
     return run_tasks(event)
 
@@ -43,6 +54,6 @@ def run_task(event):
 @app.on_sqs_message(queue=settings.ml_tasks_queue, batch_size=5)
 def run_ml_task(event):
     """scikit-learn model tasks, in the ml layer's function (no OpenCV there)."""
-    from chalicelib.handlers.worker import run_tasks
+    from chalicelib.events.tasks import run_tasks
 
     return run_tasks(event)

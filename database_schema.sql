@@ -1,5 +1,5 @@
 -- Pixelake database schema, generated from the Alembic migrations by `make schema`.
--- Do not edit: change chalicelib/db/models.py, add a migration, regenerate.
+-- Do not edit: change chalicelib/db/tables.py, add a migration, regenerate.
 -- Load on a fresh PostgreSQL 12+:  psql -v ON_ERROR_STOP=1 -f database_schema.sql
 BEGIN;
 

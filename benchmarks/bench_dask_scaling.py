@@ -14,6 +14,7 @@ taken by other processes.
 
     .venv/bin/python benchmarks/bench_dask_scaling.py [--items 200] [--side 2400] [--repeat 3]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -36,8 +37,14 @@ def shipped_photos():
     from skimage import data as skdata
     from sklearn.datasets import load_sample_image
 
-    return [load_sample_image("china.jpg"), load_sample_image("flower.jpg"), skdata.astronaut(),
-            skdata.coffee(), skdata.chelsea(), skdata.rocket()]
+    return [
+        load_sample_image("china.jpg"),
+        load_sample_image("flower.jpg"),
+        skdata.astronaut(),
+        skdata.coffee(),
+        skdata.chelsea(),
+        skdata.rocket(),
+    ]
 
 
 def make_jpegs(folder: Path, count: int, side: int) -> list[str]:
@@ -66,12 +73,15 @@ def make_jpegs(folder: Path, count: int, side: int) -> list[str]:
 def thumbnails_and_phash(folder: str, name: str) -> dict:
     """The per-item work (runs on a worker): decode, thumbnails, perceptual hash."""
     from chalicelib.config import get_settings
-    from chalicelib.ml.imageio import decode, encode, fit_within
-    from chalicelib.ml.phash import phash
+    from chalicelib.imaging.imageio import decode, encode, fit_within
+    from chalicelib.imaging.phash import phash
 
     settings = get_settings()
-    img = decode((Path(folder) / name).read_bytes(), max_pixels=settings.max_pixels,
-                 min_longest_side=max(settings.thumbnail_sizes))
+    img = decode(
+        (Path(folder) / name).read_bytes(),
+        max_pixels=settings.max_pixels,
+        min_longest_side=max(settings.thumbnail_sizes),
+    )
     sizes = {side: len(encode(fit_within(img, side), "JPEG", 85)) for side in settings.thumbnail_sizes}
     return {"thumbnail_bytes": sizes, "phash": phash(img)}
 
@@ -118,9 +128,17 @@ def warm_cluster(n_workers: int, folder: str, names: list[str]):
 
     # silence_logs: heartbeats cut by the shutdown would print tracebacks; failures of the
     # work itself still surface through the outcomes.
-    with LocalCluster(n_workers=n_workers, threads_per_worker=1, processes=True, host="127.0.0.1",
-                      dashboard_address="127.0.0.1:0", silence_logs=logging.CRITICAL) as cluster, \
-            Client(cluster) as client:
+    with (
+        LocalCluster(
+            n_workers=n_workers,
+            threads_per_worker=1,
+            processes=True,
+            host="127.0.0.1",
+            dashboard_address="127.0.0.1:0",
+            silence_logs=logging.CRITICAL,
+        ) as cluster,
+        Client(cluster) as client,
+    ):
         client.wait_for_workers(n_workers)
         # Warm-up: imports and first decodes on every worker, outside the timing.
         warm = functools.partial(thumbnails_and_phash, folder)
@@ -154,9 +172,11 @@ def main() -> None:
         start = time.perf_counter()
         names = make_jpegs(Path(tmp), args.items, args.side)
         megabytes = sum((Path(tmp) / n).stat().st_size for n in names) / 1e6
-        print(f"{args.items} JPEGs {args.side}×{args.side * 2 // 3} ({megabytes:.0f} MB) made in "
-              f"{time.perf_counter() - start:.1f} s; {os.cpu_count()} cores, load average "
-              f"{os.getloadavg()[0]:.2f}; {args.partitions} partitions")
+        print(
+            f"{args.items} JPEGs {args.side}×{args.side * 2 // 3} ({megabytes:.0f} MB) made in "
+            f"{time.perf_counter() - start:.1f} s; {os.cpu_count()} cores, load average "
+            f"{os.getloadavg()[0]:.2f}; {args.partitions} partitions"
+        )
 
         serial = serial_seconds(tmp, names)
         print(f"in process, no Dask : {serial:6.2f} s  {args.items / serial:6.1f} images/s")
@@ -165,21 +185,29 @@ def main() -> None:
         pairs = []
         with warm_cluster(1, tmp, names) as one_worker, warm_cluster(2, tmp, names) as two_workers:
             for _ in range(args.repeat):
-                pair = {n: timed_batch(client, tmp, names, args.partitions)
-                        for n, client in ((1, one_worker), (2, two_workers))}
+                pair = {
+                    n: timed_batch(client, tmp, names, args.partitions)
+                    for n, client in ((1, one_worker), (2, two_workers))
+                }
                 pairs.append(pair)
                 for n, run in pair.items():
-                    print(f"{n} worker process{'es' if n > 1 else '  '}: {run['wall']:6.2f} s  "
-                          f"{args.items / run['wall']:6.1f} images/s  workers' CPU {run['worker_cpu']:6.2f} s  "
-                          f"other processes ≈{others_cores(run):.2f} of {run['cores']} cores")
+                    print(
+                        f"{n} worker process{'es' if n > 1 else '  '}: {run['wall']:6.2f} s  "
+                        f"{args.items / run['wall']:6.1f} images/s  workers' CPU {run['worker_cpu']:6.2f} s  "
+                        f"other processes ≈{others_cores(run):.2f} of {run['cores']} cores"
+                    )
         speedups = sorted(pair[1]["wall"] / pair[2]["wall"] for pair in pairs)
         best = {n: min(pair[n]["wall"] for pair in pairs) for n in (1, 2)}
         cpu_per_image = {n: min(pair[n]["worker_cpu"] for pair in pairs) / args.items * 1000 for n in (1, 2)}
-        print(f"speed-up 1 → 2 workers: median of pairs {statistics.median(speedups):.2f}× "
-              f"(pairs {', '.join(f'{v:.2f}' for v in speedups)}), best runs {best[1] / best[2]:.2f}×; "
-              f"target ≥ 1.8×")
-        print(f"workers' CPU per image {cpu_per_image[1]:.0f} ms (1 worker) → {cpu_per_image[2]:.0f} ms "
-              f"(2 workers): the work divides; the wall-time speed-up is bounded by the idle cores")
+        print(
+            f"speed-up 1 → 2 workers: median of pairs {statistics.median(speedups):.2f}× "
+            f"(pairs {', '.join(f'{v:.2f}' for v in speedups)}), best runs {best[1] / best[2]:.2f}×; "
+            f"target ≥ 1.8×"
+        )
+        print(
+            f"workers' CPU per image {cpu_per_image[1]:.0f} ms (1 worker) → {cpu_per_image[2]:.0f} ms "
+            f"(2 workers): the work divides; the wall-time speed-up is bounded by the idle cores"
+        )
 
 
 if __name__ == "__main__":

@@ -9,6 +9,7 @@ The database is dropped at the end.
 
     .venv/bin/python benchmarks/bench_database.py [--rows 1000000] [--requests 40]   # prints JSON
 """
+
 from __future__ import annotations
 
 import argparse
@@ -57,7 +58,6 @@ def load(url: str, rows: int) -> dict:
     from sqlalchemy import create_engine, text
 
     from chalicelib.db.session import normalize_url
-
     from chalicelib.db.users import LOCAL_USER_EMAIL
 
     images = max(1, rows // 10)
@@ -90,8 +90,10 @@ def load(url: str, rows: int) -> dict:
             conn.execute(text(statement))
     with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
         conn.execute(text(statements[-1]))
-        counts = {table: conn.execute(text(f"SELECT count(*) FROM {table}")).scalar()
-                  for table in ("images", "processing_tasks", "results")}
+        counts = {
+            table: conn.execute(text(f"SELECT count(*) FROM {table}")).scalar()
+            for table in ("images", "processing_tasks", "results")
+        }
     engine.dispose()
     return {"rows": counts, "load_s": round(time.perf_counter() - start, 1)}
 
@@ -125,8 +127,14 @@ def time_requests(url: str, requests: int) -> dict:
     from chalicelib.db import session as db_session
     from chalicelib.db.session import normalize_url
 
-    os.environ.update(DATABASE_URL=normalize_url(url), PIXELAKE_STAGE="local", PIXELAKE_AUTH="off",
-                      AWS_ACCESS_KEY_ID="bench", AWS_SECRET_ACCESS_KEY="bench", AWS_DEFAULT_REGION="us-east-1")
+    os.environ.update(
+        DATABASE_URL=normalize_url(url),
+        PIXELAKE_STAGE="local",
+        PIXELAKE_AUTH="off",
+        AWS_ACCESS_KEY_ID="bench",
+        AWS_SECRET_ACCESS_KEY="bench",
+        AWS_DEFAULT_REGION="us-east-1",
+    )
     reset_settings()
     db_session.reset_engine()
     import app as chalice_app
@@ -156,9 +164,13 @@ def time_requests(url: str, requests: int) -> dict:
                 start = time.perf_counter()
                 client.http.get(path)
                 times.append((time.perf_counter() - start) * 1000)
-            results[name] = {"p50_ms": round(percentile(times, 50), 1), "p95_ms": round(percentile(times, 95), 1),
-                             "max_ms": round(max(times), 1), "requests": requests,
-                             "plans": explain(engine, statements)}
+            results[name] = {
+                "p50_ms": round(percentile(times, 50), 1),
+                "p95_ms": round(percentile(times, 95), 1),
+                "max_ms": round(max(times), 1),
+                "requests": requests,
+                "plans": explain(engine, statements),
+            }
     event.remove(engine, "before_cursor_execute", log)
     db_session.reset_engine()
     return results

@@ -4,6 +4,7 @@ GET /api/images/{id} every 20 ms until it is ready. Uploads go one at a time, ph
 
     .venv/bin/python benchmarks/bench_e2e.py [--uploads 100]   # prints JSON
 """
+
 from __future__ import annotations
 
 import argparse
@@ -25,9 +26,8 @@ from timing import percentile  # noqa: E402
 def varied_photos(count: int) -> list[bytes]:
     """Phone-sized JPEGs (1600–3200 px) from the shipped photos, cropped and scaled."""
     import numpy as np
-    from PIL import Image
-
     from inputs import jpeg, shipped_photos
+    from PIL import Image
 
     rng = np.random.default_rng(3)
     photos = list(shipped_photos().values())
@@ -41,7 +41,6 @@ def varied_photos(count: int) -> list[bytes]:
 
 def run(uploads: int) -> dict:
     import requests
-
     from e2e_helpers import StackProcess
     from sample_images import multipart
 
@@ -68,9 +67,15 @@ def run(uploads: int) -> dict:
     finally:
         stack.stop()
         shutil.rmtree(home, ignore_errors=True)
-    return {"uploads": uploads, "failed": failed, "bytes_mean": round(sum(map(len, photos)) / len(photos)),
-            "p50_ms": round(percentile(latencies, 50), 1), "p95_ms": round(percentile(latencies, 95), 1),
-            "max_ms": round(max(latencies), 1), "latencies_ms": [round(v, 1) for v in latencies]}
+    return {
+        "uploads": uploads,
+        "failed": failed,
+        "bytes_mean": round(sum(map(len, photos)) / len(photos)),
+        "p50_ms": round(percentile(latencies, 50), 1),
+        "p95_ms": round(percentile(latencies, 95), 1),
+        "max_ms": round(max(latencies), 1),
+        "latencies_ms": [round(v, 1) for v in latencies],
+    }
 
 
 def main() -> None:

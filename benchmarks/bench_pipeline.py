@@ -3,6 +3,7 @@ measured in the same run (docs/benchmarks/report.md explains each one).
 
     .venv/bin/python benchmarks/bench_pipeline.py [--quick]   # prints JSON
 """
+
 from __future__ import annotations
 
 import argparse
@@ -24,7 +25,7 @@ from timing import best_of  # noqa: E402
 MAX_PIXELS = 75_000_000
 THUMBNAIL_SIZES = (256, 1024)
 ANALYZERS = ("properties", "faces", "phash")
-QUALITY = 82  # chalicelib.ml.ingest.THUMBNAIL_QUALITY
+QUALITY = 82  # chalicelib.imaging.ingest.THUMBNAIL_QUALITY
 
 
 def _draft_decode(data: bytes, scale: int):
@@ -49,8 +50,8 @@ def ingest(repeat: int) -> dict:
     import cv2
     import simplejpeg
 
-    from chalicelib.ml.imageio import reduced_request
-    from chalicelib.ml.ingest import ANALYSIS_SIDE, analyze_upload
+    from chalicelib.imaging.imageio import reduced_request
+    from chalicelib.imaging.ingest import ANALYSIS_SIDE, analyze_upload
 
     data = photo_jpeg(SIZE_12MP)
     width, height = reduced_request(*SIZE_12MP, max(*THUMBNAIL_SIZES, ANALYSIS_SIDE))
@@ -59,8 +60,9 @@ def ingest(repeat: int) -> dict:
     steps = {}
 
     def pipeline():
-        outcome = analyze_upload(data, max_pixels=MAX_PIXELS, max_frames=200, thumbnail_sizes=THUMBNAIL_SIZES,
-                                 analyzers=ANALYZERS)
+        outcome = analyze_upload(
+            data, max_pixels=MAX_PIXELS, max_frames=200, thumbnail_sizes=THUMBNAIL_SIZES, analyzers=ANALYZERS
+        )
         for name, (_, ms) in outcome.analyses.items():
             steps.setdefault(name, []).append(ms)
 
@@ -73,13 +75,16 @@ def ingest(repeat: int) -> dict:
         finally:
             cv2.setNumThreads(threads)
 
-    rows = best_of(repeat, {
-        "ingest": single_threaded,
-        "ingest, OpenCV threads": pipeline,
-        "decode 1/8": lambda: _draft_decode(data, 8),
-        ingest_decode: lambda: simplejpeg.decode_jpeg(data, colorspace="BGR", min_width=width, min_height=height),
-        "decode 1/2 (Pillow draft)": lambda: _draft_decode(data, 2),
-    })
+    rows = best_of(
+        repeat,
+        {
+            "ingest": single_threaded,
+            "ingest, OpenCV threads": pipeline,
+            "decode 1/8": lambda: _draft_decode(data, 8),
+            ingest_decode: lambda: simplejpeg.decode_jpeg(data, colorspace="BGR", min_width=width, min_height=height),
+            "decode 1/2 (Pillow draft)": lambda: _draft_decode(data, 2),
+        },
+    )
     floor = rows["decode 1/8"]
     return {
         "input": {"size": list(SIZE_12MP), "bytes": len(data)},
@@ -103,11 +108,11 @@ def ingest_steps(repeat: int) -> dict:
 
     import cv2
 
-    from chalicelib.ml import imageio
-    from chalicelib.ml.analyzers import AnalysisInput, analyze
-    from chalicelib.ml.exif import exif_summary
-    from chalicelib.ml.ingest import ANALYSIS_SIDE, encode_thumbnails, scaled_copies
-    from chalicelib.ml.phash import phash
+    from chalicelib.imaging import imageio
+    from chalicelib.imaging.analyzers import AnalysisInput, analyze
+    from chalicelib.imaging.exif import exif_summary
+    from chalicelib.imaging.ingest import ANALYSIS_SIDE, encode_thumbnails, scaled_copies
+    from chalicelib.imaging.phash import phash
 
     threads = cv2.getNumThreads()
     cv2.setNumThreads(1)  # as in "ingest": one vCPU
@@ -116,15 +121,18 @@ def ingest_steps(repeat: int) -> dict:
     pixels, _ = imageio.decode_array(data, max_pixels=MAX_PIXELS, min_longest_side=max(sides))
     copies = scaled_copies(pixels, sides)
     array = copies[ANALYSIS_SIDE]
-    rows = best_of(repeat, {
-        "probe + decode": lambda: imageio.decode_array(data, max_pixels=MAX_PIXELS, min_longest_side=max(sides)),
-        "exif + sha256": lambda: (exif_summary(data), hashlib.sha256(data).hexdigest()),
-        "resize (1024, 256)": lambda: scaled_copies(pixels, sides),
-        "encode thumbnails": lambda: encode_thumbnails(copies),
-        "faces": lambda: analyze("faces", AnalysisInput(array=array)),
-        "properties": lambda: analyze("properties", AnalysisInput(array=array)),
-        "phash": lambda: phash(imageio.from_array(array)),
-    })
+    rows = best_of(
+        repeat,
+        {
+            "probe + decode": lambda: imageio.decode_array(data, max_pixels=MAX_PIXELS, min_longest_side=max(sides)),
+            "exif + sha256": lambda: (exif_summary(data), hashlib.sha256(data).hexdigest()),
+            "resize (1024, 256)": lambda: scaled_copies(pixels, sides),
+            "encode thumbnails": lambda: encode_thumbnails(copies),
+            "faces": lambda: analyze("faces", AnalysisInput(array=array)),
+            "properties": lambda: analyze("properties", AnalysisInput(array=array)),
+            "phash": lambda: phash(imageio.from_array(array)),
+        },
+    )
     cv2.setNumThreads(threads)
     return {k: v.as_dict() for k, v in rows.items()}
 
@@ -133,7 +141,7 @@ def thumbnails(repeat: int) -> dict:
     """Both thumbnails from the JPEG bytes: Pixelake's way against pyvips thumbnail_buffer."""
     import pyvips
 
-    from chalicelib.ml.ingest import make_thumbnails
+    from chalicelib.imaging.ingest import make_thumbnails
 
     data = photo_jpeg(SIZE_12MP)
 
@@ -204,7 +212,7 @@ def _haar_boxes(bgr, detect_side: int, step: float, neighbours: int) -> list[tup
 
 def _face_search(detector: str, share: float, step: float):
     """bgr → boxes (x, y, width, height) for one configuration of FACE_CONFIGS."""
-    from chalicelib.ml import faces
+    from chalicelib.imaging import faces
 
     if detector == "haar":
         return lambda bgr: _haar_boxes(bgr, round(24 / share), step, 3)
@@ -215,6 +223,7 @@ def _face_search(detector: str, share: float, step: float):
             return [_box(f) for f in faces.detect_faces(bgr, min_face_share=share)]
         finally:
             faces.PYRAMID_FACTOR = saved
+
     return mtcnn
 
 
@@ -236,8 +245,8 @@ def face_recall(count: int) -> dict:
 
     import cv2
 
-    from chalicelib.ml import imageio
-    from chalicelib.ml.ingest import ANALYSIS_SIDE, scaled_copies
+    from chalicelib.imaging import imageio
+    from chalicelib.imaging.ingest import ANALYSIS_SIDE, scaled_copies
 
     threads = cv2.getNumThreads()
     cv2.setNumThreads(1)
@@ -275,10 +284,15 @@ def face_recall(count: int) -> dict:
     before = results[next(iter(FACE_CONFIGS))]["cpu_ms_per_photo"]
     for row in results.values():
         row["cpu_vs_before"] = round(row["cpu_ms_per_photo"] / before, 2)
-    return {"photos": len(photos), "pasted_faces": sum(len(p.faces) for p in photos),
-            "reference_faces": {k: sum(map(len, v)) for k, v in references.items()},
-            "reference_face_px": REFERENCE_FACE_PX, "opencv_threads": 1, "shipped": SHIPPED_FACES,
-            "configs": results}
+    return {
+        "photos": len(photos),
+        "pasted_faces": sum(len(p.faces) for p in photos),
+        "reference_faces": {k: sum(map(len, v)) for k, v in references.items()},
+        "reference_face_px": REFERENCE_FACE_PX,
+        "opencv_threads": 1,
+        "shipped": SHIPPED_FACES,
+        "configs": results,
+    }
 
 
 def _face_scores(photos: list[FacePhoto], references: dict, boxes_per_photo: list) -> dict:
@@ -289,11 +303,15 @@ def _face_scores(photos: list[FacePhoto], references: dict, boxes_per_photo: lis
         found = sum(_found(f, boxes) for faces, boxes in zip(wanted, boxes_per_photo) for f in faces)
         row[f"recall_vs_{family}"] = round(found / max(1, sum(map(len, wanted))), 3)
     row["recall"] = row["recall_vs_mtcnn"]
-    row["missed_face_shares"] = sorted(round(f[2] / min(photo.size), 3) for photo, faces, boxes
-                                       in zip(photos, references["mtcnn"], boxes_per_photo)
-                                       for f in faces if not _found(f, boxes))
-    row["false_faces"] = sum(not _found(b, photo.faces, 0.2) for photo, boxes in zip(photos, boxes_per_photo)
-                             for b in boxes)
+    row["missed_face_shares"] = sorted(
+        round(f[2] / min(photo.size), 3)
+        for photo, faces, boxes in zip(photos, references["mtcnn"], boxes_per_photo)
+        for f in faces
+        if not _found(f, boxes)
+    )
+    row["false_faces"] = sum(
+        not _found(b, photo.faces, 0.2) for photo, boxes in zip(photos, boxes_per_photo) for b in boxes
+    )
     return row
 
 
@@ -330,9 +348,14 @@ def cold_imports(repeat: int) -> dict:
         for round_ in range(repeat + 1):
             for name, statement in statements.items():
                 start = time.perf_counter()
-                done = subprocess.run([sys.executable, "-c", statement], cwd=REPO,
-                                      env=stack_env if name == API_FIRST_REQUEST_ROW else env,
-                                      check=True, capture_output=True, text=True)
+                done = subprocess.run(
+                    [sys.executable, "-c", statement],
+                    cwd=REPO,
+                    env=stack_env if name == API_FIRST_REQUEST_ROW else env,
+                    check=True,
+                    capture_output=True,
+                    text=True,
+                )
                 if round_:
                     times[name].append((time.perf_counter() - start) * 1000)
                 assert not done.stderr.strip() or name == API_FIRST_REQUEST_ROW, (name, done.stderr[-2000:])
@@ -354,8 +377,14 @@ def cold_imports(repeat: int) -> dict:
 
 def _slowest_imports(statement: str, env: dict, top: int = 10) -> list[dict]:
     """Top-level packages by cumulative import time (python -X importtime)."""
-    out = subprocess.run([sys.executable, "-X", "importtime", "-c", statement], cwd=REPO, env=env,
-                         capture_output=True, text=True, check=True).stderr
+    out = subprocess.run(
+        [sys.executable, "-X", "importtime", "-c", statement],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stderr
     rows = []
     for line in out.splitlines():
         if not line.startswith("import time:") or "|" not in line:
@@ -376,7 +405,7 @@ def high_water_mb():
     with open("/proc/self/status") as status:
         return next(int(l.split()[1]) for l in status if l.startswith("VmHWM")) / 1024
 
-from chalicelib.ml.ingest import analyze_upload
+from chalicelib.imaging.ingest import analyze_upload
 import cv2, numpy
 data = open({path!r}, "rb").read()
 small = open({small!r}, "rb").read()
@@ -400,14 +429,16 @@ def peak_memory() -> dict:
         for label, (w, h) in (("12 MP", SIZE_12MP), ("24 MP", SIZE_24MP)):
             path = Path(tmp) / f"{w}x{h}.jpg"
             path.write_bytes(photo_jpeg((w, h)))
-            script = PEAK_MEMORY_SCRIPT.format(paths=[str(REPO)], path=str(path), small=str(small),
-                                               analyzers=ANALYZERS)
+            script = PEAK_MEMORY_SCRIPT.format(paths=[str(REPO)], path=str(path), small=str(small), analyzers=ANALYZERS)
             out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True).stdout
             row = json.loads(out)
-            results[label] = {"bytes": path.stat().st_size, "baseline_mb": round(row["baseline_mb"], 1),
-                              "peak_mb": round(row["peak_mb"], 1),
-                              "ingest_mb": round(row["peak_mb"] - row["baseline_mb"], 1),
-                              "full_size_rgb_mb": round(w * h * 3 / 2**20, 1)}
+            results[label] = {
+                "bytes": path.stat().st_size,
+                "baseline_mb": round(row["baseline_mb"], 1),
+                "peak_mb": round(row["peak_mb"], 1),
+                "ingest_mb": round(row["peak_mb"] - row["baseline_mb"], 1),
+                "full_size_rgb_mb": round(w * h * 3 / 2**20, 1),
+            }
     return results
 
 
@@ -416,9 +447,14 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="fewer rounds and photos")
     args = parser.parse_args()
     repeat = 5 if args.quick else 15
-    report = {"ingest": ingest(repeat), "ingest_steps": ingest_steps(repeat), "thumbnails": thumbnails(repeat),
-              "face_recall": face_recall(3 if args.quick else 8), "cold_imports": cold_imports(3 if args.quick else 7),
-              "peak_memory": peak_memory()}
+    report = {
+        "ingest": ingest(repeat),
+        "ingest_steps": ingest_steps(repeat),
+        "thumbnails": thumbnails(repeat),
+        "face_recall": face_recall(3 if args.quick else 8),
+        "cold_imports": cold_imports(3 if args.quick else 7),
+        "peak_memory": peak_memory(),
+    }
     print(json.dumps(report, indent=2))
 
 

@@ -1,4 +1,5 @@
 """report.json → docs/benchmarks/report.md and its plots (matplotlib, SVG)."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -32,8 +33,9 @@ def _plots(report: dict, out: Path) -> list[str]:
     fig, ax = plt.subplots(figsize=(6, 3.5))
     for name, row in configs.items():
         ax.scatter(row["cpu_ms_per_photo"], row["recall"], s=40)
-        ax.annotate(name, (row["cpu_ms_per_photo"], row["recall"]), fontsize=7, xytext=(4, 4),
-                    textcoords="offset points")
+        ax.annotate(
+            name, (row["cpu_ms_per_photo"], row["recall"]), fontsize=7, xytext=(4, 4), textcoords="offset points"
+        )
     ax.set_xlabel("face search CPU ms per 12 MP photo (1024 px copy, one thread)")
     ax.set_ylabel("recall vs full-resolution search")
     ax.set_ylim(0, 1.08)
@@ -59,7 +61,13 @@ def _plots(report: dict, out: Path) -> list[str]:
 
 def write(report: dict, out: Path) -> None:
     p = report["pipeline"]
-    ing, thumbs, imports, mem, faces = p["ingest"], p["thumbnails"], p["cold_imports"], p["peak_memory"], p["face_recall"]
+    ing, thumbs, imports, mem, faces = (
+        p["ingest"],
+        p["thumbnails"],
+        p["cold_imports"],
+        p["peak_memory"],
+        p["face_recall"],
+    )
     _plots(report, out)
     t = ing["timings"]
     shipped = faces["configs"][faces["shipped"]]
@@ -90,11 +98,15 @@ def write(report: dict, out: Path) -> None:
     ]
     if "database" in report:
         for name, row in report["database"]["endpoints"].items():
-            lines.append(f"| {name}, {report['database']['rows']['results']:,} results: p95 | {row['p95_ms']} ms "
-                         f"| ≤ 50 ms | {_met(row['p95_ms'], 50)} |")
+            lines.append(
+                f"| {name}, {report['database']['rows']['results']:,} results: p95 | {row['p95_ms']} ms "
+                f"| ≤ 50 ms | {_met(row['p95_ms'], 50)} |"
+            )
     if "e2e" in report:
-        lines.append(f"| upload → ready, local stack, {report['e2e']['uploads']} uploads | p50 {report['e2e']['p50_ms']:.0f} ms, "
-                     f"p95 {report['e2e']['p95_ms']:.0f} ms | | |")
+        lines.append(
+            f"| upload → ready, local stack, {report['e2e']['uploads']} uploads | p50 {report['e2e']['p50_ms']:.0f} ms, "
+            f"p95 {report['e2e']['p95_ms']:.0f} ms | | |"
+        )
     if "dask" in report:
         lines.append(f"| Dask batch 1 → 2 workers | {report['dask']['speedup']}× | | |")
     lines += [
@@ -156,16 +168,19 @@ def write(report: dict, out: Path) -> None:
         "| configuration | recall vs MTCNN full-res | vs Haar full-res | of pasted | CPU ms / photo | × before "
         "| missed (share of shorter side) | false faces |",
         "|---|---|---|---|---|---|---|---|",
-        *[f"| {name} | {row['recall_vs_mtcnn']:.0%} | {row['recall_vs_haar']:.0%} | {row['recall_pasted']:.0%} | "
-          f"{row['cpu_ms_per_photo']} | {row['cpu_vs_before']} | {row['missed_face_shares'] or '—'} | "
-          f"{row['false_faces']} |" for name, row in faces["configs"].items()],
+        *[
+            f"| {name} | {row['recall_vs_mtcnn']:.0%} | {row['recall_vs_haar']:.0%} | {row['recall_pasted']:.0%} | "
+            f"{row['cpu_ms_per_photo']} | {row['cpu_vs_before']} | {row['missed_face_shares'] or '—'} | "
+            f"{row['false_faces']} |"
+            for name, row in faces["configs"].items()
+        ],
         "",
         "## Thumbnails against libvips",
         "",
         f"Both thumbnails ({', '.join('×'.join(map(str, s)) for s in thumbs['sizes'])}) from the JPEG bytes. pyvips "
         f"{thumbs['libvips']} `thumbnail_buffer` once per size (shrink-on-load, Lanczos 3) + JPEG Q 82; Pixelake: "
         "one decode at libjpeg-turbo's 3/8 scale (simplejpeg), bilinear to 1024, block averages to 256 from the 1024, "
-        "JPEG Q 82 (imageio.shrink_array; chalicelib.ml.ingest.make_thumbnails).",
+        "JPEG Q 82 (imageio.shrink_array; chalicelib.imaging.ingest.make_thumbnails).",
         "",
         "| | CPU ms | wall ms |",
         "|---|---|---|",
@@ -198,8 +213,10 @@ def write(report: dict, out: Path) -> None:
         "",
         "| photo | file MB | process peak MB | added by the ingest | full-size RGB would be |",
         "|---|---|---|---|---|",
-        *[f"| {label} | {row['bytes'] / 1e6:.1f} | {row['peak_mb']} | {row['ingest_mb']} | {row['full_size_rgb_mb']} |"
-          for label, row in mem.items()],
+        *[
+            f"| {label} | {row['bytes'] / 1e6:.1f} | {row['peak_mb']} | {row['ingest_mb']} | {row['full_size_rgb_mb']} |"
+            for label, row in mem.items()
+        ],
         "",
     ]
     if "database" in report:
@@ -217,7 +234,10 @@ def write(report: dict, out: Path) -> None:
             "",
             "| request | p50 ms | p95 ms | max ms |",
             "|---|---|---|---|",
-            *[f"| {name} | {row['p50_ms']} | {row['p95_ms']} | {row['max_ms']} |" for name, row in db["endpoints"].items()],
+            *[
+                f"| {name} | {row['p50_ms']} | {row['p95_ms']} | {row['max_ms']} |"
+                for name, row in db["endpoints"].items()
+            ],
             "",
         ]
         for name, row in db["endpoints"].items():
@@ -226,24 +246,43 @@ def write(report: dict, out: Path) -> None:
                 lines += ["```", plan, "```", ""]
     if "e2e" in report:
         e = report["e2e"]
-        lines += ["## Upload → ready through the local stack", "",
-                  f"{e['uploads']} uploads of 1600–3200 px photos (mean {e['bytes_mean'] / 1e6:.2f} MB), one at a time: "
-                  f"p50 {e['p50_ms']} ms, p95 {e['p95_ms']} ms, max {e['max_ms']} ms; {e['failed']} failed. This includes "
-                  "the SQS long-poll pickup of the pollers and the 20 ms polling of the client.", "",
-                  "![latency](e2e_latency.svg)", ""]
+        lines += [
+            "## Upload → ready through the local stack",
+            "",
+            f"{e['uploads']} uploads of 1600–3200 px photos (mean {e['bytes_mean'] / 1e6:.2f} MB), one at a time: "
+            f"p50 {e['p50_ms']} ms, p95 {e['p95_ms']} ms, max {e['max_ms']} ms; {e['failed']} failed. This includes "
+            "the SQS long-poll pickup of the pollers and the 20 ms polling of the client.",
+            "",
+            "![latency](e2e_latency.svg)",
+            "",
+        ]
     if "dask" in report:
         d = report["dask"]
-        lines += ["## Dask batch scaling", "",
-                  f"{d['items']} JPEGs of {d['side']} px (decode, thumbnails, phash), in process {d['serial_s']} s.", "",
-                  "| workers | wall s | workers' CPU s | machine busy |", "|---|---|---|---|",
-                  *[f"| {n} | {r['wall']} | {r['worker_cpu']} | {r['machine_busy']:.0%} |" for n, r in d["workers"].items()],
-                  "", f"Speed-up {d['speedup']}×; other processes used ≈{d['other_processes_cores_during_2_workers']} "
-                  "cores during the 2-worker run.", ""]
+        lines += [
+            "## Dask batch scaling",
+            "",
+            f"{d['items']} JPEGs of {d['side']} px (decode, thumbnails, phash), in process {d['serial_s']} s.",
+            "",
+            "| workers | wall s | workers' CPU s | machine busy |",
+            "|---|---|---|---|",
+            *[f"| {n} | {r['wall']} | {r['worker_cpu']} | {r['machine_busy']:.0%} |" for n, r in d["workers"].items()],
+            "",
+            f"Speed-up {d['speedup']}×; other processes used ≈{d['other_processes_cores_during_2_workers']} "
+            "cores during the 2-worker run.",
+            "",
+        ]
     c = report["cost"]
-    lines += ["## Cost per 1,000 uploads (see docs/cost.md)", "",
-              f"From the measured ingest CPU time ({c['ingest_cpu_ms']:.0f} ms per 12 MP photo):", "",
-              "| Lambda memory | duration ms | $ per 1,000 uploads |", "|---|---|---|",
-              *[f"| {m} | {r['duration_ms']} | {r['usd_per_1000']} |" for m, r in c["lambda"].items()],
-              "", f"Amazon Rekognition: ${c['rekognition_usd_per_1000_per_api']:.2f} per 1,000 images per API "
-              "(DetectLabels, DetectFaces: each billed), list price assumed.", ""]
+    lines += [
+        "## Cost per 1,000 uploads (see docs/cost.md)",
+        "",
+        f"From the measured ingest CPU time ({c['ingest_cpu_ms']:.0f} ms per 12 MP photo):",
+        "",
+        "| Lambda memory | duration ms | $ per 1,000 uploads |",
+        "|---|---|---|",
+        *[f"| {m} | {r['duration_ms']} | {r['usd_per_1000']} |" for m, r in c["lambda"].items()],
+        "",
+        f"Amazon Rekognition: ${c['rekognition_usd_per_1000_per_api']:.2f} per 1,000 images per API "
+        "(DetectLabels, DetectFaces: each billed), list price assumed.",
+        "",
+    ]
     (out / "report.md").write_text("\n".join(lines))

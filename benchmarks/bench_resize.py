@@ -10,6 +10,7 @@ a photo: about 3 MB), then times, best of N rounds with time.perf_counter:
   - pyvips.Image.thumbnail_buffer(data, W) + JPEG encode at the same quality.
 Targets: run_operation ≤ 1.3× the floor and ≤ 1.0× pyvips. Not a test, not deployed.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -20,12 +21,12 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from anywhere without installing
 
-import cv2  # noqa: E402
-import numpy as np  # noqa: E402
-from PIL import Image  # noqa: E402
+import cv2
+import numpy as np
+from PIL import Image
 
-from chalicelib.ml.operation_runner import run_operation  # noqa: E402
-from chalicelib.ml.operations import DEFAULT_QUALITY  # noqa: E402
+from chalicelib.imaging.operation_runner import run_operation
+from chalicelib.imaging.operations import DEFAULT_QUALITY
 
 MAX_PIXELS = 75_000_000
 SIZE = (4000, 3000)
@@ -71,8 +72,12 @@ def main() -> None:
 
     data = twelve_megapixel_jpeg()
     scale = dct_scale(*SIZE, args.width)
-    reduced_flag = {1: cv2.IMREAD_COLOR, 2: cv2.IMREAD_REDUCED_COLOR_2, 4: cv2.IMREAD_REDUCED_COLOR_4,
-                    8: cv2.IMREAD_REDUCED_COLOR_8}[scale]
+    reduced_flag = {
+        1: cv2.IMREAD_COLOR,
+        2: cv2.IMREAD_REDUCED_COLOR_2,
+        4: cv2.IMREAD_REDUCED_COLOR_4,
+        8: cv2.IMREAD_REDUCED_COLOR_8,
+    }[scale]
 
     def pixelake():
         return run_operation(data, "resize", {"width": args.width}, max_pixels=MAX_PIXELS)
@@ -93,24 +98,30 @@ def main() -> None:
     assert (output.width, output.format) == (args.width, "jpeg"), output
     assert pillow_draft().size == opencv_reduced().shape[1::-1] == (SIZE[0] // scale, SIZE[1] // scale)
 
-    rows = best_of(args.repeat, {
-        "pixelake run_operation resize": pixelake,
-        f"Pillow draft decode 1/{scale}": pillow_draft,
-        f"OpenCV IMREAD_REDUCED 1/{scale}": opencv_reduced,
-        "pyvips thumbnail_buffer + jpeg": vips,
-    })
+    rows = best_of(
+        args.repeat,
+        {
+            "pixelake run_operation resize": pixelake,
+            f"Pillow draft decode 1/{scale}": pillow_draft,
+            f"OpenCV IMREAD_REDUCED 1/{scale}": opencv_reduced,
+            "pyvips thumbnail_buffer + jpeg": vips,
+        },
+    )
     floor = min(rows[f"Pillow draft decode 1/{scale}"], rows[f"OpenCV IMREAD_REDUCED 1/{scale}"])
     ours, reference = rows["pixelake run_operation resize"], rows["pyvips thumbnail_buffer + jpeg"]
 
-    print(f"{SIZE[0]}×{SIZE[1]} JPEG, {len(data) / 1e6:.2f} MB → width {args.width} "
-          f"({output.width}×{output.height}, {output.size_bytes / 1e3:.0f} kB); best of {args.repeat}; "
-          f"OpenCV threads {cv2.getNumThreads()}, libvips {pyvips.version(0)}.{pyvips.version(1)}")
+    print(
+        f"{SIZE[0]}×{SIZE[1]} JPEG, {len(data) / 1e6:.2f} MB → width {args.width} "
+        f"({output.width}×{output.height}, {output.size_bytes / 1e3:.0f} kB); best of {args.repeat}; "
+        f"OpenCV threads {cv2.getNumThreads()}, libvips {pyvips.version(0)}.{pyvips.version(1)}"
+    )
     print(f"{'':34} {'ms':>8}")
     for name, ms in rows.items():
         print(f"{name:34} {ms:8.1f}")
     print(f"run_operation / floor : {ours / floor:.2f}×  (target ≤ 1.30) {'met' if ours / floor <= 1.3 else 'MISSED'}")
-    print(f"run_operation / pyvips: {ours / reference:.2f}×  (target ≤ 1.00) "
-          f"{'met' if ours <= reference else 'MISSED'}")
+    print(
+        f"run_operation / pyvips: {ours / reference:.2f}×  (target ≤ 1.00) {'met' if ours <= reference else 'MISSED'}"
+    )
 
 
 if __name__ == "__main__":

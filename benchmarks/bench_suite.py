@@ -6,6 +6,7 @@ are what carry from one run (or machine) to the next, not the milliseconds.
 
     .venv/bin/python benchmarks/bench_suite.py [--quick] [--skip e2e,database,dask]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -14,7 +15,7 @@ import os
 import platform
 import sys
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -45,18 +46,30 @@ def dask_scaling(quick: bool) -> dict:
         # Both clusters stay up and their runs alternate (as bench_dask_scaling.py does), so a
         # change in the machine's load falls on both sizes; each size's fastest run counts.
         pairs = []
-        with dask_bench.warm_cluster(1, tmp, names) as one_worker, dask_bench.warm_cluster(2, tmp, names) as two_workers:
+        with (
+            dask_bench.warm_cluster(1, tmp, names) as one_worker,
+            dask_bench.warm_cluster(2, tmp, names) as two_workers,
+        ):
             for _ in range(1 if quick else 2):
-                pairs.append({n: dask_bench.timed_batch(client, tmp, names, partitions=10)
-                              for n, client in ((1, one_worker), (2, two_workers))})
+                pairs.append(
+                    {
+                        n: dask_bench.timed_batch(client, tmp, names, partitions=10)
+                        for n, client in ((1, one_worker), (2, two_workers))
+                    }
+                )
         runs = {n: min((pair[n] for pair in pairs), key=lambda run: run["wall"]) for n in (1, 2)}
     one, two = runs[1], runs[2]
     others = max(0.0, two["machine_busy"] * two["cores"] - two["worker_cpu"] / two["wall"])
-    return {"items": items, "side": side, "serial_s": round(serial, 2),
-            "workers": {str(n): {k: round(v, 3) if isinstance(v, float) else v for k, v in r.items()}
-                        for n, r in runs.items()},
-            "speedup": round(one["wall"] / two["wall"], 2),
-            "other_processes_cores_during_2_workers": round(others, 2)}
+    return {
+        "items": items,
+        "side": side,
+        "serial_s": round(serial, 2),
+        "workers": {
+            str(n): {k: round(v, 3) if isinstance(v, float) else v for k, v in r.items()} for n, r in runs.items()
+        },
+        "speedup": round(one["wall"] / two["wall"], 2),
+        "other_processes_cores_during_2_workers": round(others, 2),
+    }
 
 
 def cost_model(report: dict) -> dict:
@@ -68,9 +81,16 @@ def cost_model(report: dict) -> dict:
         duration_s = ingest_ms / 1000 / min(1.0, memory / 1769)
         per_upload = duration_s * memory / 1024 * LAMBDA_GB_SECOND + LAMBDA_REQUEST
         rows[f"{memory} MB"] = {"duration_ms": round(duration_s * 1000), "usd_per_1000": round(per_upload * 1000, 4)}
-    return {"ingest_cpu_ms": ingest_ms, "lambda": rows, "rekognition_usd_per_1000_per_api": REKOGNITION_PER_IMAGE * 1000,
-            "prices": {"lambda_gb_second": LAMBDA_GB_SECOND, "lambda_per_request": LAMBDA_REQUEST,
-                       "rekognition_per_image": REKOGNITION_PER_IMAGE}}
+    return {
+        "ingest_cpu_ms": ingest_ms,
+        "lambda": rows,
+        "rekognition_usd_per_1000_per_api": REKOGNITION_PER_IMAGE * 1000,
+        "prices": {
+            "lambda_gb_second": LAMBDA_GB_SECOND,
+            "lambda_per_request": LAMBDA_REQUEST,
+            "rekognition_per_image": REKOGNITION_PER_IMAGE,
+        },
+    }
 
 
 def main() -> None:
@@ -80,9 +100,14 @@ def main() -> None:
     args = parser.parse_args()
     skip = set(filter(None, args.skip.split(",")))
     started = time.perf_counter()
-    report: dict = {"generated_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-                    "machine": {"cores": os.cpu_count(), "python": platform.python_version(),
-                                "load_average_at_start": [round(v, 2) for v in os.getloadavg()]}}
+    report: dict = {
+        "generated_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "machine": {
+            "cores": os.cpu_count(),
+            "python": platform.python_version(),
+            "load_average_at_start": [round(v, 2) for v in os.getloadavg()],
+        },
+    }
     import bench_pipeline as pipeline
 
     repeat = 5 if args.quick else 15

@@ -4,6 +4,7 @@ PostgreSQL and moto's S3 + SQS, and lists sys.modules afterwards. bench_pipeline
 then times, in fresh interpreters, the import of exactly those modules — nothing hand-listed,
 so nothing the first event pulls in is missed — and the api's whole first request.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -49,10 +50,21 @@ for name in {modules!r}:
 
 
 def sqs_event(body: str) -> dict:
-    return {"Records": [{"messageId": str(uuid.uuid4()), "receiptHandle": "cold-start", "body": body,
-                         "attributes": {}, "messageAttributes": {}, "md5OfBody": "", "eventSource": "aws:sqs",
-                         "eventSourceARN": "arn:aws:sqs:us-east-1:000000000000:cold-start",
-                         "awsRegion": "us-east-1"}]}
+    return {
+        "Records": [
+            {
+                "messageId": str(uuid.uuid4()),
+                "receiptHandle": "cold-start",
+                "body": body,
+                "attributes": {},
+                "messageAttributes": {},
+                "md5OfBody": "",
+                "eventSource": "aws:sqs",
+                "eventSourceARN": "arn:aws:sqs:us-east-1:000000000000:cold-start",
+                "awsRegion": "us-east-1",
+            }
+        ]
+    }
 
 
 @contextlib.contextmanager
@@ -77,9 +89,17 @@ def stack() -> Iterator[dict]:
         drop_database(admin, DATABASE)
         create_database(admin, DATABASE)
         upgrade(url)
-        env = {**os.environ, "DATABASE_URL": url, "AWS_ENDPOINT_URL": moto.endpoint, "AWS_ACCESS_KEY_ID": "bench",
-               "AWS_SECRET_ACCESS_KEY": "bench", "AWS_DEFAULT_REGION": "us-east-1", "PIXELAKE_STAGE": "local",
-               "PIXELAKE_AUTH": "required", "SECRET_KEY": uuid.uuid4().hex * 2}
+        env = {
+            **os.environ,
+            "DATABASE_URL": url,
+            "AWS_ENDPOINT_URL": moto.endpoint,
+            "AWS_ACCESS_KEY_ID": "bench",
+            "AWS_SECRET_ACCESS_KEY": "bench",
+            "AWS_DEFAULT_REGION": "us-east-1",
+            "PIXELAKE_STAGE": "local",
+            "PIXELAKE_AUTH": "required",
+            "SECRET_KEY": uuid.uuid4().hex * 2,
+        }
         yield env
     finally:
         moto.stop()
@@ -116,7 +136,7 @@ def seed(env: dict) -> dict:
     from chalicelib.config import get_settings
     from chalicelib.db import users
     from chalicelib.db.session import session_scope
-    from chalicelib.handlers.identity import issue_access_token
+    from chalicelib.services.identity import issue_access_token
     from infra.local.resources import provision
 
     with _environment(env):
@@ -131,22 +151,38 @@ def seed(env: dict) -> dict:
 
 def upload_notification(seeded: dict) -> str:
     """The body S3 sends to the uploads queue for the seeded JPEG."""
-    return json.dumps({"Records": [{"eventName": "ObjectCreated:Post", "s3": {
-        "bucket": {"name": seeded["bucket"]},
-        "object": {"key": f"uploads/{seeded['user_id']}/cold.jpg", "size": 1, "eTag": uuid.uuid4().hex}}}]})
+    return json.dumps(
+        {
+            "Records": [
+                {
+                    "eventName": "ObjectCreated:Post",
+                    "s3": {
+                        "bucket": {"name": seeded["bucket"]},
+                        "object": {"key": f"uploads/{seeded['user_id']}/cold.jpg", "size": 1, "eTag": uuid.uuid4().hex},
+                    },
+                }
+            ]
+        }
+    )
 
 
 def resize_task(env: dict, seeded: dict) -> int:
     """A pending resize task on the (ingested) seeded image."""
     from chalicelib.db import tasks
-    from chalicelib.db.models import Image
     from chalicelib.db.session import session_scope
+    from chalicelib.db.tables import Image
 
     with _environment(env), session_scope() as session:
         image = session.query(Image).filter_by(key=f"uploads/{seeded['user_id']}/cold.jpg").one()
         assert image.status == "ready", (image.status, image.error)
-        return tasks.create(session, owner_id=seeded["user_id"], image_id=image.id, kind="operation",
-                            operation="resize", params={"width": 320}).id
+        return tasks.create(
+            session,
+            owner_id=seeded["user_id"],
+            image_id=image.id,
+            kind="operation",
+            operation="resize",
+            params={"width": 320},
+        ).id
 
 
 def first_event_modules(env: dict, function: str, body: str) -> list[str]:
@@ -173,12 +209,12 @@ def statements(env: dict) -> tuple[dict[str, str], dict[str, list[str]]]:
     ingest = first_event_modules(env, "ingest_upload", upload_notification(seeded))
     worker = first_event_modules(env, "run_task", json.dumps({"task_id": resize_task(env, seeded)}))
     rows = {
-        "api: import + first request (GET /api/images, token)":
-            API_FIRST_REQUEST.format(repo=str(REPO), token=seeded["token"]),
-        "ingest: import app + handler": "import app, chalicelib.handlers.ingest",
+        "api: import + first request (GET /api/images, token)": API_FIRST_REQUEST.format(
+            repo=str(REPO), token=seeded["token"]
+        ),
+        "ingest: import app + handler": "import app, chalicelib.events.uploads",
         "ingest: + every module its first event loaded": IMPORT_MODULES.format(modules=ingest),
-        "worker: import app + handler": "import app, chalicelib.handlers.worker",
+        "worker: import app + handler": "import app, chalicelib.events.tasks",
         "worker: + every module its first event loaded": IMPORT_MODULES.format(modules=worker),
     }
     return rows, {"ingest": notable_packages(ingest), "worker": notable_packages(worker)}
-

@@ -7,6 +7,7 @@
   skimage's LFW subset (25×25 crops of Labeled Faces in the Wild, enlarged), each at a size
   between 4.5% and 25% of the picture's shorter side, plus the astronaut photo itself enlarged.
 """
+
 from __future__ import annotations
 
 import functools
@@ -29,9 +30,14 @@ def shipped_photos() -> dict[str, np.ndarray]:
     from skimage import data as skdata
     from sklearn.datasets import load_sample_image
 
-    return {"china": load_sample_image("china.jpg"), "flower": load_sample_image("flower.jpg"),
-            "astronaut": skdata.astronaut(), "coffee": skdata.coffee(), "chelsea": skdata.chelsea(),
-            "rocket": skdata.rocket()}
+    return {
+        "china": load_sample_image("china.jpg"),
+        "flower": load_sample_image("flower.jpg"),
+        "astronaut": skdata.astronaut(),
+        "coffee": skdata.coffee(),
+        "chelsea": skdata.chelsea(),
+        "rocket": skdata.rocket(),
+    }
 
 
 def enlarged(rgb: np.ndarray, size: tuple[int, int], seed: int = 0) -> np.ndarray:
@@ -58,8 +64,8 @@ def photo_jpeg(size: tuple[int, int], name: str = "china", seed: int = 0) -> byt
 @dataclass
 class FacePhoto:
     name: str
-    data: bytes                      # the JPEG
-    size: tuple[int, int]            # width, height
+    data: bytes  # the JPEG
+    size: tuple[int, int]  # width, height
     faces: list[tuple[int, int, int, int]]  # pasted faces: x, y, width, height (face region)
 
 
@@ -70,8 +76,9 @@ def face_crops() -> list[tuple[np.ndarray, tuple[float, float, float]]]:
 
     astronaut = skdata.astronaut()[50:200, 160:310]  # her face is at (177, 67, 93×93) in the photo
     lfw = (skdata.lfw_subset()[:100] * 255).astype(np.uint8)  # the first 100 are faces
-    return ([(astronaut, (17 / 150, 17 / 150, 93 / 150))]
-            + [(np.repeat(face[:, :, None], 3, axis=2), (0.0, 0.0, 1.0)) for face in lfw[:24]])
+    return [(astronaut, (17 / 150, 17 / 150, 93 / 150))] + [
+        (np.repeat(face[:, :, None], 3, axis=2), (0.0, 0.0, 1.0)) for face in lfw[:24]
+    ]
 
 
 def face_composites(size: tuple[int, int] = SIZE_12MP, count: int = 8) -> list[FacePhoto]:
@@ -95,11 +102,17 @@ def face_composites(size: tuple[int, int] = SIZE_12MP, count: int = 8) -> list[F
                 if all(x + side < fx or fx + fw < x or y + side < fy or fy + fh < y for fx, fy, fw, fh in tiles):
                     break
             tiles.append((x, y, side, side))
-            scene[y:y + side, x:x + side] = tile
+            scene[y : y + side, x : x + side] = tile
             faces.append((x + round(rx * side), y + round(ry * side), round(rs * side), round(rs * side)))
         photos.append(FacePhoto(f"composite-{i}", jpeg(scene), size, faces))
     astronaut = enlarged(shipped_photos()["astronaut"], (size[1], size[1]))
     f = size[1] / 512
-    photos.append(FacePhoto("astronaut", jpeg(astronaut), (size[1], size[1]),
-                            [(round(177 * f), round(67 * f), round(93 * f), round(93 * f))]))
+    photos.append(
+        FacePhoto(
+            "astronaut",
+            jpeg(astronaut),
+            (size[1], size[1]),
+            [(round(177 * f), round(67 * f), round(93 * f), round(93 * f))],
+        )
+    )
     return photos

@@ -1,6 +1,7 @@
 """Timing on a shared machine: candidates run in turn (round robin) so load from other processes
 falls on all of them alike; the best round counts, in CPU time (what Lambda's single vCPU
 would spend) and in wall time."""
+
 from __future__ import annotations
 
 import time
@@ -9,8 +10,8 @@ from dataclasses import dataclass
 
 @dataclass
 class Timing:
-    cpu_ms: float    # best process CPU time (all threads)
-    wall_ms: float   # best wall time
+    cpu_ms: float  # best process CPU time (all threads)
+    wall_ms: float  # best wall time
     runs: int
 
     def as_dict(self) -> dict:

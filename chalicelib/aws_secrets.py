@@ -17,6 +17,7 @@ Containers (Dask workers, the migration task) use the same code as an entrypoint
     python -m chalicelib.aws_secrets dask worker tcp://scheduler…:8786
     python -m chalicelib.aws_secrets alembic upgrade head
 """
+
 from __future__ import annotations
 
 import json
@@ -41,14 +42,21 @@ def secret_string(secret_arn: str, client: Any) -> str:
     return client.get_secret_value(SecretId=secret_arn)["SecretString"]
 
 
-def database_url_from_secret(secret_arn: str, host: str, *, client: Any,
-                             dbname: str = DEFAULT_DATABASE_NAME, port: int = DEFAULT_DATABASE_PORT) -> str:
+def database_url_from_secret(
+    secret_arn: str, host: str, *, client: Any, dbname: str = DEFAULT_DATABASE_NAME, port: int = DEFAULT_DATABASE_PORT
+) -> str:
     """postgresql+pg8000://user:password@host:port/dbname from an RDS {"username", "password"} secret."""
     from sqlalchemy.engine import URL
 
     credentials = json.loads(secret_string(secret_arn, client))
-    url = URL.create("postgresql+pg8000", username=credentials["username"], password=credentials["password"],
-                     host=host, port=port, database=dbname)
+    url = URL.create(
+        "postgresql+pg8000",
+        username=credentials["username"],
+        password=credentials["password"],
+        host=host,
+        port=port,
+        database=dbname,
+    )
     return url.render_as_string(hide_password=False)
 
 
@@ -66,9 +74,12 @@ def resolve_secret_environment(environ: MutableMapping[str, str] | None = None, 
         if not environ.get("DATABASE_HOST"):
             raise RuntimeError("DATABASE_SECRET_ARN is set but DATABASE_HOST (the RDS Proxy endpoint) is not")
         environ["DATABASE_URL"] = database_url_from_secret(
-            environ["DATABASE_SECRET_ARN"], environ["DATABASE_HOST"], client=client,
+            environ["DATABASE_SECRET_ARN"],
+            environ["DATABASE_HOST"],
+            client=client,
             dbname=environ.get("DATABASE_NAME") or DEFAULT_DATABASE_NAME,
-            port=int(environ.get("DATABASE_PORT") or DEFAULT_DATABASE_PORT))
+            port=int(environ.get("DATABASE_PORT") or DEFAULT_DATABASE_PORT),
+        )
         filled.append("DATABASE_URL")
     if wanted_key:
         environ["SECRET_KEY"] = secret_string(environ["SECRET_KEY_SECRET_ARN"], client)
@@ -90,8 +101,9 @@ def database_connect_args(environ: MutableMapping[str, str] | None = None) -> di
 class CurrentPassword:
     """The RDS secret's current password, re-read at most every `max_age_s` (RDS rotates it)."""
 
-    def __init__(self, secret_arn: str, environ: MutableMapping[str, str], client: Any = None,
-                 max_age_s: float = 300.0):
+    def __init__(
+        self, secret_arn: str, environ: MutableMapping[str, str], client: Any = None, max_age_s: float = 300.0
+    ):
         self.secret_arn, self.environ, self.client, self.max_age_s = secret_arn, environ, client, max_age_s
         self.password: str | None = None
         self.read_at = 0.0
@@ -104,16 +116,18 @@ class CurrentPassword:
         return self.password
 
 
-def current_password_source(environ: MutableMapping[str, str] | None = None,
-                            client: Any = None, max_age_s: float = 300.0) -> CurrentPassword | None:
+def current_password_source(
+    environ: MutableMapping[str, str] | None = None, client: Any = None, max_age_s: float = 300.0
+) -> CurrentPassword | None:
     """The rotating password's source, or None without DATABASE_SECRET_ARN (the URL's password stands)."""
     environ = os.environ if environ is None else environ
     secret_arn = environ.get("DATABASE_SECRET_ARN")
     return CurrentPassword(secret_arn, environ, client, max_age_s) if secret_arn else None
 
 
-def refresh_password_on_connect(engine: Any, environ: MutableMapping[str, str] | None = None,
-                                client: Any = None, max_age_s: float = 300.0) -> bool:
+def refresh_password_on_connect(
+    engine: Any, environ: MutableMapping[str, str] | None = None, client: Any = None, max_age_s: float = 300.0
+) -> bool:
     """Give each new DBAPI connection of `engine` the secret's current password, so pooled
     engines in warm Lambdas and long-lived Dask workers survive the rotation. Does nothing
     (returns False) without DATABASE_SECRET_ARN."""

@@ -4,10 +4,13 @@ LocalCluster on a laptop), else a LocalCluster started in this process on first 
 Jobs are submitted fire-and-forget: the API answers at once and the job, running on a
 worker, writes its progress and results to PostgreSQL and S3 itself.
 """
+
 from __future__ import annotations
 
 import functools
-from typing import Any, Callable
+from collections.abc import Callable
+from datetime import UTC
+from typing import Any
 
 from chalicelib.config import get_settings
 
@@ -18,8 +21,14 @@ def start_local_cluster(n_workers: int = LOCAL_WORKERS):
     """A LocalCluster on loopback only (the default dashboard would listen on every interface)."""
     from distributed import LocalCluster
 
-    return LocalCluster(n_workers=n_workers, threads_per_worker=1, processes=True, host="127.0.0.1",
-                        dashboard_address="127.0.0.1:0", silence_logs=40)
+    return LocalCluster(
+        n_workers=n_workers,
+        threads_per_worker=1,
+        processes=True,
+        host="127.0.0.1",
+        dashboard_address="127.0.0.1:0",
+        silence_logs=40,
+    )
 
 
 @functools.cache
@@ -46,9 +55,9 @@ RESUBMIT_AFTER_S = 60
 
 
 def resubmit_if_stalled(fn: Callable, row_id: int, *, key: str, status: str, created_at) -> bool:
-    from datetime import datetime, timezone
+    from datetime import datetime
 
-    if status != "pending" or (datetime.now(timezone.utc) - created_at).total_seconds() < RESUBMIT_AFTER_S:
+    if status != "pending" or (datetime.now(UTC) - created_at).total_seconds() < RESUBMIT_AFTER_S:
         return False
     submit_job(fn, row_id, key=key)
     return True

@@ -3,6 +3,7 @@
 Every limit has a name and a documented default (thumbor's habit): change it with the
 environment variable named in the field's metadata, never by editing code.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -18,39 +19,132 @@ def _env(name: str, doc: str):
 @dataclass(frozen=True)
 class Settings:
     stage: str = field(default="local", metadata=_env("PIXELAKE_STAGE", "deployment stage: local, dev, prod"))
-    database_url: str = field(default="", metadata=_env("DATABASE_URL", "postgresql+pg8000://… (the local stack sets it)"))
+    database_url: str = field(
+        default="", metadata=_env("DATABASE_URL", "postgresql+pg8000://… (the local stack sets it)")
+    )
     aws_region: str = field(default="us-east-1", metadata=_env("AWS_DEFAULT_REGION", "AWS region"))
-    aws_endpoint_url: str = field(default="", metadata=_env("AWS_ENDPOINT_URL", "S3/SQS endpoint (moto, LocalStack); empty for AWS"))
-    bucket: str = field(default="", metadata=_env("PIXELAKE_BUCKET", "bucket for uploads/, thumbnails/, results/, models/, exports/"))
-    uploads_queue: str = field(default="", metadata=_env("PIXELAKE_UPLOADS_QUEUE", "queue fed by S3 notifications for uploads/"))
-    tasks_queue: str = field(default="", metadata=_env("PIXELAKE_TASKS_QUEUE", "queue of image operations and analyses"))
-    ml_tasks_queue: str = field(default="", metadata=_env("PIXELAKE_ML_TASKS_QUEUE", "queue of scikit-learn model tasks"))
-    max_upload_bytes: int = field(default=50 * 1024 * 1024, metadata=_env("PIXELAKE_MAX_UPLOAD_BYTES", "largest accepted image file"))
+    aws_endpoint_url: str = field(
+        default="", metadata=_env("AWS_ENDPOINT_URL", "S3/SQS endpoint (moto, LocalStack); empty for AWS")
+    )
+    bucket: str = field(
+        default="", metadata=_env("PIXELAKE_BUCKET", "bucket for uploads/, thumbnails/, results/, models/, exports/")
+    )
+    uploads_queue: str = field(
+        default="", metadata=_env("PIXELAKE_UPLOADS_QUEUE", "queue fed by S3 notifications for uploads/")
+    )
+    tasks_queue: str = field(
+        default="", metadata=_env("PIXELAKE_TASKS_QUEUE", "queue of image operations and analyses")
+    )
+    ml_tasks_queue: str = field(
+        default="", metadata=_env("PIXELAKE_ML_TASKS_QUEUE", "queue of scikit-learn model tasks")
+    )
+    max_upload_bytes: int = field(
+        default=50 * 1024 * 1024, metadata=_env("PIXELAKE_MAX_UPLOAD_BYTES", "largest accepted image file")
+    )
     # API Gateway + Lambda accept at most 6 MB of request payload (10 MB on API Gateway, 6 MB on Lambda).
-    max_request_bytes: int = field(default=6 * 1024 * 1024, metadata=_env("PIXELAKE_MAX_REQUEST_BYTES", "largest request body through the API"))
-    max_pixels: int = field(default=75_000_000, metadata=_env("PIXELAKE_MAX_PIXELS", "largest width×height decoded (decompression-bomb guard)"))
+    max_request_bytes: int = field(
+        default=6 * 1024 * 1024, metadata=_env("PIXELAKE_MAX_REQUEST_BYTES", "largest request body through the API")
+    )
+    max_pixels: int = field(
+        default=75_000_000,
+        metadata=_env("PIXELAKE_MAX_PIXELS", "largest width×height decoded (decompression-bomb guard)"),
+    )
     max_frames: int = field(default=200, metadata=_env("PIXELAKE_MAX_FRAMES", "most frames in an animated image"))
-    thumbnail_sizes: tuple[int, ...] = field(default=(256, 1024), metadata=_env("PIXELAKE_THUMBNAIL_SIZES", "longest side of each thumbnail, comma-separated"))
-    ingest_analyzers: tuple[str, ...] = field(default=("properties", "faces", "phash"), metadata=_env("PIXELAKE_INGEST_ANALYZERS", "analyzers run on every upload, comma-separated"))
-    max_batch_images: int = field(default=10_000, metadata=_env("PIXELAKE_MAX_BATCH_IMAGES", "most images in one batch"))
-    max_dataset_items: int = field(default=100_000, metadata=_env("PIXELAKE_MAX_DATASET_ITEMS", "most items in one dataset"))
-    presign_expiry_s: int = field(default=900, metadata=_env("PIXELAKE_PRESIGN_EXPIRY", "lifetime of presigned URLs in seconds"))
-    stats_max_age_s: int = field(default=-1, metadata=_env("PIXELAKE_STATS_MAX_AGE", "seconds GET /api/stats may serve its summaries before refreshing them; default 60, 0 on the local stage (always fresh)"))
-    max_wait_s: int = field(default=25, metadata=_env("PIXELAKE_MAX_WAIT", "longest ?wait= a request may ask for (API Gateway times out at 29 s)"))
-    auth: str = field(default="", metadata=_env("PIXELAKE_AUTH", "off (requests act as the local user; the local stage's default) or required (every deployed stage's default and only choice)"))
-    secret_key: str = field(default="", metadata=_env("SECRET_KEY", "JWT signing key, at least 32 bytes (required on deployed stages; the local stage makes one per process)"))
-    token_expiry_s: int = field(default=3600, metadata=_env("PIXELAKE_TOKEN_EXPIRY", "lifetime of an access token in seconds"))
-    admin_emails: tuple[str, ...] = field(default=(), metadata=_env("PIXELAKE_ADMIN_EMAILS", "emails that get the admin role when they register or sign in, comma-separated"))
-    user_quota_bytes: int = field(default=10 * 1024**3, metadata=_env("PIXELAKE_USER_QUOTA_BYTES", "default storage quota per user (sum of image sizes); users.quota_bytes overrides it; 0 = unlimited"))
-    cors_origins: tuple[str, ...] = field(default=(), metadata=_env("PIXELAKE_CORS_ORIGINS", "origins allowed to call the API from a browser, comma-separated; '*' only on the local stage (its default)"))
-    task_max_attempts: int = field(default=5, metadata=_env("PIXELAKE_TASK_MAX_ATTEMPTS", "deliveries of a task's message after which a transient fault fails the task instead of retrying it (keep equal to the queues' maxReceiveCount)"))
-    task_stall_s: int = field(default=4500, metadata=_env("PIXELAKE_TASK_STALL_S", "seconds after its last attempt started that a still-running task is reported failed: its message was dead-lettered (maxReceiveCount × the visibility timeout)"))
-    dask_scheduler_address: str = field(default="", metadata=_env("DASK_SCHEDULER_ADDRESS", "Dask scheduler; empty for a local cluster"))
+    thumbnail_sizes: tuple[int, ...] = field(
+        default=(256, 1024),
+        metadata=_env("PIXELAKE_THUMBNAIL_SIZES", "longest side of each thumbnail, comma-separated"),
+    )
+    ingest_analyzers: tuple[str, ...] = field(
+        default=("properties", "faces", "phash"),
+        metadata=_env("PIXELAKE_INGEST_ANALYZERS", "analyzers run on every upload, comma-separated"),
+    )
+    max_batch_images: int = field(
+        default=10_000, metadata=_env("PIXELAKE_MAX_BATCH_IMAGES", "most images in one batch")
+    )
+    max_dataset_items: int = field(
+        default=100_000, metadata=_env("PIXELAKE_MAX_DATASET_ITEMS", "most items in one dataset")
+    )
+    presign_expiry_s: int = field(
+        default=900, metadata=_env("PIXELAKE_PRESIGN_EXPIRY", "lifetime of presigned URLs in seconds")
+    )
+    stats_max_age_s: int = field(
+        default=-1,
+        metadata=_env(
+            "PIXELAKE_STATS_MAX_AGE",
+            "seconds GET /api/stats may serve its summaries before refreshing them; default 60, 0 on the local stage (always fresh)",
+        ),
+    )
+    max_wait_s: int = field(
+        default=25,
+        metadata=_env("PIXELAKE_MAX_WAIT", "longest ?wait= a request may ask for (API Gateway times out at 29 s)"),
+    )
+    auth: str = field(
+        default="",
+        metadata=_env(
+            "PIXELAKE_AUTH",
+            "off (requests act as the local user; the local stage's default) or required (every deployed stage's default and only choice)",
+        ),
+    )
+    secret_key: str = field(
+        default="",
+        metadata=_env(
+            "SECRET_KEY",
+            "JWT signing key, at least 32 bytes (required on deployed stages; the local stage makes one per process)",
+        ),
+    )
+    token_expiry_s: int = field(
+        default=3600, metadata=_env("PIXELAKE_TOKEN_EXPIRY", "lifetime of an access token in seconds")
+    )
+    admin_emails: tuple[str, ...] = field(
+        default=(),
+        metadata=_env(
+            "PIXELAKE_ADMIN_EMAILS", "emails that get the admin role when they register or sign in, comma-separated"
+        ),
+    )
+    user_quota_bytes: int = field(
+        default=10 * 1024**3,
+        metadata=_env(
+            "PIXELAKE_USER_QUOTA_BYTES",
+            "default storage quota per user (sum of image sizes); users.quota_bytes overrides it; 0 = unlimited",
+        ),
+    )
+    cors_origins: tuple[str, ...] = field(
+        default=(),
+        metadata=_env(
+            "PIXELAKE_CORS_ORIGINS",
+            "origins allowed to call the API from a browser, comma-separated; '*' only on the local stage (its default)",
+        ),
+    )
+    task_max_attempts: int = field(
+        default=5,
+        metadata=_env(
+            "PIXELAKE_TASK_MAX_ATTEMPTS",
+            "deliveries of a task's message after which a transient fault fails the task instead of retrying it (keep equal to the queues' maxReceiveCount)",
+        ),
+    )
+    task_stall_s: int = field(
+        default=4500,
+        metadata=_env(
+            "PIXELAKE_TASK_STALL_S",
+            "seconds after its last attempt started that a still-running task is reported failed: its message was dead-lettered (maxReceiveCount × the visibility timeout)",
+        ),
+    )
+    dask_scheduler_address: str = field(
+        default="", metadata=_env("DASK_SCHEDULER_ADDRESS", "Dask scheduler; empty for a local cluster")
+    )
     tmp_dir: str = field(default="/tmp/pixelake", metadata=_env("PIXELAKE_TMP", "cache for model artifacts"))
-    max_model_bytes: int = field(default=200 * 1024 * 1024, metadata=_env("PIXELAKE_MAX_MODEL_BYTES", "largest model file registered"))
+    max_model_bytes: int = field(
+        default=200 * 1024 * 1024, metadata=_env("PIXELAKE_MAX_MODEL_BYTES", "largest model file registered")
+    )
     # A URL on a private or loopback address reaches inside the deployment (the Lambda runtime
     # API listens on 127.0.0.1): refused outside the local stage unless allowed here.
-    model_url_private: str = field(default="", metadata=_env("PIXELAKE_MODEL_URL_PRIVATE", "allow or deny model URLs on private/loopback addresses; default allow on the local stage, deny elsewhere"))
+    model_url_private: str = field(
+        default="",
+        metadata=_env(
+            "PIXELAKE_MODEL_URL_PRIVATE",
+            "allow or deny model URLs on private/loopback addresses; default allow on the local stage, deny elsewhere",
+        ),
+    )
 
     def __post_init__(self) -> None:
         derived = {

@@ -1,4 +1,5 @@
 """SQS: send work to the `tasks` and `ml-tasks` queues (the `uploads` queue is fed by S3)."""
+
 from __future__ import annotations
 
 import functools
@@ -22,4 +23,3 @@ def queue_url(name: str) -> str:
 
 def send(queue_name: str, body: dict) -> str:
     return sqs_client().send_message(QueueUrl=queue_url(queue_name), MessageBody=json.dumps(body))["MessageId"]
-

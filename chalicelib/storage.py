@@ -3,6 +3,7 @@
 Key layout: uploads/<user>/<uuid>.<ext> (written by clients, never by processing),
 thumbnails/, results/, models/, exports/ (written by Pixelake).
 """
+
 from __future__ import annotations
 
 import functools
@@ -11,8 +12,14 @@ import uuid
 from chalicelib.config import get_settings
 
 UPLOAD_PREFIX = "uploads/"
-UPLOAD_EXTENSIONS = {"image/jpeg": "jpg", "image/png": "png", "image/webp": "webp", "image/gif": "gif",
-                     "image/tiff": "tiff", "image/bmp": "bmp"}
+UPLOAD_EXTENSIONS = {
+    "image/jpeg": "jpg",
+    "image/png": "png",
+    "image/webp": "webp",
+    "image/gif": "gif",
+    "image/tiff": "tiff",
+    "image/bmp": "bmp",
+}
 
 
 @functools.cache
@@ -27,8 +34,13 @@ def s3_client():
         "s3",
         region_name=settings.aws_region,
         endpoint_url=settings.aws_endpoint_url or None,
-        config=Config(signature_version="s3v4", s3=addressing, retries={"mode": "standard", "max_attempts": 4},
-                      connect_timeout=5, read_timeout=60),
+        config=Config(
+            signature_version="s3v4",
+            s3=addressing,
+            retries={"mode": "standard", "max_attempts": 4},
+            connect_timeout=5,
+            read_timeout=60,
+        ),
     )
 
 
@@ -45,7 +57,9 @@ def owner_from_upload_key(key: str) -> int | None:
 
 
 def put(key: str, data: bytes, content_type: str, *, bucket: str | None = None) -> str:
-    response = s3_client().put_object(Bucket=bucket or get_settings().bucket, Key=key, Body=data, ContentType=content_type)
+    response = s3_client().put_object(
+        Bucket=bucket or get_settings().bucket, Key=key, Body=data, ContentType=content_type
+    )
     return response["ETag"].strip('"')
 
 
@@ -76,7 +90,9 @@ def delete(key: str, *, bucket: str | None = None) -> None:
 def presign_get(key: str, *, bucket: str | None = None, expires: int | None = None) -> str:
     settings = get_settings()
     return s3_client().generate_presigned_url(
-        "get_object", Params={"Bucket": bucket or settings.bucket, "Key": key}, ExpiresIn=expires or settings.presign_expiry_s
+        "get_object",
+        Params={"Bucket": bucket or settings.bucket, "Key": key},
+        ExpiresIn=expires or settings.presign_expiry_s,
     )
 
 

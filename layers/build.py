@@ -18,6 +18,7 @@ adds, for each function of .chalice/config.json, the unzipped size of its deploy
 requirements.txt plus chalicelib/ and app.py) and of each layer it uses, and fails when any
 function is over.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -52,9 +53,9 @@ ZIP_TIMESTAMP = (1980, 1, 1, 0, 0, 0)
 TRIM_DIR_NAMES = {"tests", "__pycache__"}
 TRIM_SUFFIXES = (".pyi", ".pxd", ".pxi", ".pyx", ".c", ".cpp", ".h", ".hpp", ".f", ".f90", ".a")
 TRIM_PATHS = (
-    "bin",                    # console scripts with the build machine's interpreter in #!
-    "numpy/_core/include",    # C headers for building extensions
-    "numpy/_core/lib",        # static npymath and pkg-config files, for building only
+    "bin",  # console scripts with the build machine's interpreter in #!
+    "numpy/_core/include",  # C headers for building extensions
+    "numpy/_core/lib",  # static npymath and pkg-config files, for building only
 )
 
 
@@ -67,7 +68,10 @@ def python312() -> str:
     if sys.version_info[:2] == (3, 12):
         return getattr(sys, "_base_executable", sys.executable)
     for candidate in [shutil.which("python3.12"), *sorted(Path.home().glob(".pyenv/versions/3.12*/bin/python3.12"))]:
-        if candidate and subprocess.run([str(candidate), "-c", "pass"], capture_output=True).returncode == 0:
+        if (
+            candidate
+            and subprocess.run([str(candidate), "-c", "pass"], capture_output=True, check=False).returncode == 0
+        ):
             return str(candidate)
     raise SystemExit("python3.12 is needed to byte-compile the layers for Lambda's python3.12 runtime")
 
@@ -75,10 +79,25 @@ def python312() -> str:
 def pip_install_platform_wheels(requirements: Path, target: Path) -> None:
     platform_args = [arg for platform in PLATFORMS for arg in ("--platform", platform)]
     subprocess.run(
-        [sys.executable, "-m", "pip", "install", "--quiet", "--disable-pip-version-check",
-         "--no-compile", "--only-binary=:all:", *platform_args,
-         "--python-version", PYTHON_VERSION, "--implementation", "cp",
-         "--target", str(target), "-r", str(requirements)],
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "install",
+            "--quiet",
+            "--disable-pip-version-check",
+            "--no-compile",
+            "--only-binary=:all:",
+            *platform_args,
+            "--python-version",
+            PYTHON_VERSION,
+            "--implementation",
+            "cp",
+            "--target",
+            str(target),
+            "-r",
+            str(requirements),
+        ],
         check=True,
     )
 
@@ -114,14 +133,17 @@ def strip_shared_libraries(site: Path) -> int:
     <dist>.libs/ are left alone: patchelf rewrote them, and strip then breaks some (scipy's
     OpenBLAS: "ELF load command address/offset not page-aligned"). Skipped without GNU strip."""
     strip = shutil.which("strip")
-    if strip is None or b"GNU" not in subprocess.run([strip, "--version"], capture_output=True).stdout:
+    if strip is None or b"GNU" not in subprocess.run([strip, "--version"], capture_output=True, check=False).stdout:
         print("warning: GNU strip not found, shared libraries left unstripped", file=sys.stderr)
         return 0
-    libraries = sorted(str(p) for p in site.rglob("*.so*") if p.is_file() and not p.is_symlink()
-                       and not any(part.endswith(".libs") for part in p.relative_to(site).parts))
+    libraries = sorted(
+        str(p)
+        for p in site.rglob("*.so*")
+        if p.is_file() and not p.is_symlink() and not any(part.endswith(".libs") for part in p.relative_to(site).parts)
+    )
     before = sum(Path(p).stat().st_size for p in libraries)
     for start in range(0, len(libraries), 200):
-        subprocess.run([strip, "--strip-unneeded", *libraries[start:start + 200]], check=True)
+        subprocess.run([strip, "--strip-unneeded", *libraries[start : start + 200]], check=True)
     return before - sum(Path(p).stat().st_size for p in libraries)
 
 
@@ -167,7 +189,7 @@ def manifest(site: Path) -> str:
 def build_layer(name: str) -> dict:
     requirements = LAYERS_SRC / name / "requirements.txt"
     workdir = BUILD_DIR / name
-    site = workdir / "python"   # Lambda puts /opt/python on sys.path
+    site = workdir / "python"  # Lambda puts /opt/python on sys.path
     shutil.rmtree(workdir, ignore_errors=True)
     site.mkdir(parents=True)
     pip_install_platform_wheels(requirements, site)
@@ -178,8 +200,14 @@ def build_layer(name: str) -> dict:
     deterministic_zip(site, archive, "python")
     (BUILD_DIR / f"{name}.manifest.txt").write_text(manifest(site))
     sha256 = hashlib.sha256(archive.read_bytes()).hexdigest()
-    return {"layer": name, "installed": installed, "trimmed": trimmed,
-            "unzipped": zip_unzipped_size(archive), "zipped": archive.stat().st_size, "sha256": sha256}
+    return {
+        "layer": name,
+        "installed": installed,
+        "trimmed": trimmed,
+        "unzipped": zip_unzipped_size(archive),
+        "zipped": archive.stat().st_size,
+        "sha256": sha256,
+    }
 
 
 def function_layers(config_path: Path = CHALICE_CONFIG) -> dict[str, set[str]]:
@@ -189,7 +217,7 @@ def function_layers(config_path: Path = CHALICE_CONFIG) -> dict[str, set[str]]:
     sections = [config, *config.get("stages", {}).values()]
     for section in sections:
         for function, settings in section.get("lambda_functions", {}).items():
-            names = {ref[len(LAYER_MARKER):] for ref in settings.get("layers", []) if ref.startswith(LAYER_MARKER)}
+            names = {ref[len(LAYER_MARKER) :] for ref in settings.get("layers", []) if ref.startswith(LAYER_MARKER)}
             uses.setdefault(function, set()).update(names)
     return uses
 
@@ -219,7 +247,9 @@ def check_budget(layer_sizes: dict[str, int]) -> list[str]:
             raise SystemExit(f"{function} uses layer(s) {missing} that are not built (run `make layers`)")
         total = package + sum(layer_sizes[name] for name in layers)
         verdict = "OK" if total <= LAMBDA_UNZIPPED_LIMIT else "OVER LIMIT"
-        print(f"{function:<14} package + {sorted(layers) or 'no layer'}: {mb(total)} of {mb(LAMBDA_UNZIPPED_LIMIT)} {verdict}")
+        print(
+            f"{function:<14} package + {sorted(layers) or 'no layer'}: {mb(total)} of {mb(LAMBDA_UNZIPPED_LIMIT)} {verdict}"
+        )
         if total > LAMBDA_UNZIPPED_LIMIT:
             over.append(function)
     return over
@@ -238,8 +268,10 @@ def main(argv: list[str] | None = None) -> int:
     if not args.check_only:
         for name in args.layer or layer_names():
             report = build_layer(name)
-            print(f"layer {name}: {mb(report['unzipped'])} unzipped, {mb(report['zipped'])} zipped "
-                  f"({mb(report['trimmed'])} trimmed of {mb(report['installed'])}), sha256 {report['sha256'][:16]}")
+            print(
+                f"layer {name}: {mb(report['unzipped'])} unzipped, {mb(report['zipped'])} zipped "
+                f"({mb(report['trimmed'])} trimmed of {mb(report['installed'])}), sha256 {report['sha256'][:16]}"
+            )
     built = {p.stem: zip_unzipped_size(p) for p in sorted(BUILD_DIR.glob("*.zip"))}
     over = check_budget(built)
     if over:

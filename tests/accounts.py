@@ -1,4 +1,5 @@
 """Accounts for tests: register, sign in, and the headers that carry the credentials."""
+
 from __future__ import annotations
 
 import json

@@ -3,6 +3,7 @@
 PostgreSQL is DATABASE_URL's server when set (a fresh database is created for the run and
 dropped after), else an embedded PostgreSQL in a temporary directory.
 """
+
 from __future__ import annotations
 
 import os
@@ -12,7 +13,6 @@ import uuid
 from pathlib import Path
 
 import pytest
-
 from databases import create_fresh_database, drop_database
 
 PROJECT_DIR = Path(__file__).resolve().parents[1]
@@ -105,7 +105,7 @@ def _reset_clients() -> None:
     storage.s3_client.cache_clear()
     queues.sqs_client.cache_clear()
     queues.queue_url.cache_clear()
-    from chalicelib.handlers import identity
+    from chalicelib.services import identity
 
     identity._local_principal.cache_clear()
 
@@ -115,9 +115,9 @@ def db(stack_env):
     """A clean database for the test (all rows removed, ids restarted)."""
     from sqlalchemy import text
 
-    from chalicelib.db.models import Base
     from chalicelib.db.session import get_engine
-    from chalicelib.handlers import identity
+    from chalicelib.db.tables import Base
+    from chalicelib.services import identity
 
     tables = ", ".join(t.name for t in Base.metadata.sorted_tables)
     with get_engine().begin() as conn:
@@ -151,8 +151,11 @@ def drain_queue(stack_env):
         messages: list[dict] = []
         deadline_polls = wait_s
         while len(messages) < expect and deadline_polls > 0:
-            batch = queues.sqs_client().receive_message(QueueUrl=url, MaxNumberOfMessages=10, WaitTimeSeconds=1,
-                                                        AttributeNames=["All"]).get("Messages", [])
+            batch = (
+                queues.sqs_client()
+                .receive_message(QueueUrl=url, MaxNumberOfMessages=10, WaitTimeSeconds=1, AttributeNames=["All"])
+                .get("Messages", [])
+            )
             for m in batch:
                 queues.sqs_client().delete_message(QueueUrl=url, ReceiptHandle=m["ReceiptHandle"])
             messages += batch
@@ -171,12 +174,23 @@ def workers(db, chalice_app):
 
     settings = get_settings()
     pollers = [
-        QueuePoller(queues.sqs_client(), queues.queue_url(settings.uploads_queue), chalice_app.ingest_upload,
-                    name="ingest_upload", wait_s=1),
-        QueuePoller(queues.sqs_client(), queues.queue_url(settings.tasks_queue), chalice_app.run_task,
-                    name="run_task", wait_s=1),
-        QueuePoller(queues.sqs_client(), queues.queue_url(settings.ml_tasks_queue), chalice_app.run_ml_task,
-                    name="run_ml_task", wait_s=1),
+        QueuePoller(
+            queues.sqs_client(),
+            queues.queue_url(settings.uploads_queue),
+            chalice_app.ingest_upload,
+            name="ingest_upload",
+            wait_s=1,
+        ),
+        QueuePoller(
+            queues.sqs_client(), queues.queue_url(settings.tasks_queue), chalice_app.run_task, name="run_task", wait_s=1
+        ),
+        QueuePoller(
+            queues.sqs_client(),
+            queues.queue_url(settings.ml_tasks_queue),
+            chalice_app.run_ml_task,
+            name="run_ml_task",
+            wait_s=1,
+        ),
     ]
     for poller in pollers:
         poller.start()

@@ -1,4 +1,5 @@
 """Fresh databases on a running PostgreSQL server, for tests."""
+
 from __future__ import annotations
 
 

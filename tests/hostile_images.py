@@ -5,6 +5,7 @@
 The bytes are generated (from sklearn's china.jpg photo or synthetic pixels), nothing is
 downloaded.
 """
+
 from __future__ import annotations
 
 import functools
@@ -101,8 +102,17 @@ def gif_1000_frames() -> bytes:
 
 def tiff_header_bomb() -> bytes:
     """A little-endian TIFF whose only IFD claims 1000000×1000000 pixels."""
-    entries = [(256, 4, 1, 1_000_000), (257, 4, 1, 1_000_000), (258, 3, 1, 8), (259, 3, 1, 1), (262, 3, 1, 1),
-               (273, 4, 1, 8), (277, 3, 1, 1), (278, 4, 1, 1_000_000), (279, 4, 1, 1)]
+    entries = [
+        (256, 4, 1, 1_000_000),
+        (257, 4, 1, 1_000_000),
+        (258, 3, 1, 8),
+        (259, 3, 1, 1),
+        (262, 3, 1, 1),
+        (273, 4, 1, 8),
+        (277, 3, 1, 1),
+        (278, 4, 1, 1_000_000),
+        (279, 4, 1, 1),
+    ]
     ifd = struct.pack("<H", len(entries)) + b"".join(struct.pack("<HHII", *e) for e in entries) + b"\x00" * 4
     return b"II*\x00" + struct.pack("<I", 8) + ifd
 
@@ -121,7 +131,7 @@ def jpeg_zero_size() -> bytes:
     """A JPEG whose frame header says 0×0."""
     data = bytearray(jpeg())
     sof = data.find(b"\xff\xc0")
-    data[sof + 5:sof + 9] = b"\x00\x00\x00\x00"
+    data[sof + 5 : sof + 9] = b"\x00\x00\x00\x00"
     return bytes(data)
 
 
@@ -129,7 +139,7 @@ def jpeg_header_bomb() -> bytes:
     """A JPEG whose frame header says 65500×65500 (4.3 GP) over a 320×214 scan."""
     data = bytearray(jpeg())
     sof = data.find(b"\xff\xc0")
-    data[sof + 5:sof + 9] = struct.pack(">HH", 65500, 65500)
+    data[sof + 5 : sof + 9] = struct.pack(">HH", 65500, 65500)
     return bytes(data)
 
 
@@ -140,7 +150,7 @@ def jpeg_corrupt_tables() -> bytes:
     data = bytearray(jpeg())
     dht = data.find(b"\xff\xc4")
     noise = random.Random(7).randbytes(60)
-    data[dht + 5:dht + 65] = noise
+    data[dht + 5 : dht + 65] = noise
     return bytes(data)
 
 
@@ -198,8 +208,8 @@ def png_corrupt_idat() -> bytes:
     for i in range(idat + 40, idat + 200):
         data[i] ^= 0x5A
     # Keep the chunk's CRC right, so only the compressed stream is wrong.
-    length = struct.unpack(">I", data[idat - 4:idat])[0]
-    data[idat + 4 + length:idat + 8 + length] = struct.pack(">I", zlib.crc32(bytes(data[idat:idat + 4 + length])))
+    length = struct.unpack(">I", data[idat - 4 : idat])[0]
+    data[idat + 4 + length : idat + 8 + length] = struct.pack(">I", zlib.crc32(bytes(data[idat : idat + 4 + length])))
     return bytes(data)
 
 
@@ -276,7 +286,11 @@ HOSTILE = [
     ("plain text named .jpg", "notes.jpg", lambda: b"just some text, not a picture\n" * 20),
     ("html named .jpg", "page.jpg", lambda: b"<!DOCTYPE html><html><body><script>alert(1)</script></body></html>"),
     ("svg named .jpg", "vector.jpg", lambda: b'<svg xmlns="http://www.w3.org/2000/svg" onload="alert(1)"/>'),
-    ("svg with an xml prolog", "vector2.jpg", lambda: b'<?xml version="1.0"?>\n<svg xmlns="http://www.w3.org/2000/svg"/>'),
+    (
+        "svg with an xml prolog",
+        "vector2.jpg",
+        lambda: b'<?xml version="1.0"?>\n<svg xmlns="http://www.w3.org/2000/svg"/>',
+    ),
     ("shell script named .jpg", "run.jpg", lambda: b"#!/bin/sh\nrm -rf /\n"),
     ("pdf named .jpg", "doc.jpg", lambda: b"%PDF-1.7\n%\xe2\xe3\xcf\xd3\n1 0 obj\n<<>>\nendobj\n" + jpeg()),
     ("zip/jpeg polyglot, zip first", "archive.jpg", lambda: b"PK\x03\x04" + b"\x00" * 26 + jpeg()),
@@ -291,9 +305,13 @@ VALID = [
     ("palette png with transparency", "p.png", lambda: _save(_photo().convert("P"), "PNG", transparency=0)),
     ("1x1 png", "dot.png", lambda: _save(_new("RGB", (1, 1), (255, 0, 0)), "PNG")),
     ("1x1 gif", "dot.gif", lambda: _save(_new("P", (1, 1)), "GIF")),
-    ("small animated gif", "anim.gif",
-     lambda: _save(_photo().convert("P"), "GIF", save_all=True,
-                   append_images=[_photo().rotate(10).convert("P")], duration=100)),
+    (
+        "small animated gif",
+        "anim.gif",
+        lambda: _save(
+            _photo().convert("P"), "GIF", save_all=True, append_images=[_photo().rotate(10).convert("P")], duration=100
+        ),
+    ),
     ("lossless webp with alpha", "alpha.webp", lambda: _save(_photo().convert("RGBA"), "WEBP", lossless=True)),
     ("tiff", "photo.tiff", tiff),
     ("bmp", "photo.bmp", lambda: _save(_photo(), "BMP")),

@@ -1,4 +1,5 @@
 """Wait for a condition by polling it (never a bare sleep as synchronisation)."""
+
 from __future__ import annotations
 
 import time

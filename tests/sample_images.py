@@ -1,4 +1,5 @@
 """Images the tests build from photos that packages ship, and hostile ones."""
+
 from __future__ import annotations
 
 import io
@@ -36,7 +37,12 @@ def png_claiming_size(width: int, height: int) -> bytes:
         return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
 
     header = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
-    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(b"\x00" * 64)) + chunk(b"IEND", b"")
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", header)
+        + chunk(b"IDAT", zlib.compress(b"\x00" * 64))
+        + chunk(b"IEND", b"")
+    )
 
 
 BOUNDARY = "pixelakeboundary"
@@ -44,13 +50,20 @@ BOUNDARY = "pixelakeboundary"
 
 def multipart(field: str, filename: str, data: bytes, content_type: str = "image/jpeg"):
     """A multipart/form-data body with one file part, and its Content-Type header."""
-    body = (f"--{BOUNDARY}\r\nContent-Disposition: form-data; name=\"{field}\"; filename=\"{filename}\"\r\n"
-            f"Content-Type: {content_type}\r\n\r\n").encode() + data + f"\r\n--{BOUNDARY}--\r\n".encode()
+    body = (
+        (
+            f'--{BOUNDARY}\r\nContent-Disposition: form-data; name="{field}"; filename="{filename}"\r\n'
+            f"Content-Type: {content_type}\r\n\r\n"
+        ).encode()
+        + data
+        + f"\r\n--{BOUNDARY}--\r\n".encode()
+    )
     return body, {"Content-Type": f"multipart/form-data; boundary={BOUNDARY}"}
 
 
-def face_composite(size: tuple[int, int] = (2400, 1800), face_share: float = 0.07,
-                   at: tuple[float, float] = (0.7, 0.25)) -> tuple[bytes, tuple[int, int, int]]:
+def face_composite(
+    size: tuple[int, int] = (2400, 1800), face_share: float = 0.07, at: tuple[float, float] = (0.7, 0.25)
+) -> tuple[bytes, tuple[int, int, int]]:
     """A JPEG of skimage's coffee scene enlarged to `size`, with the astronaut's face pasted so
     that it is `face_share` of the shorter side, its top-left at `at` (fractions of width, height).
     Returns the JPEG and where the face is: (x, y, side) in pixels."""

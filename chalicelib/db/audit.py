@@ -3,6 +3,7 @@
 One row per mutating request and per authentication event. Rows are only ever inserted;
 `details` never holds a password, token or key (the writers pass only what is safe to keep).
 """
+
 from __future__ import annotations
 
 import ipaddress
@@ -13,7 +14,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from chalicelib.db.models import AuditLog
+from chalicelib.db.tables import AuditLog
 
 
 def outcome_of(status: int) -> str:
@@ -39,21 +40,47 @@ def _text(value: str | None, limit: int) -> str | None:
     return re.sub(r"[\x00-\x1f\x7f]", "", str(value))[:limit] or None
 
 
-def record(session: Session, *, action: str, outcome: str, user_id: int | None = None,
-           resource_type: str | None = None, resource_id: str | None = None, ip: str | None = None,
-           user_agent: str | None = None, request_id: str | None = None,
-           details: dict[str, Any] | None = None) -> AuditLog:
-    entry = AuditLog(user_id=user_id, action=_text(action, 100) or "unknown", resource_type=_text(resource_type, 50),
-                     resource_id=_text(resource_id, 100), outcome=outcome, ip=_valid_ip(ip),
-                     user_agent=_text(user_agent, 500), request_id=_text(request_id, 100), details=details or {})
+def record(
+    session: Session,
+    *,
+    action: str,
+    outcome: str,
+    user_id: int | None = None,
+    resource_type: str | None = None,
+    resource_id: str | None = None,
+    ip: str | None = None,
+    user_agent: str | None = None,
+    request_id: str | None = None,
+    details: dict[str, Any] | None = None,
+) -> AuditLog:
+    entry = AuditLog(
+        user_id=user_id,
+        action=_text(action, 100) or "unknown",
+        resource_type=_text(resource_type, 50),
+        resource_id=_text(resource_id, 100),
+        outcome=outcome,
+        ip=_valid_ip(ip),
+        user_agent=_text(user_agent, 500),
+        request_id=_text(request_id, 100),
+        details=details or {},
+    )
     session.add(entry)
     session.flush()
     return entry
 
 
-def search(session: Session, *, limit: int, before_id: int | None = None, user_id: int | None = None,
-           action: str | None = None, outcome: str | None = None, resource_type: str | None = None,
-           since: datetime | None = None, until: datetime | None = None) -> list[AuditLog]:
+def search(
+    session: Session,
+    *,
+    limit: int,
+    before_id: int | None = None,
+    user_id: int | None = None,
+    action: str | None = None,
+    outcome: str | None = None,
+    resource_type: str | None = None,
+    since: datetime | None = None,
+    until: datetime | None = None,
+) -> list[AuditLog]:
     """Newest first, keyset-paginated on id; every filter optional."""
     query = select(AuditLog).order_by(AuditLog.id.desc()).limit(limit)
     if before_id is not None:

@@ -1,4 +1,5 @@
 """Datasets of labelled images (S3 keys with labels) for training and batches."""
+
 from __future__ import annotations
 
 from sqlalchemy import delete, func, select
@@ -6,20 +7,30 @@ from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session
 
 from chalicelib.db import owned
-from chalicelib.db.models import Dataset, DatasetItem, Image, TrainingJob
+from chalicelib.db.tables import Dataset, DatasetItem, Image, TrainingJob
 
 
-def create(session: Session, *, owner_id: int, name: str, description: str | None, source: dict,
-           items: list[tuple[str, str, int | None]]) -> Dataset:
+def create(
+    session: Session,
+    *,
+    owner_id: int,
+    name: str,
+    description: str | None,
+    source: dict,
+    items: list[tuple[str, str, int | None]],
+) -> Dataset:
     """A dataset with its (key, label, image_id) items, in one transaction."""
     dataset = Dataset(owner_id=owner_id, name=name, description=description, source=source)
     session.add(dataset)
     session.flush()
     for start in range(0, len(items), 5000):
-        session.execute(insert(DatasetItem), [
-            {"dataset_id": dataset.id, "key": key, "label": label, "image_id": image_id}
-            for key, label, image_id in items[start:start + 5000]
-        ])
+        session.execute(
+            insert(DatasetItem),
+            [
+                {"dataset_id": dataset.id, "key": key, "label": label, "image_id": image_id}
+                for key, label, image_id in items[start : start + 5000]
+            ],
+        )
     return dataset
 
 
@@ -36,14 +47,21 @@ def list_for_owner(session: Session, owner_id: int | None, *, limit: int, before
 
 
 def label_counts(session: Session, dataset_id: int) -> dict[str, int]:
-    rows = session.execute(select(DatasetItem.label, func.count()).where(DatasetItem.dataset_id == dataset_id)
-                           .group_by(DatasetItem.label).order_by(DatasetItem.label))
+    rows = session.execute(
+        select(DatasetItem.label, func.count())
+        .where(DatasetItem.dataset_id == dataset_id)
+        .group_by(DatasetItem.label)
+        .order_by(DatasetItem.label)
+    )
     return dict(rows.all())
 
 
 def items(session: Session, dataset_id: int) -> list[tuple[str, str, int | None]]:
-    rows = session.execute(select(DatasetItem.key, DatasetItem.label, DatasetItem.image_id)
-                           .where(DatasetItem.dataset_id == dataset_id).order_by(DatasetItem.id))
+    rows = session.execute(
+        select(DatasetItem.key, DatasetItem.label, DatasetItem.image_id)
+        .where(DatasetItem.dataset_id == dataset_id)
+        .order_by(DatasetItem.id)
+    )
     return [tuple(r) for r in rows]
 
 
@@ -60,6 +78,8 @@ def delete_dataset(session: Session, dataset: Dataset) -> None:
 def image_ids_by_key(session: Session, bucket: str, keys: list[str]) -> dict[str, int]:
     found: dict[str, int] = {}
     for start in range(0, len(keys), 5000):
-        chunk = keys[start:start + 5000]
-        found.update(session.execute(select(Image.key, Image.id).where(Image.bucket == bucket, Image.key.in_(chunk))).all())
+        chunk = keys[start : start + 5000]
+        found.update(
+            session.execute(select(Image.key, Image.id).where(Image.bucket == bucket, Image.key.in_(chunk))).all()
+        )
     return found

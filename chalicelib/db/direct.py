@@ -12,6 +12,7 @@ unix socket, TLS to RDS Proxy, the rotating RDS password, a 10 s connect timeout
 per thread (one per Lambda container), checked before each transaction and replaced after
 RECYCLE_S, as the api's pool does with pre-ping and pool_recycle.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -40,8 +41,11 @@ def connect_kwargs(url: str, environ: MutableMapping[str, str] | None = None) ->
     from chalicelib.aws_secrets import database_connect_args
 
     parts = urlsplit(url)
-    kwargs: dict[str, Any] = {"user": unquote(parts.username or ""), "timeout": CONNECT_TIMEOUT_S,
-                              **database_connect_args(environ)}
+    kwargs: dict[str, Any] = {
+        "user": unquote(parts.username or ""),
+        "timeout": CONNECT_TIMEOUT_S,
+        **database_connect_args(environ),
+    }
     if parts.password is not None:
         kwargs["password"] = unquote(parts.password)
     if parts.hostname:
@@ -140,47 +144,78 @@ def as_json(value: Any) -> str:
 
 # --- users and images (ingest) ----------------------------------------------------------------
 
+
 def user_exists(db: pg8000.native.Connection, user_id: int) -> bool:
     return bool(db.run("SELECT 1 FROM users WHERE id = :id", id=user_id))
 
 
-def claim_image_for_ingest(db: pg8000.native.Connection, *, owner_id: int, bucket: str, key: str,
-                           size_bytes: int, etag: str | None) -> dict:
+def claim_image_for_ingest(
+    db: pg8000.native.Connection, *, owner_id: int, bucket: str, key: str, size_bytes: int, etag: str | None
+) -> dict:
     """The image row (id, owner_id, status, etag) for an uploaded object, created if the upload
     bypassed the API; locked FOR UPDATE so two deliveries of one event ingest it once."""
-    db.run("INSERT INTO images (owner_id, bucket, key, size_bytes, etag, status) "
-           "VALUES (:owner_id, :bucket, :key, :size_bytes, :etag, 'pending') ON CONFLICT (bucket, key) DO NOTHING",
-           owner_id=owner_id, bucket=bucket, key=key, size_bytes=size_bytes, etag=etag)
-    return one(db, "SELECT id, owner_id, status, etag FROM images WHERE bucket = :bucket AND key = :key FOR UPDATE",
-               bucket=bucket, key=key)
+    db.run(
+        "INSERT INTO images (owner_id, bucket, key, size_bytes, etag, status) "
+        "VALUES (:owner_id, :bucket, :key, :size_bytes, :etag, 'pending') ON CONFLICT (bucket, key) DO NOTHING",
+        owner_id=owner_id,
+        bucket=bucket,
+        key=key,
+        size_bytes=size_bytes,
+        etag=etag,
+    )
+    return one(
+        db,
+        "SELECT id, owner_id, status, etag FROM images WHERE bucket = :bucket AND key = :key FOR UPDATE",
+        bucket=bucket,
+        key=key,
+    )
 
 
-def mark_image_failed(db: pg8000.native.Connection, image_id: int, reason: str, *, etag: str | None,
-                      size_bytes: int) -> str:
-    db.run("UPDATE images SET status = 'failed', error = :error, etag = :etag, size_bytes = :size_bytes, "
-           "processed_at = now(), updated_at = now() WHERE id = :id",
-           error=reason, etag=etag, size_bytes=size_bytes, id=image_id)
+def mark_image_failed(
+    db: pg8000.native.Connection, image_id: int, reason: str, *, etag: str | None, size_bytes: int
+) -> str:
+    db.run(
+        "UPDATE images SET status = 'failed', error = :error, etag = :etag, size_bytes = :size_bytes, "
+        "processed_at = now(), updated_at = now() WHERE id = :id",
+        error=reason,
+        etag=etag,
+        size_bytes=size_bytes,
+        id=image_id,
+    )
     return "failed"
 
 
-def mark_image_ready(db: pg8000.native.Connection, image_id: int, outcome, thumbnails: list[dict], *,
-                     etag: str | None, size_bytes: int) -> str:
-    """Record what the ingest found (chalicelib.ml.ingest's outcome) and the stored thumbnails."""
-    db.run("UPDATE images SET status = 'ready', error = NULL, etag = :etag, size_bytes = :size_bytes, "
-           "format = :format, content_type = :content_type, width = :width, height = :height, mode = :mode, "
-           "sha256 = :sha256, phash = :phash, metadata = CAST(:metadata AS jsonb), "
-           "thumbnails = CAST(:thumbnails AS jsonb), processed_at = now(), updated_at = now() WHERE id = :id",
-           etag=etag, size_bytes=size_bytes, format=outcome.format, content_type=outcome.content_type,
-           width=outcome.width, height=outcome.height, mode=outcome.mode, sha256=outcome.sha256,
-           phash=outcome.phash, metadata=as_json(outcome.metadata), thumbnails=as_json(thumbnails), id=image_id)
+def mark_image_ready(
+    db: pg8000.native.Connection, image_id: int, outcome, thumbnails: list[dict], *, etag: str | None, size_bytes: int
+) -> str:
+    """Record what the ingest found (chalicelib.imaging.ingest's outcome) and the stored thumbnails."""
+    db.run(
+        "UPDATE images SET status = 'ready', error = NULL, etag = :etag, size_bytes = :size_bytes, "
+        "format = :format, content_type = :content_type, width = :width, height = :height, mode = :mode, "
+        "sha256 = :sha256, phash = :phash, metadata = CAST(:metadata AS jsonb), "
+        "thumbnails = CAST(:thumbnails AS jsonb), processed_at = now(), updated_at = now() WHERE id = :id",
+        etag=etag,
+        size_bytes=size_bytes,
+        format=outcome.format,
+        content_type=outcome.content_type,
+        width=outcome.width,
+        height=outcome.height,
+        mode=outcome.mode,
+        sha256=outcome.sha256,
+        phash=outcome.phash,
+        metadata=as_json(outcome.metadata),
+        thumbnails=as_json(thumbnails),
+        id=image_id,
+    )
     return "ready"
 
 
 # --- tasks and results (worker, and the analyses ingest runs) ---------------------------------
 
+
 @dataclass
 class ResultRow:
-    """One row of `results` (chalicelib.db.models.Result), before it is written."""
+    """One row of `results` (chalicelib.db.tables.Result), before it is written."""
 
     kind: str
     data: dict
@@ -207,18 +242,27 @@ def analysis_result(data: dict, kind: str = "analysis") -> ResultRow:
 
 
 # Durations from the database's clock: started and finished in different transactions.
-_FINISH = ("finished_at = clock_timestamp(), updated_at = now(), "
-           "duration_ms = floor(extract(epoch FROM clock_timestamp() - coalesce(started_at, clock_timestamp())) * 1000)")
+_FINISH = (
+    "finished_at = clock_timestamp(), updated_at = now(), "
+    "duration_ms = floor(extract(epoch FROM clock_timestamp() - coalesce(started_at, clock_timestamp())) * 1000)"
+)
 
 
 def claim_task(db: pg8000.native.Connection, task_id: int) -> dict | None:
     """Mark the task running and return it, unless it is finished (a redelivered message) or gone."""
-    task = one(db, "SELECT id, owner_id, image_id, model_id, kind, operation, params, status, attempts "
-                   "FROM processing_tasks WHERE id = :id FOR UPDATE", id=task_id)
+    task = one(
+        db,
+        "SELECT id, owner_id, image_id, model_id, kind, operation, params, status, attempts "
+        "FROM processing_tasks WHERE id = :id FOR UPDATE",
+        id=task_id,
+    )
     if task is None or task["status"] in TASK_FINISHED:
         return None
-    db.run("UPDATE processing_tasks SET status = 'running', started_at = clock_timestamp(), "
-           "attempts = attempts + 1, updated_at = now() WHERE id = :id", id=task_id)
+    db.run(
+        "UPDATE processing_tasks SET status = 'running', started_at = clock_timestamp(), "
+        "attempts = attempts + 1, updated_at = now() WHERE id = :id",
+        id=task_id,
+    )
     task["attempts"] += 1  # this attempt's number
     return task
 
@@ -231,23 +275,39 @@ def task_model(db: pg8000.native.Connection, model_id: int | None) -> dict | Non
     """The registered model version a task runs (None: none, or deleted since)."""
     if model_id is None:
         return None
-    return one(db, "SELECT id, name, version, framework, task, artifact_key, sha256, input_spec, labels "
-                   "FROM ml_models WHERE id = :id", id=model_id)
+    return one(
+        db,
+        "SELECT id, name, version, framework, task, artifact_key, sha256, input_spec, labels "
+        "FROM ml_models WHERE id = :id",
+        id=model_id,
+    )
 
 
 def fail_task(db: pg8000.native.Connection, task_id: int, reason: str) -> None:
-    db.run(f"UPDATE processing_tasks SET status = 'failed', error = :error, {_FINISH} WHERE id = :id",
-           error=reason, id=task_id)
+    db.run(
+        f"UPDATE processing_tasks SET status = 'failed', error = :error, {_FINISH} WHERE id = :id",
+        error=reason,
+        id=task_id,
+    )
 
 
 def _insert_results(db: pg8000.native.Connection, task_id: int, results: list[ResultRow]) -> None:
     for result in results:
-        db.run("INSERT INTO results (task_id, image_id, kind, label, confidence, data, output_key, output_format, "
-               "width, height, size_bytes) SELECT id, image_id, :kind, :label, :confidence, CAST(:data AS jsonb), "
-               ":output_key, :output_format, :width, :height, :size_bytes FROM processing_tasks WHERE id = :id",
-               id=task_id, kind=result.kind, label=result.label, confidence=result.confidence,
-               data=as_json(result.data), output_key=result.output_key, output_format=result.output_format,
-               width=result.width, height=result.height, size_bytes=result.size_bytes)
+        db.run(
+            "INSERT INTO results (task_id, image_id, kind, label, confidence, data, output_key, output_format, "
+            "width, height, size_bytes) SELECT id, image_id, :kind, :label, :confidence, CAST(:data AS jsonb), "
+            ":output_key, :output_format, :width, :height, :size_bytes FROM processing_tasks WHERE id = :id",
+            id=task_id,
+            kind=result.kind,
+            label=result.label,
+            confidence=result.confidence,
+            data=as_json(result.data),
+            output_key=result.output_key,
+            output_format=result.output_format,
+            width=result.width,
+            height=result.height,
+            size_bytes=result.size_bytes,
+        )
 
 
 def succeed_task(db: pg8000.native.Connection, task_id: int, results: list[ResultRow]) -> None:
@@ -257,14 +317,20 @@ def succeed_task(db: pg8000.native.Connection, task_id: int, results: list[Resul
     db.run(f"UPDATE processing_tasks SET status = 'succeeded', error = NULL, {_FINISH} WHERE id = :id", id=task_id)
 
 
-def record_finished_analysis(db: pg8000.native.Connection, *, owner_id: int, image_id: int, name: str,
-                             data: dict, duration_ms: int) -> int:
+def record_finished_analysis(
+    db: pg8000.native.Connection, *, owner_id: int, image_id: int, name: str, data: dict, duration_ms: int
+) -> int:
     """An analysis that already ran (at ingest), recorded as a succeeded task with its result.
 
     The task is new and born finished: two statements, nothing to replace or time."""
-    task_id = db.run("INSERT INTO processing_tasks (owner_id, image_id, kind, operation, params, status, queued_at, "
-                     "started_at, finished_at, duration_ms) VALUES (:owner_id, :image_id, 'analysis', :name, "
-                     "'{}'::jsonb, 'succeeded', now(), now(), now(), :duration_ms) RETURNING id",
-                     owner_id=owner_id, image_id=image_id, name=name, duration_ms=duration_ms)[0][0]
+    task_id = db.run(
+        "INSERT INTO processing_tasks (owner_id, image_id, kind, operation, params, status, queued_at, "
+        "started_at, finished_at, duration_ms) VALUES (:owner_id, :image_id, 'analysis', :name, "
+        "'{}'::jsonb, 'succeeded', now(), now(), now(), :duration_ms) RETURNING id",
+        owner_id=owner_id,
+        image_id=image_id,
+        name=name,
+        duration_ms=duration_ms,
+    )[0][0]
     _insert_results(db, task_id, [analysis_result(data)])
     return task_id

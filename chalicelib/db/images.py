@@ -1,17 +1,33 @@
 """Image rows: created on upload (or when an object appears under uploads/); the ingest writes them through chalicelib/db/direct.py."""
+
 from __future__ import annotations
 
 from sqlalchemy.orm import Session
 
 from chalicelib.db import owned
-from chalicelib.db.models import Image
+from chalicelib.db.tables import Image
 from chalicelib.db.vocabulary import BAND_GUARANTEED_DISTANCE, PHASH_BANDS
 
 
-def create_pending(session: Session, *, owner_id: int, bucket: str, key: str, filename: str | None,
-                   content_type: str | None, size_bytes: int | None) -> Image:
-    image = Image(owner_id=owner_id, bucket=bucket, key=key, filename=filename, content_type=content_type,
-                  size_bytes=size_bytes, status="pending")
+def create_pending(
+    session: Session,
+    *,
+    owner_id: int,
+    bucket: str,
+    key: str,
+    filename: str | None,
+    content_type: str | None,
+    size_bytes: int | None,
+) -> Image:
+    image = Image(
+        owner_id=owner_id,
+        bucket=bucket,
+        key=key,
+        filename=filename,
+        content_type=content_type,
+        size_bytes=size_bytes,
+        status="pending",
+    )
     session.add(image)
     session.flush()
     return image
@@ -22,8 +38,9 @@ def get_for_owner(session: Session, image_id: int, owner_id: int | None) -> Imag
     return owned.get(session, Image, image_id, owner_id)
 
 
-def list_for_owner(session: Session, owner_id: int | None, *, limit: int, before_id: int | None = None,
-                   status: str | None = None) -> list[Image]:
+def list_for_owner(
+    session: Session, owner_id: int | None, *, limit: int, before_id: int | None = None, status: str | None = None
+) -> list[Image]:
     """Newest first, keyset-paginated on id."""
     where = (Image.status == status,) if status is not None else ()
     return owned.page(session, Image, owner_id, limit=limit, before_id=before_id, where=where)
@@ -44,8 +61,14 @@ def similar_query(image: Image, *, max_distance: int, limit: int) -> tuple[str, 
         WHERE owner_id = :owner AND phash IS NOT NULL AND id <> :id {candidates}
           AND bit_count((phash # :q)::bit(64)) <= :max_distance
         ORDER BY distance, id LIMIT :limit"""
-    params = {"q": image.phash, "owner": image.owner_id, "id": image.id, "max_distance": max_distance,
-              "limit": limit, **{f"b{b}": phash_band(image.phash, b) for b in range(PHASH_BANDS)}}
+    params = {
+        "q": image.phash,
+        "owner": image.owner_id,
+        "id": image.id,
+        "max_distance": max_distance,
+        "limit": limit,
+        **{f"b{b}": phash_band(image.phash, b) for b in range(PHASH_BANDS)},
+    }
     return sql, params
 
 

@@ -1,19 +1,20 @@
 """Training jobs and batches: created by the API, advanced by jobs running on Dask."""
+
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from sqlalchemy import func, select, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session
 
 from chalicelib.db import owned
-from chalicelib.db.models import Batch, ProcessingTask, TrainingJob
+from chalicelib.db.tables import Batch, ProcessingTask, TrainingJob
 from chalicelib.db.vocabulary import JOB_FINISHED
 
 
 def now() -> datetime:
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)
 
 
 def get_job(session: Session, job_id: int, owner_id: int | None) -> TrainingJob | None:
@@ -27,8 +28,11 @@ def list_jobs(session: Session, owner_id: int | None, *, limit: int, before_id: 
 def set_progress(session: Session, job_id: int, *, progress: int, stage: str) -> str:
     """Record progress unless the job was cancelled meanwhile; returns the job's status."""
     status = session.scalar(
-        update(TrainingJob).where(TrainingJob.id == job_id, TrainingJob.status.notin_(JOB_FINISHED))
-        .values(progress=progress, stage=stage).returning(TrainingJob.status))
+        update(TrainingJob)
+        .where(TrainingJob.id == job_id, TrainingJob.status.notin_(JOB_FINISHED))
+        .values(progress=progress, stage=stage)
+        .returning(TrainingJob.status)
+    )
     return status or "cancelled"
 
 
@@ -40,8 +44,15 @@ def start_job(session: Session, job_id: int) -> TrainingJob | None:
     return job
 
 
-def finish_job(session: Session, job_id: int, status: str, *, error: str | None = None, metrics: dict | None = None,
-               model_id: int | None = None) -> None:
+def finish_job(
+    session: Session,
+    job_id: int,
+    status: str,
+    *,
+    error: str | None = None,
+    metrics: dict | None = None,
+    model_id: int | None = None,
+) -> None:
     """Finish a job unless it was cancelled meanwhile (a cancel wins over a late result)."""
     values = {"status": status, "error": error, "finished_at": now(), "stage": status}
     if status == "succeeded":
@@ -50,8 +61,9 @@ def finish_job(session: Session, job_id: int, status: str, *, error: str | None 
         values["metrics"] = metrics
     if model_id is not None:
         values["model_id"] = model_id
-    session.execute(update(TrainingJob).where(TrainingJob.id == job_id, TrainingJob.status.notin_(JOB_FINISHED))
-                    .values(**values))
+    session.execute(
+        update(TrainingJob).where(TrainingJob.id == job_id, TrainingJob.status.notin_(JOB_FINISHED)).values(**values)
+    )
 
 
 def get_batch(session: Session, batch_id: int, owner_id: int | None) -> Batch | None:
@@ -63,29 +75,54 @@ def list_batches(session: Session, owner_id: int | None, *, limit: int, before_i
 
 
 def find_batch(session: Session, owner_id: int, request_hash: str) -> Batch | None:
-    return session.scalars(select(Batch).where(Batch.owner_id == owner_id, Batch.request_hash == request_hash)).one_or_none()
+    return session.scalars(
+        select(Batch).where(Batch.owner_id == owner_id, Batch.request_hash == request_hash)
+    ).one_or_none()
 
 
-def add_batch_tasks(session: Session, batch: Batch, *, kind: str, image_ids: list[int], params: dict,
-                    model_id: int | None = None) -> None:
+def add_batch_tasks(
+    session: Session, batch: Batch, *, kind: str, image_ids: list[int], params: dict, model_id: int | None = None
+) -> None:
     """One task per image; (batch, image) is unique, so a retried submission adds nothing twice."""
     for start in range(0, len(image_ids), 5000):
-        session.execute(insert(ProcessingTask).values([
-            {"owner_id": batch.owner_id, "image_id": image_id, "batch_id": batch.id, "kind": kind,
-             "operation": batch.operation, "params": params, "model_id": model_id, "status": "pending"}
-            for image_id in image_ids[start:start + 5000]
-        ]).on_conflict_do_nothing(index_elements=["batch_id", "image_id"],
-                                  index_where=ProcessingTask.batch_id.isnot(None)))
+        session.execute(
+            insert(ProcessingTask)
+            .values(
+                [
+                    {
+                        "owner_id": batch.owner_id,
+                        "image_id": image_id,
+                        "batch_id": batch.id,
+                        "kind": kind,
+                        "operation": batch.operation,
+                        "params": params,
+                        "model_id": model_id,
+                        "status": "pending",
+                    }
+                    for image_id in image_ids[start : start + 5000]
+                ]
+            )
+            .on_conflict_do_nothing(
+                index_elements=["batch_id", "image_id"], index_where=ProcessingTask.batch_id.isnot(None)
+            )
+        )
 
 
 def batch_counts(session: Session, batch_id: int) -> dict[str, int]:
-    rows = session.execute(select(ProcessingTask.status, func.count()).where(ProcessingTask.batch_id == batch_id)
-                           .group_by(ProcessingTask.status))
+    rows = session.execute(
+        select(ProcessingTask.status, func.count())
+        .where(ProcessingTask.batch_id == batch_id)
+        .group_by(ProcessingTask.status)
+    )
     counts = dict(rows.all())
     return {status: counts.get(status, 0) for status in ("pending", "running", "succeeded", "failed")}
 
 
 def pending_batch_tasks(session: Session, batch_id: int) -> list[int]:
-    return list(session.scalars(select(ProcessingTask.id).where(ProcessingTask.batch_id == batch_id,
-                                                               ProcessingTask.status.in_(("pending", "running")))
-                                .order_by(ProcessingTask.id)))
+    return list(
+        session.scalars(
+            select(ProcessingTask.id)
+            .where(ProcessingTask.batch_id == batch_id, ProcessingTask.status.in_(("pending", "running")))
+            .order_by(ProcessingTask.id)
+        )
+    )

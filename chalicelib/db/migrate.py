@@ -1,4 +1,5 @@
 """Apply Alembic migrations (local stack start, tests, the deploy step) and render them as SQL."""
+
 from __future__ import annotations
 
 import io
@@ -7,7 +8,7 @@ from pathlib import Path
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 SCHEMA_HEADER = """-- Pixelake database schema, generated from the Alembic migrations by `make schema`.
--- Do not edit: change chalicelib/db/models.py, add a migration, regenerate.
+-- Do not edit: change chalicelib/db/tables.py, add a migration, regenerate.
 -- Load on a fresh PostgreSQL 12+:  psql -v ON_ERROR_STOP=1 -f database_schema.sql
 """
 

@@ -3,6 +3,7 @@
 `owner_id` None means an administrator: every owner's rows. Pages are keyset-paginated on id
 (stable under inserts, fast at any depth).
 """
+
 from __future__ import annotations
 
 from typing import TypeVar
@@ -13,15 +14,23 @@ from sqlalchemy.orm import Session
 Row = TypeVar("Row")
 
 
-def get(session: Session, model: type[Row], row_id: int, owner_id: int | None, *options) -> Row | None:
+def get[Row](session: Session, model: type[Row], row_id: int, owner_id: int | None, *options) -> Row | None:
     query = select(model).where(model.id == row_id).options(*options)
     if owner_id is not None:
         query = query.where(model.owner_id == owner_id)
     return session.scalars(query).one_or_none()
 
 
-def page(session: Session, model: type[Row], owner_id: int | None, *, limit: int, before_id: int | None,
-         where: tuple = (), options: tuple = ()) -> list[Row]:
+def page[Row](
+    session: Session,
+    model: type[Row],
+    owner_id: int | None,
+    *,
+    limit: int,
+    before_id: int | None,
+    where: tuple = (),
+    options: tuple = (),
+) -> list[Row]:
     query = select(model).where(*where).options(*options).order_by(model.id.desc()).limit(limit)
     if owner_id is not None:
         query = query.where(model.owner_id == owner_id)

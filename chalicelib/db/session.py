@@ -1,4 +1,5 @@
 """The engine and sessions: created lazily, once per process (one per Lambda container)."""
+
 from __future__ import annotations
 
 import contextlib

@@ -1,19 +1,37 @@
 """Processing tasks and their results: created by the API, run by the workers."""
+
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session, selectinload
 
 from chalicelib.db import owned
-from chalicelib.db.models import ProcessingTask, Result
+from chalicelib.db.tables import ProcessingTask, Result
 
 
-def create(session: Session, *, owner_id: int, image_id: int, kind: str, operation: str, params: dict,
-           model_id: int | None = None, batch_id: int | None = None) -> ProcessingTask:
-    task = ProcessingTask(owner_id=owner_id, image_id=image_id, kind=kind, operation=operation, params=params,
-                          model_id=model_id, batch_id=batch_id, status="pending")
+def create(
+    session: Session,
+    *,
+    owner_id: int,
+    image_id: int,
+    kind: str,
+    operation: str,
+    params: dict,
+    model_id: int | None = None,
+    batch_id: int | None = None,
+) -> ProcessingTask:
+    task = ProcessingTask(
+        owner_id=owner_id,
+        image_id=image_id,
+        kind=kind,
+        operation=operation,
+        params=params,
+        model_id=model_id,
+        batch_id=batch_id,
+        status="pending",
+    )
     session.add(task)
     session.flush()
     return task
@@ -26,8 +44,13 @@ def get_for_owner(session: Session, task_id: int, owner_id: int | None) -> Proce
 
 
 def list_for_image(session: Session, image_id: int, *, limit: int, before_id: int | None) -> list[ProcessingTask]:
-    query = (select(ProcessingTask).where(ProcessingTask.image_id == image_id)
-             .options(selectinload(ProcessingTask.results)).order_by(ProcessingTask.id.desc()).limit(limit))
+    query = (
+        select(ProcessingTask)
+        .where(ProcessingTask.image_id == image_id)
+        .options(selectinload(ProcessingTask.results))
+        .order_by(ProcessingTask.id.desc())
+        .limit(limit)
+    )
     if before_id is not None:
         query = query.where(ProcessingTask.id < before_id)
     return settle_stalled(list(session.scalars(query)))
@@ -45,25 +68,33 @@ def settle_stalled(tasks: list[ProcessingTask], *, stall_s: int | None = None) -
         from chalicelib.config import get_settings
 
         stall_s = get_settings().task_stall_s
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     for task in tasks:
         if task.status == "running" and task.started_at is not None:
             idle_s = (now - task.started_at).total_seconds()
             if idle_s > stall_s:
-                fail(task, f"no attempt has finished it: the last one started {idle_s / 60:.0f} minutes ago and "
-                           f"its message was set aside after {task.attempts} attempts; submit the task again")
+                fail(
+                    task,
+                    f"no attempt has finished it: the last one started {idle_s / 60:.0f} minutes ago and "
+                    f"its message was set aside after {task.attempts} attempts; submit the task again",
+                )
     return tasks
 
 
 def latest_analyses(session: Session, image_id: int) -> dict[str, dict]:
     """The newest succeeded result of each analysis run on the image, by analyzer name."""
-    query = (select(ProcessingTask.operation, ProcessingTask.id, Result.data, Result.confidence)
-             .join(Result, Result.task_id == ProcessingTask.id)
-             .where(ProcessingTask.image_id == image_id, ProcessingTask.kind == "analysis",
-                    ProcessingTask.status == "succeeded")
-             .order_by(ProcessingTask.id))
-    return {name: {"task_id": task_id, "confidence": confidence, **data}
-            for name, task_id, data, confidence in session.execute(query)}
+    query = (
+        select(ProcessingTask.operation, ProcessingTask.id, Result.data, Result.confidence)
+        .join(Result, Result.task_id == ProcessingTask.id)
+        .where(
+            ProcessingTask.image_id == image_id, ProcessingTask.kind == "analysis", ProcessingTask.status == "succeeded"
+        )
+        .order_by(ProcessingTask.id)
+    )
+    return {
+        name: {"task_id": task_id, "confidence": confidence, **data}
+        for name, task_id, data, confidence in session.execute(query)
+    }
 
 
 # Any constant: one process at a time refreshes the statistics summaries.
@@ -78,10 +109,11 @@ def refresh_statistics(session: Session, max_age_s: int) -> None:
     """
     from sqlalchemy import text
 
-    from chalicelib.db.models import STATISTICS_SUMMARIES
+    from chalicelib.db.tables import STATISTICS_SUMMARIES
 
-    age = session.execute(text(
-        "SELECT extract(epoch FROM clock_timestamp() - max(refreshed_at)) FROM processing_statistics_totals")).scalar()
+    age = session.execute(
+        text("SELECT extract(epoch FROM clock_timestamp() - max(refreshed_at)) FROM processing_statistics_totals")
+    ).scalar()
     if age is not None and age <= max_age_s:
         return
     if not session.execute(text("SELECT pg_try_advisory_xact_lock(:key)"), {"key": STATISTICS_REFRESH_LOCK}).scalar():
@@ -100,14 +132,30 @@ def statistics(session: Session, owner_id: int | None, *, max_age_s: int = 0) ->
     refresh_statistics(session, max_age_s)
     owner_clause = "" if owner_id is None else "WHERE owner_id = :owner"
     params = {} if owner_id is None else {"owner": owner_id}
-    images = dict(session.execute(text(f"SELECT status, count(*) FROM images {owner_clause} GROUP BY status"), params).all())
-    tasks = session.execute(text("""
+    images = dict(
+        session.execute(text(f"SELECT status, count(*) FROM images {owner_clause} GROUP BY status"), params).all()
+    )
+    tasks = (
+        session.execute(
+            text("""
         SELECT operation, status, task_count AS count, p50_duration_ms, p95_duration_ms
         FROM processing_statistics_totals WHERE owner_key = :owner_key
-        ORDER BY operation, status"""), {"owner_key": owner_id or 0}).mappings().all()
-    per_day = session.execute(text(f"""
+        ORDER BY operation, status"""),
+            {"owner_key": owner_id or 0},
+        )
+        .mappings()
+        .all()
+    )
+    per_day = (
+        session.execute(
+            text(f"""
         SELECT day::date AS day, sum(task_count)::bigint AS tasks, avg(avg_confidence) AS avg_confidence
-        FROM processing_statistics_daily {owner_clause} GROUP BY day ORDER BY day DESC LIMIT 90"""), params).mappings().all()
+        FROM processing_statistics_daily {owner_clause} GROUP BY day ORDER BY day DESC LIMIT 90"""),
+            params,
+        )
+        .mappings()
+        .all()
+    )
     as_of = session.execute(text("SELECT min(refreshed_at) FROM processing_statistics_totals")).scalar()
     return {
         "images": {status: images.get(status, 0) for status in ("pending", "processing", "ready", "failed")},
@@ -120,7 +168,7 @@ def statistics(session: Session, owner_id: int | None, *, max_age_s: int = 0) ->
 def _finish(task: ProcessingTask, status: str, error: str | None) -> None:
     task.status = status
     task.error = error
-    task.finished_at = datetime.now(timezone.utc)
+    task.finished_at = datetime.now(UTC)
     started = task.started_at or task.finished_at
     task.duration_ms = int((task.finished_at - started).total_seconds() * 1000)
 

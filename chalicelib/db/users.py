@@ -3,15 +3,16 @@
 Emails are stored lower-cased (the unique index is on lower(email) too). API keys are stored
 as their SHA-256 only; the key itself is shown once, when it is created.
 """
+
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from sqlalchemy import func, select, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session
 
-from chalicelib.db.models import ApiKey, Image, User
+from chalicelib.db.tables import ApiKey, Image, User
 
 LOCAL_USER_EMAIL = "local@pixelake.localhost"
 
@@ -19,9 +20,7 @@ LOCAL_USER_EMAIL = "local@pixelake.localhost"
 def ensure_local_user(session: Session) -> User:
     """The user requests act as when authentication is off (created on first use)."""
     session.execute(
-        insert(User).values(email=LOCAL_USER_EMAIL).on_conflict_do_nothing(
-            index_elements=[func.lower(User.email)]
-        )
+        insert(User).values(email=LOCAL_USER_EMAIL).on_conflict_do_nothing(index_elements=[func.lower(User.email)])
     )
     return session.scalars(select(User).where(func.lower(User.email) == LOCAL_USER_EMAIL)).one()
 
@@ -37,7 +36,8 @@ def get_by_email(session: Session, email: str) -> User | None:
 def create(session: Session, *, email: str, password_hash: str, role: str = "user") -> User | None:
     """A new user, or None when the email is taken (atomically: two registrations cannot both win)."""
     user_id = session.scalar(
-        insert(User).values(email=email.lower(), password_hash=password_hash, role=role)
+        insert(User)
+        .values(email=email.lower(), password_hash=password_hash, role=role)
         .on_conflict_do_nothing(index_elements=[func.lower(User.email)])
         .returning(User.id)
     )
@@ -53,6 +53,7 @@ def set_password_hash(user: User, password_hash: str) -> None:
 
 
 # --- API keys ---
+
 
 def create_api_key(session: Session, *, user_id: int, name: str, prefix: str, key_hash: str) -> ApiKey:
     api_key = ApiKey(user_id=user_id, name=name, prefix=prefix, key_hash=key_hash)
@@ -79,13 +80,14 @@ def get_api_key_for_owner(session: Session, key_id: int, owner_id: int | None) -
 
 def revoke_api_key(api_key: ApiKey) -> None:
     if api_key.revoked_at is None:
-        api_key.revoked_at = datetime.now(timezone.utc)
+        api_key.revoked_at = datetime.now(UTC)
 
 
 def find_active_api_key(session: Session, key_hash: str) -> tuple[ApiKey, User] | None:
     """The unrevoked key with this hash and its active user."""
     row = session.execute(
-        select(ApiKey, User).join(User, User.id == ApiKey.user_id)
+        select(ApiKey, User)
+        .join(User, User.id == ApiKey.user_id)
         .where(ApiKey.key_hash == key_hash, ApiKey.revoked_at.is_(None), User.is_active.is_(True))
     ).one_or_none()
     return None if row is None else (row[0], row[1])
@@ -96,6 +98,7 @@ def touch_api_key(session: Session, key_id: int, when: datetime) -> None:
 
 
 # --- storage quota ---
+
 
 def lock_for_upload(session: Session, user_id: int) -> User | None:
     """The user row, locked until the transaction ends: one user's uploads check their quota one at a time."""

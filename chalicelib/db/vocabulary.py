@@ -3,6 +3,7 @@
 Kept free of SQLAlchemy so the api's request schemas (and the raw-SQL writers of the ingest and
 worker functions) can name them without paying for the ORM at import.
 """
+
 IMAGE_STATUSES = ("pending", "processing", "ready", "failed")
 TASK_STATUSES = ("pending", "running", "succeeded", "failed")
 TASK_FINISHED = ("succeeded", "failed")

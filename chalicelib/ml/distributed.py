@@ -9,10 +9,12 @@ missing object) is reported with the item and never fails the whole job.
 
 dask and distributed are imported inside the functions: the api Lambda has neither.
 """
+
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator, Sequence
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     import numpy as np
@@ -35,6 +37,7 @@ class ItemOutcome:
 @dataclass(frozen=True)
 class TrainedModel:
     """A model trained on a worker: its skops artifact, labels, held-out metrics, fit warnings."""
+
     artifact: bytes
     labels: list[str]
     metrics: dict
@@ -67,16 +70,17 @@ def split_partitions(items: Sequence, partitions: int) -> list[list]:
 
 def describe_failure(exc: BaseException) -> str:
     """A one-line reason for a failed item; an image rejection's message is already for users."""
-    from chalicelib.ml.imageio import ImageRejected
-    from chalicelib.ml.registry import InvalidRequest
+    from chalicelib.errors import InvalidRequest
+    from chalicelib.imaging.imageio import ImageRejected
 
     if isinstance(exc, (ImageRejected, InvalidRequest)):
         return str(exc)
     return f"{type(exc).__name__}: {exc}"
 
 
-def _extract_partition(chunk: list[tuple[int, str]], *, load_bytes: Callable[[str], bytes], feature: str,
-                       params: dict) -> tuple[list[int], np.ndarray, list[tuple[int, str, str]]]:
+def _extract_partition(
+    chunk: list[tuple[int, str]], *, load_bytes: Callable[[str], bytes], feature: str, params: dict
+) -> tuple[list[int], np.ndarray, list[tuple[int, str, str]]]:
     """Runs on a worker: (positions that worked, their feature rows, [(position, key, reason)])."""
     import numpy as np
 
@@ -124,8 +128,7 @@ def extract_features_parallel(
         return np.empty((0, length), dtype=np.float32), [], []
 
     chunks = split_partitions([(position, key) for position, (key, _) in enumerate(items)], partitions)
-    futures = client.map(_extract_partition, chunks, load_bytes=load_bytes, feature=feature, params=clean,
-                         pure=False)
+    futures = client.map(_extract_partition, chunks, load_bytes=load_bytes, feature=feature, params=clean, pure=False)
     sizes = {future.key: len(chunk) for future, chunk in zip(futures, chunks)}
     rows = np.zeros((total, length), dtype=np.float32)
     worked = np.zeros(total, dtype=bool)
@@ -179,10 +182,10 @@ def run_batch(client: Client, items: Iterable, fn: Callable[[Any], Any], partiti
         client.cancel([future for future in futures if not future.done()])
 
 
-
-def _train_and_save(X: np.ndarray, y: list, *, algorithm: str, params: dict | None, test_size: float,
-                    seed: int) -> tuple:
-    from chalicelib.ml.registry import InvalidRequest
+def _train_and_save(
+    X: np.ndarray, y: list, *, algorithm: str, params: dict | None, test_size: float, seed: int
+) -> tuple:
+    from chalicelib.errors import InvalidRequest
     from chalicelib.ml.training import save_model, train_and_evaluate
 
     try:
@@ -193,22 +196,31 @@ def _train_and_save(X: np.ndarray, y: list, *, algorithm: str, params: dict | No
     return "ok", TrainedModel(save_model(outcome.model), outcome.labels, outcome.metrics, outcome.warnings)
 
 
-def train_on_cluster(client: Client, X: np.ndarray, y: Sequence, *, algorithm: str, params: dict | None,
-                     test_size: float, seed: int) -> TrainedModel:
+def train_on_cluster(
+    client: Client, X: np.ndarray, y: Sequence, *, algorithm: str, params: dict | None, test_size: float, seed: int
+) -> TrainedModel:
     """`training.train_and_evaluate` on a worker; the model comes back as skops bytes.
 
     The caller needs neither scikit-learn nor skops. Raises InvalidRequest as
     train_and_evaluate does (with its code), before or after the fit.
     """
-    from chalicelib.ml.registry import InvalidRequest
+    from chalicelib.errors import InvalidRequest
     from chalicelib.ml.training import check_split, clean_algorithm_params
 
     # Cheap checks here, so a bad request does not wait for a worker.
     clean = clean_algorithm_params(algorithm, params)
     check_split([str(label) for label in y], test_size)
     [X_future] = client.scatter([X])
-    status, value = client.submit(_train_and_save, X_future, list(y), algorithm=algorithm, params=clean,
-                                  test_size=test_size, seed=seed, pure=False).result()
+    status, value = client.submit(
+        _train_and_save,
+        X_future,
+        list(y),
+        algorithm=algorithm,
+        params=clean,
+        test_size=test_size,
+        seed=seed,
+        pure=False,
+    ).result()
     if status == "invalid":
         message, code, allowed = value
         raise InvalidRequest(message, code=code, allowed=allowed)

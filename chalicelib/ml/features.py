@@ -8,12 +8,14 @@ Every feature is `func(img: PIL.Image.Image, **params) -> 1-D float32 ndarray` w
 depends only on the parameters (`feature_length`). What lies under full transparency never
 changes a feature: `pixels` and `hog` composite over black, `color_histogram` leaves such pixels out.
 """
+
 from __future__ import annotations
 
 import math
 from typing import TYPE_CHECKING
 
-from chalicelib.ml.registry import ML, InvalidRequest, Param, Registry
+from chalicelib.errors import InvalidRequest
+from chalicelib.registry import ML, Param, Registry
 
 if TYPE_CHECKING:  # numpy and Pillow live in the Lambda layers, not in the api function
     import numpy as np
@@ -53,7 +55,8 @@ def _gray_square(img: Image.Image, size: int) -> np.ndarray:
 @FEATURES.register(
     "pixels",
     Param("size", int, 8, "side of the square grayscale image the pixels are taken from", minimum=4, maximum=128),
-    runtime=ML, produces_image=False,
+    runtime=ML,
+    produces_image=False,
     length=lambda size: size * size,
     decode_side=lambda size: size,
 )
@@ -67,7 +70,8 @@ def pixels(img: Image.Image, *, size: int = 8) -> np.ndarray:
 @FEATURES.register(
     "color_histogram",
     Param("bins", int, 16, "bins per RGB channel", choices=HISTOGRAM_BINS),
-    runtime=ML, produces_image=False,
+    runtime=ML,
+    produces_image=False,
     length=lambda bins: 3 * bins,
     # A histogram is a statistic of the whole picture: 512 px is plenty and decodes fast.
     decode_side=lambda bins: 512,
@@ -106,13 +110,15 @@ def _hog_check(params: dict) -> None:
     Param("orientations", int, 9, "orientation bins over 0..180°", minimum=2, maximum=36),
     Param("cell_size", int, 8, "side of a cell in pixels", minimum=2, maximum=64),
     Param("block_size", int, 2, "side of a normalization block in cells", minimum=1, maximum=8),
-    runtime=ML, produces_image=False,
+    runtime=ML,
+    produces_image=False,
     length=_hog_length,
     decode_side=lambda size, **_: size,
     check=_hog_check,
 )
-def hog(img: Image.Image, *, size: int = 64, orientations: int = 9, cell_size: int = 8,
-        block_size: int = 2) -> np.ndarray:
+def hog(
+    img: Image.Image, *, size: int = 64, orientations: int = 9, cell_size: int = 8, block_size: int = 2
+) -> np.ndarray:
     """Histogram of oriented gradients (Dalal & Triggs) of the image resized to size×size.
 
     Computed as scikit-image's `hog(..., block_norm="L2-Hys")` does: centred differences, each
@@ -137,7 +143,7 @@ def hog(img: Image.Image, *, size: int = 64, orientations: int = 9, cell_size: i
     edges = 180.0 / orientations * np.arange(1, orientations)
     bins = np.searchsorted(edges, angle, side="right") % orientations
 
-    cell_index = (np.arange(covered) // cell_size)
+    cell_index = np.arange(covered) // cell_size
     flat = ((cell_index[:, None] * cells + cell_index[None, :]) * orientations + bins).ravel()
     histogram = np.bincount(flat, weights=magnitude.ravel(), minlength=cells * cells * orientations)
     histogram = histogram.reshape(cells, cells, orientations) / (cell_size * cell_size)
@@ -145,9 +151,9 @@ def hog(img: Image.Image, *, size: int = 64, orientations: int = 9, cell_size: i
     windows = np.lib.stride_tricks.sliding_window_view(histogram, (block_size, block_size), axis=(0, 1))
     blocks = np.moveaxis(windows, 2, -1)  # (block row, block col, cell row, cell col, orientation)
     eps = 1e-5
-    blocks = blocks / np.sqrt((blocks ** 2).sum(axis=(2, 3, 4), keepdims=True) + eps ** 2)
+    blocks = blocks / np.sqrt((blocks**2).sum(axis=(2, 3, 4), keepdims=True) + eps**2)
     blocks = np.minimum(blocks, 0.2)
-    blocks = blocks / np.sqrt((blocks ** 2).sum(axis=(2, 3, 4), keepdims=True) + eps ** 2)
+    blocks = blocks / np.sqrt((blocks**2).sum(axis=(2, 3, 4), keepdims=True) + eps**2)
     return blocks.astype(np.float32).ravel()
 
 
@@ -174,7 +180,7 @@ def extract(data: bytes, feature: str, params: dict | None = None) -> np.ndarray
     that are not an acceptable image.
     """
     from chalicelib.config import get_settings
-    from chalicelib.ml.imageio import decode, probe
+    from chalicelib.imaging.imageio import decode, probe
 
     entry = FEATURES.get(feature)
     clean = clean_feature_params(feature, params)

@@ -10,17 +10,20 @@ while skops refuses every type outside its safe set and the few extra types in
 models.TRUSTED_TYPES (one allow-list for trained and registered models).
 scikit-learn and skops are imported inside functions: the api Lambda has neither.
 """
+
 from __future__ import annotations
 
 import math
 import warnings
 import zipfile
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Sequence
+from typing import TYPE_CHECKING, Any
 
-from chalicelib.ml.models import TRUSTED_TYPES, load_sklearn  # noqa: F401 - TRUSTED_TYPES re-exported
-from chalicelib.ml.registry import ML, InvalidRequest, Param, Registry
+from chalicelib.errors import InvalidRequest
+from chalicelib.ml.runtimes import TRUSTED_TYPES, load_sklearn  # noqa: F401 - TRUSTED_TYPES re-exported
+from chalicelib.registry import ML, Param, Registry
 
 if TYPE_CHECKING:
     import numpy as np
@@ -44,13 +47,15 @@ def _scaled(estimator) -> Pipeline:
 
 
 def _C(default: float = 1.0) -> Param:
-    return Param("C", float, default, "inverse regularization strength (smaller = simpler model)",
-                 minimum=1e-4, maximum=1e4)
+    return Param(
+        "C", float, default, "inverse regularization strength (smaller = simpler model)", minimum=1e-4, maximum=1e4
+    )
 
 
 def _class_weight_param() -> Param:
-    return Param("class_weight", str, "none", "'balanced' weighs classes inversely to their size",
-                 choices=CLASS_WEIGHTS)
+    return Param(
+        "class_weight", str, "none", "'balanced' weighs classes inversely to their size", choices=CLASS_WEIGHTS
+    )
 
 
 @ALGORITHMS.register(
@@ -58,14 +63,16 @@ def _class_weight_param() -> Param:
     _C(),
     Param("max_iter", int, 1000, "most solver iterations", minimum=50, maximum=10_000),
     _class_weight_param(),
-    runtime=ML, produces_image=False,
+    runtime=ML,
+    produces_image=False,
 )
 def logistic_regression(*, seed: int, C: float, max_iter: int, class_weight: str) -> Pipeline:
     """Multinomial logistic regression on standardized features."""
     from sklearn.linear_model import LogisticRegression
 
-    return _scaled(LogisticRegression(C=C, max_iter=max_iter, class_weight=_class_weight(class_weight),
-                                      random_state=seed))
+    return _scaled(
+        LogisticRegression(C=C, max_iter=max_iter, class_weight=_class_weight(class_weight), random_state=seed)
+    )
 
 
 @ALGORITHMS.register(
@@ -73,14 +80,16 @@ def logistic_regression(*, seed: int, C: float, max_iter: int, class_weight: str
     _C(),
     Param("max_iter", int, 5000, "most solver iterations", minimum=100, maximum=100_000),
     _class_weight_param(),
-    runtime=ML, produces_image=False,
+    runtime=ML,
+    produces_image=False,
 )
 def linear_svm(*, seed: int, C: float, max_iter: int, class_weight: str) -> Pipeline:
     """Linear support vector machine (one-vs-rest) on standardized features."""
     from sklearn.svm import LinearSVC
 
-    return _scaled(LinearSVC(C=C, max_iter=max_iter, class_weight=_class_weight(class_weight),
-                             dual="auto", random_state=seed))
+    return _scaled(
+        LinearSVC(C=C, max_iter=max_iter, class_weight=_class_weight(class_weight), dual="auto", random_state=seed)
+    )
 
 
 def _forest_fit_params(params: dict, y_train: np.ndarray) -> dict:
@@ -99,11 +108,13 @@ def _forest_fit_params(params: dict, y_train: np.ndarray) -> dict:
     Param("min_samples_leaf", int, 1, "fewest training items in a leaf", minimum=1, maximum=100),
     Param("max_features", str, "sqrt", "features considered at each split", choices=("sqrt", "log2", "all")),
     _class_weight_param(),
-    runtime=ML, produces_image=False,
+    runtime=ML,
+    produces_image=False,
     fit_params=_forest_fit_params,
 )
-def random_forest(*, seed: int, n_estimators: int, max_depth: int | None, min_samples_leaf: int,
-                  max_features: str, class_weight: str) -> Pipeline:
+def random_forest(
+    *, seed: int, n_estimators: int, max_depth: int | None, min_samples_leaf: int, max_features: str, class_weight: str
+) -> Pipeline:
     """Random forest of decision trees (no scaling: trees split on thresholds)."""
     from sklearn.ensemble import RandomForestClassifier
     from sklearn.pipeline import Pipeline
@@ -112,8 +123,12 @@ def random_forest(*, seed: int, n_estimators: int, max_depth: int | None, min_sa
     # sample weights (_forest_fit_params): the forest turns "balanced" into a dict that
     # scikit-learn then looks up with int("7") for the label "7", and fails.
     forest = RandomForestClassifier(
-        n_estimators=n_estimators, max_depth=max_depth, min_samples_leaf=min_samples_leaf,
-        max_features=None if max_features == "all" else max_features, random_state=seed, n_jobs=1,
+        n_estimators=n_estimators,
+        max_depth=max_depth,
+        min_samples_leaf=min_samples_leaf,
+        max_features=None if max_features == "all" else max_features,
+        random_state=seed,
+        n_jobs=1,
     )
     return Pipeline([("classify", forest)])
 
@@ -130,7 +145,8 @@ def _knn_check(params: dict, y_train: np.ndarray) -> None:
     "knn",
     Param("n_neighbors", int, 5, "neighbours that vote", minimum=1, maximum=200),
     Param("weights", str, "distance", "'distance': nearer neighbours count more", choices=("uniform", "distance")),
-    runtime=ML, produces_image=False,
+    runtime=ML,
+    produces_image=False,
     check_fit=_knn_check,
 )
 def knn(*, seed: int, n_neighbors: int, weights: str) -> Pipeline:
@@ -162,18 +178,33 @@ def _mlp_check(params: dict, y_train: np.ndarray) -> None:
     # Off by default: on a few hundred items the 10% validation split is too small to tell
     # progress from noise and training stops after a few epochs.
     Param("early_stopping", bool, False, "stop when a 10% validation split stops improving (for large datasets)"),
-    runtime=ML, produces_image=False,
+    runtime=ML,
+    produces_image=False,
     check_fit=_mlp_check,
 )
-def mlp(*, seed: int, hidden_units: int, hidden_layers: int, alpha: float, learning_rate: float,
-        max_iter: int, early_stopping: bool) -> Pipeline:
+def mlp(
+    *,
+    seed: int,
+    hidden_units: int,
+    hidden_layers: int,
+    alpha: float,
+    learning_rate: float,
+    max_iter: int,
+    early_stopping: bool,
+) -> Pipeline:
     """Multi-layer perceptron (ReLU, Adam) on standardized features."""
     from sklearn.neural_network import MLPClassifier
 
-    return _scaled(MLPClassifier(
-        hidden_layer_sizes=(hidden_units,) * hidden_layers, alpha=alpha, learning_rate_init=learning_rate,
-        max_iter=max_iter, early_stopping=early_stopping, random_state=seed,
-    ))
+    return _scaled(
+        MLPClassifier(
+            hidden_layer_sizes=(hidden_units,) * hidden_layers,
+            alpha=alpha,
+            learning_rate_init=learning_rate,
+            max_iter=max_iter,
+            early_stopping=early_stopping,
+            random_state=seed,
+        )
+    )
 
 
 @dataclass
@@ -192,10 +223,14 @@ def clean_algorithm_params(algorithm: str, params: dict | None) -> dict:
 
 def check_split(labels: Sequence[str], test_size: float) -> None:
     """Raise InvalidRequest unless a stratified split of these labels is possible."""
-    if isinstance(test_size, bool) or not isinstance(test_size, (int, float)) or not (
-            TEST_SIZE_RANGE[0] <= test_size <= TEST_SIZE_RANGE[1]):
-        raise InvalidRequest(f"'test_size' must be a fraction from {TEST_SIZE_RANGE[0]} to {TEST_SIZE_RANGE[1]}, "
-                             f"got {test_size!r}")
+    if (
+        isinstance(test_size, bool)
+        or not isinstance(test_size, (int, float))
+        or not (TEST_SIZE_RANGE[0] <= test_size <= TEST_SIZE_RANGE[1])
+    ):
+        raise InvalidRequest(
+            f"'test_size' must be a fraction from {TEST_SIZE_RANGE[0]} to {TEST_SIZE_RANGE[1]}, got {test_size!r}"
+        )
     counts = Counter(labels)
     if len(counts) < 2:
         raise InvalidRequest(
@@ -221,8 +256,9 @@ def check_split(labels: Sequence[str], test_size: float) -> None:
         )
 
 
-def train_and_evaluate(X: np.ndarray, y: Sequence, *, algorithm: str, params: dict | None,
-                       test_size: float = 0.25, seed: int = 0) -> TrainingOutcome:
+def train_and_evaluate(
+    X: np.ndarray, y: Sequence, *, algorithm: str, params: dict | None, test_size: float = 0.25, seed: int = 0
+) -> TrainingOutcome:
     """Fit on a stratified (1 − test_size) share of (X, y), evaluate on the rest.
 
     Labels are compared as strings. Raises InvalidRequest for an unknown algorithm, bad
@@ -271,8 +307,7 @@ def evaluate(model, X: np.ndarray, y: Sequence[str], labels: list[str]) -> dict:
             for label, p, r, f, s in zip(labels, precision, recall, f1, support)
         },
         # Rows are true labels, columns predicted labels, both in `labels` order.
-        "confusion_matrix": {"labels": list(labels),
-                             "matrix": confusion_matrix(y, predicted, labels=labels).tolist()},
+        "confusion_matrix": {"labels": list(labels), "matrix": confusion_matrix(y, predicted, labels=labels).tolist()},
     }
 
 
@@ -321,8 +356,9 @@ def predict_proba(model: Any, X: np.ndarray, *, top: int | None = None) -> list[
     return ranked
 
 
-def classify_image(model: Any, data: bytes, feature: str, feature_params: dict | None = None, *,
-                   top: int | None = 5) -> list[dict]:
+def classify_image(
+    model: Any, data: bytes, feature: str, feature_params: dict | None = None, *, top: int | None = 5
+) -> list[dict]:
     """Image bytes → [{label, confidence}] with the feature the model was trained on."""
     from chalicelib.ml.features import extract
 

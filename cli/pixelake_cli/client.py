@@ -1,4 +1,5 @@
 """The Pixelake API over HTTP: one requests session, JSON in and out, errors as ApiError."""
+
 from __future__ import annotations
 
 import time
@@ -45,11 +46,22 @@ class PixelakeClient:
         elif api_key:
             self.session.headers["X-API-Key"] = api_key
 
-    def request(self, method: str, path: str, *, json: Any = None, params: dict | None = None,
-                files: dict | None = None, data: dict | None = None, timeout: float = TIMEOUT_S) -> Any:
+    def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        json: Any = None,
+        params: dict | None = None,
+        files: dict | None = None,
+        data: dict | None = None,
+        timeout: float = TIMEOUT_S,
+    ) -> Any:
         url = f"{self.api_url}/{path.lstrip('/')}"
         try:
-            response = self.session.request(method, url, json=json, params=params, files=files, data=data, timeout=timeout)
+            response = self.session.request(
+                method, url, json=json, params=params, files=files, data=data, timeout=timeout
+            )
         except requests.ConnectionError as exc:
             raise ApiError(0, "connection_error", f"cannot reach {self.api_url}: {exc.__class__.__name__}") from None
         try:
@@ -60,7 +72,9 @@ class PixelakeClient:
             return body
         if isinstance(body, dict) and isinstance(body.get("error"), dict):
             error = body["error"]
-            raise ApiError(response.status_code, error.get("code", "error"), error.get("message", response.reason), body)
+            raise ApiError(
+                response.status_code, error.get("code", "error"), error.get("message", response.reason), body
+            )
         message = body.get("message") if isinstance(body, dict) and body.get("message") else response.reason
         raise ApiError(response.status_code, f"http_{response.status_code}", str(message), body)
 

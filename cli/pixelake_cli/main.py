@@ -4,6 +4,7 @@ Every command talks to one stage: `--api-url` (env PIXELAKE_API_URL, default the
 with an API key (`--api-key`, env PIXELAKE_API_KEY) when the stage requires one.
 Exit status: 0 done, 1 the API refused or the work failed, 3 the stage lacks the endpoint.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -61,11 +62,17 @@ def call(action):
 def progress_bar(total: float, desc: str, enabled: bool):
     from tqdm import tqdm
 
-    return tqdm(total=total, desc=desc, disable=not enabled, dynamic_ncols=True,
-                bar_format="{desc}: {percentage:3.0f}%|{bar}| {postfix}")
+    return tqdm(
+        total=total,
+        desc=desc,
+        disable=not enabled,
+        dynamic_ncols=True,
+        bar_format="{desc}: {percentage:3.0f}%|{bar}| {postfix}",
+    )
 
 
 # ---------------------------------------------------------------- commands
+
 
 def cmd_upload(client: PixelakeClient, args) -> int:
     folder = Path(args.folder)
@@ -83,8 +90,16 @@ def cmd_upload(client: PixelakeClient, args) -> int:
         lines.append(f"  {image_id:>8}  {status:<10} {name}" + (f"  ({error})" if error else ""))
     for name, reason in sorted(report.failed.items()):
         lines.append(f"  {'-':>8}  {'failed':<10} {name}: {reason}")
-    out(args, "\n".join(lines), {"uploaded": report.uploaded, "skipped": report.skipped, "failed": report.failed,
-                                 "images": {str(k): v for k, v in images.items()}})
+    out(
+        args,
+        "\n".join(lines),
+        {
+            "uploaded": report.uploaded,
+            "skipped": report.skipped,
+            "failed": report.failed,
+            "images": {str(k): v for k, v in images.items()},
+        },
+    )
     failed_processing = any(image.get("status") == "failed" for image in images.values())
     return EXIT_FAILED if report.failed or failed_processing else 0
 
@@ -97,15 +112,20 @@ def cmd_status(client: PixelakeClient, args) -> int:
             print(f"nothing uploaded from {args.folder} to {client.api_url} (no {STATE_FILE} entry)", file=sys.stderr)
             return EXIT_FAILED
         ids += [entry["image_id"] for entry in state.files.values()]
-    images = [client.get(f"api/images/{image_id}") for image_id in ids] if ids else \
-        client.get("api/images", limit=args.limit)["items"]
+    images = (
+        [client.get(f"api/images/{image_id}") for image_id in ids]
+        if ids
+        else client.get("api/images", limit=args.limit)["items"]
+    )
     counts: dict[str, int] = {}
     lines = []
     for image in images:
         counts[image["status"]] = counts.get(image["status"], 0) + 1
         size = f"{image['width']}×{image['height']}" if image.get("width") else ""
-        lines.append(f"{image['id']:>8}  {image['status']:<10} {size:<11} {image.get('filename') or ''}"
-                     + (f"  ({image['error']})" if image.get("error") else ""))
+        lines.append(
+            f"{image['id']:>8}  {image['status']:<10} {size:<11} {image.get('filename') or ''}"
+            + (f"  ({image['error']})" if image.get("error") else "")
+        )
     summary = ", ".join(f"{count} {status}" for status, count in sorted(counts.items())) or "no images"
     out(args, "\n".join([summary, *lines]), images)
     return 0
@@ -145,26 +165,37 @@ def _submit(client: PixelakeClient, args, path: str, body: dict) -> int:
 
 
 def cmd_process(client: PixelakeClient, args) -> int:
-    return _submit(client, args, "api/process",
-                   {"image_id": args.image_id, "operation": args.operation, "params": collect_params(args)})
+    return _submit(
+        client,
+        args,
+        "api/process",
+        {"image_id": args.image_id, "operation": args.operation, "params": collect_params(args)},
+    )
 
 
 def cmd_analyze(client: PixelakeClient, args) -> int:
-    return _submit(client, args, "api/analyze",
-                   {"image_id": args.image_id, "model": args.model, "params": collect_params(args)})
+    return _submit(
+        client, args, "api/analyze", {"image_id": args.image_id, "model": args.model, "params": collect_params(args)}
+    )
 
 
 def cmd_operations(client: PixelakeClient, args) -> int:
     catalogue = client.get("api/operations")
     lines = []
-    for title, entries in (("operations (pixelake process)", catalogue["operations"]),
-                           ("analyzers (pixelake analyze)", catalogue["analyzers"])):
+    for title, entries in (
+        ("operations (pixelake process)", catalogue["operations"]),
+        ("analyzers (pixelake analyze)", catalogue["analyzers"]),
+    ):
         lines.append(title)
         for entry in entries:
             params = ", ".join(
                 f"{name}{'' if name in entry['params'].get('required', []) else '?'}:{schema.get('type')}"
-                for name, schema in entry["params"]["properties"].items())
-            lines.append(f"  {entry['name']:<14} {entry['description'][:70]}" + (f"\n  {'':<14} params: {params}" if params else ""))
+                for name, schema in entry["params"]["properties"].items()
+            )
+            lines.append(
+                f"  {entry['name']:<14} {entry['description'][:70]}"
+                + (f"\n  {'':<14} params: {params}" if params else "")
+            )
     out(args, "\n".join(lines), catalogue)
     return 0
 
@@ -208,14 +239,19 @@ def cmd_batch(client: PixelakeClient, args) -> int:
     if args.all:
         image_ids = [image["id"] for image in client.list_all("api/images", status="ready")]
     elif args.folder:
-        image_ids = [entry["image_id"] for entry in UploadState(Path(args.folder).resolve(), client.api_url).files.values()]
+        image_ids = [
+            entry["image_id"] for entry in UploadState(Path(args.folder).resolve(), client.api_url).files.values()
+        ]
     else:
         image_ids = args.images
     if not image_ids:
         print("no images to run the batch on", file=sys.stderr)
         return EXIT_FAILED
-    batch = call(lambda: client.post("api/batches", {"operation": args.operation, "params": collect_params(args),
-                                                     "image_ids": image_ids}))
+    batch = call(
+        lambda: client.post(
+            "api/batches", {"operation": args.operation, "params": collect_params(args), "image_ids": image_ids}
+        )
+    )
     if not args.no_watch:
         batch = _follow(client, args, "api/batches", batch, "batch")
     human = f"batch {batch['id']} {batch.get('operation', args.operation)}: {batch.get('status')}"
@@ -238,8 +274,12 @@ def confusion_text(confusion: dict) -> str:
 
 
 def cmd_train(client: PixelakeClient, args) -> int:
-    body = {"dataset_id": args.dataset, "model_name": args.model_name, "algorithm": args.algorithm,
-            "params": collect_params(args)}
+    body = {
+        "dataset_id": args.dataset,
+        "model_name": args.model_name,
+        "algorithm": args.algorithm,
+        "params": collect_params(args),
+    }
     if args.features:
         body["features"] = args.features
     job = call(lambda: client.post("api/training-jobs", body))
@@ -271,8 +311,11 @@ def _items(payload: Any, name: str) -> list:
 def cmd_models(client: PixelakeClient, args) -> int:
     if args.models_command == "list":
         models = _items(call(lambda: client.get("api/models")), "models")
-        lines = [f"{m.get('name', ''):<24} v{m.get('latest_version', m.get('version', '?'))!s:<4} "
-                 f"{m.get('framework', '') or '':<8} {m.get('task', '') or '':<15} {m.get('status', '') or ''}" for m in models]
+        lines = [
+            f"{m.get('name', ''):<24} v{m.get('latest_version', m.get('version', '?'))!s:<4} "
+            f"{m.get('framework', '') or '':<8} {m.get('task', '') or '':<15} {m.get('status', '') or ''}"
+            for m in models
+        ]
         out(args, "\n".join(lines) or "no models registered", models)
         return 0
     if args.models_command == "show":
@@ -280,8 +323,10 @@ def cmd_models(client: PixelakeClient, args) -> int:
         versions = model.get("versions") or [model]
         lines = [model.get("name", args.name)]
         for version in versions:
-            lines.append(f"  v{version.get('version', '?')}  {version.get('framework', '')}  {version.get('task', '')}  "
-                         f"{version.get('status', '')}  sha256 {str(version.get('sha256', ''))[:12]}")
+            lines.append(
+                f"  v{version.get('version', '?')}  {version.get('framework', '')}  {version.get('task', '')}  "
+                f"{version.get('status', '')}  sha256 {str(version.get('sha256', ''))[:12]}"
+            )
         out(args, "\n".join(lines), model)
         return 0
     fields = {"name": args.name, "framework": args.framework, "task": args.task}
@@ -295,8 +340,14 @@ def cmd_models(client: PixelakeClient, args) -> int:
         path = Path(args.file)
         # The API takes the file and its description as two parts: `file` and the JSON `metadata`.
         with path.open("rb") as stream:
-            model = call(lambda: client.request("POST", "api/models", data={"metadata": json.dumps(fields)},
-                                                files={"file": (path.name, stream, "application/octet-stream")}))
+            model = call(
+                lambda: client.request(
+                    "POST",
+                    "api/models",
+                    data={"metadata": json.dumps(fields)},
+                    files={"file": (path.name, stream, "application/octet-stream")},
+                )
+            )
     out(args, f"registered {model.get('name', args.name)} version {model.get('version', '?')}", model)
     return 0
 
@@ -318,19 +369,32 @@ def cmd_stats(client: PixelakeClient, args) -> int:
 
 # ---------------------------------------------------------------- arguments
 
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="pixelake", description="Pixelake from the command line.")
     parser.add_argument("--version", action="version", version=f"pixelake {__version__}")
-    parser.add_argument("--api-url", default=os.environ.get("PIXELAKE_API_URL", DEFAULT_API_URL),
-                        help="the stage's API (env PIXELAKE_API_URL; default %(default)s)")
-    parser.add_argument("--api-key", default=os.environ.get("PIXELAKE_API_KEY"),
-                        help="API key, sent as X-API-Key (env PIXELAKE_API_KEY)")
+    parser.add_argument(
+        "--api-url",
+        default=os.environ.get("PIXELAKE_API_URL", DEFAULT_API_URL),
+        help="the stage's API (env PIXELAKE_API_URL; default %(default)s)",
+    )
+    parser.add_argument(
+        "--api-key",
+        default=os.environ.get("PIXELAKE_API_KEY"),
+        help="API key, sent as X-API-Key (env PIXELAKE_API_KEY)",
+    )
     parser.add_argument("--json", action="store_true", help="print the API's JSON instead of text")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     def with_params(sub):
-        sub.add_argument("-p", "--param", action="append", type=parse_param, metavar="NAME=VALUE",
-                         help="a parameter (repeatable); values are JSON when they parse")
+        sub.add_argument(
+            "-p",
+            "--param",
+            action="append",
+            type=parse_param,
+            metavar="NAME=VALUE",
+            help="a parameter (repeatable); values are JSON when they parse",
+        )
         sub.add_argument("--params", help="all parameters as one JSON object")
 
     def with_watch(sub):
@@ -352,8 +416,10 @@ def build_parser() -> argparse.ArgumentParser:
     status.add_argument("--limit", type=int, default=20)
     status.set_defaults(run=cmd_status)
 
-    for name, target, help_text, run in (("process", "operation", "run an operation on an image", cmd_process),
-                                         ("analyze", "model", "analyze an image with an analyzer or a model", cmd_analyze)):
+    for name, target, help_text, run in (
+        ("process", "operation", "run an operation on an image", cmd_process),
+        ("analyze", "model", "analyze an image with an analyzer or a model", cmd_analyze),
+    ):
         sub = commands.add_parser(name, help=help_text)
         sub.add_argument("image_id", type=int)
         sub.add_argument(target)
@@ -370,7 +436,9 @@ def build_parser() -> argparse.ArgumentParser:
     batch = commands.add_parser("batch", help="run an operation on many images, with live progress")
     batch.add_argument("operation")
     chosen = batch.add_mutually_exclusive_group(required=True)
-    chosen.add_argument("--images", type=lambda s: [int(v) for v in s.split(",") if v], help="image ids, comma-separated")
+    chosen.add_argument(
+        "--images", type=lambda s: [int(v) for v in s.split(",") if v], help="image ids, comma-separated"
+    )
     chosen.add_argument("--folder", help="the images uploaded from this folder")
     chosen.add_argument("--all", action="store_true", help="every ready image")
     with_params(batch)
@@ -399,7 +467,9 @@ def build_parser() -> argparse.ArgumentParser:
     register.add_argument("--framework", default="onnx", choices=["onnx", "sklearn"])
     register.add_argument("--task", default="classification")
     register.add_argument("--description")
-    register.add_argument("--labels", type=lambda s: [v for v in s.split(",") if v], help="class labels, comma-separated")
+    register.add_argument(
+        "--labels", type=lambda s: [v for v in s.split(",") if v], help="class labels, comma-separated"
+    )
     models.set_defaults(run=cmd_models)
 
     stats = commands.add_parser("stats", help="processing statistics")
@@ -415,8 +485,10 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return args.run(client, args)
     except Missing as exc:
-        print(f"pixelake: {args.command} is not available on {args.api_url} yet "
-              f"(the API has no such endpoint: {exc})", file=sys.stderr)
+        print(
+            f"pixelake: {args.command} is not available on {args.api_url} yet (the API has no such endpoint: {exc})",
+            file=sys.stderr,
+        )
         return EXIT_MISSING
     except ApiError as exc:
         print(f"pixelake: {exc}", file=sys.stderr)

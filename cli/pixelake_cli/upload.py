@@ -4,6 +4,7 @@ Resumable: `.pixelake-upload.json` in the folder records every finished file by 
 (with the image id it became), so a rerun after an interruption uploads only what is missing,
 and a file renamed or copied inside the folder is not uploaded twice.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -12,18 +13,26 @@ import mimetypes
 import os
 import tempfile
 import threading
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
 import requests
 
 from pixelake_cli.client import ApiError, PixelakeClient
 
 STATE_FILE = ".pixelake-upload.json"
-CONTENT_TYPES = {".jpg": "image/jpeg", ".jpeg": "image/jpeg", ".png": "image/png", ".webp": "image/webp",
-                 ".gif": "image/gif", ".tif": "image/tiff", ".tiff": "image/tiff", ".bmp": "image/bmp"}
+CONTENT_TYPES = {
+    ".jpg": "image/jpeg",
+    ".jpeg": "image/jpeg",
+    ".png": "image/png",
+    ".webp": "image/webp",
+    ".gif": "image/gif",
+    ".tif": "image/tiff",
+    ".tiff": "image/tiff",
+    ".bmp": "image/bmp",
+}
 CHUNK = 1024 * 1024
 
 
@@ -80,7 +89,9 @@ def upload_file(client: PixelakeClient, path: Path, progress: Callable[[int], No
     from requests_toolbelt import MultipartEncoder, MultipartEncoderMonitor
 
     size = path.stat().st_size
-    content_type = CONTENT_TYPES.get(path.suffix.lower()) or mimetypes.guess_type(path.name)[0] or "application/octet-stream"
+    content_type = (
+        CONTENT_TYPES.get(path.suffix.lower()) or mimetypes.guess_type(path.name)[0] or "application/octet-stream"
+    )
     presigned = client.post("api/uploads", {"filename": path.name, "content_type": content_type, "size": size})
     with path.open("rb") as stream:
         # S3 ignores fields after the file: the file goes last.
@@ -96,8 +107,9 @@ def upload_file(client: PixelakeClient, path: Path, progress: Callable[[int], No
 
         monitor = MultipartEncoderMonitor(encoder, report)
         # Plain requests, not the API session: storage must not receive the API's credentials.
-        response = requests.post(presigned["url"], data=monitor, headers={"Content-Type": monitor.content_type},
-                                 timeout=600)
+        response = requests.post(
+            presigned["url"], data=monitor, headers={"Content-Type": monitor.content_type}, timeout=600
+        )
     progress(size - sent)
     if response.status_code >= 300:
         raise ApiError(response.status_code, "storage_rejected", f"storage refused {path.name}: {response.text[:300]}")
@@ -106,12 +118,14 @@ def upload_file(client: PixelakeClient, path: Path, progress: Callable[[int], No
 
 @dataclass
 class UploadReport:
-    uploaded: dict[str, int] = field(default_factory=dict)   # relative path → image id
-    skipped: dict[str, int] = field(default_factory=dict)    # already uploaded (by content)
-    failed: dict[str, str] = field(default_factory=dict)     # relative path → reason
+    uploaded: dict[str, int] = field(default_factory=dict)  # relative path → image id
+    skipped: dict[str, int] = field(default_factory=dict)  # already uploaded (by content)
+    failed: dict[str, str] = field(default_factory=dict)  # relative path → reason
 
 
-def upload_folder(client: PixelakeClient, folder: Path, *, workers: int = 4, show_progress: bool = True) -> UploadReport:
+def upload_folder(
+    client: PixelakeClient, folder: Path, *, workers: int = 4, show_progress: bool = True
+) -> UploadReport:
     folder = folder.resolve()
     state = UploadState(folder, client.api_url)
     report = UploadReport()
@@ -143,7 +157,7 @@ def upload_folder(client: PixelakeClient, folder: Path, *, workers: int = 4, sho
     with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
         futures = {pool.submit(one, *job): job for job in todo}
         for future in as_completed(futures):
-            path, relative, digest, size = futures[future]
+            path, relative, digest, _size = futures[future]
             try:
                 report.uploaded[relative] = future.result()
             except (ApiError, requests.RequestException, OSError) as exc:
@@ -157,5 +171,12 @@ def upload_folder(client: PixelakeClient, folder: Path, *, workers: int = 4, sho
 def _progress_bar(total_bytes: int, files: int, enabled: bool):
     from tqdm import tqdm
 
-    return tqdm(total=total_bytes, unit="B", unit_scale=True, unit_divisor=1024, desc=f"uploading {files} files",
-                disable=not enabled or files == 0, dynamic_ncols=True)
+    return tqdm(
+        total=total_bytes,
+        unit="B",
+        unit_scale=True,
+        unit_divisor=1024,
+        desc=f"uploading {files} files",
+        disable=not enabled or files == 0,
+        dynamic_ncols=True,
+    )

@@ -1,4 +1,5 @@
 """`make dev`: run Pixelake locally in the foreground until SIGINT/SIGTERM."""
+
 from __future__ import annotations
 
 import logging
@@ -12,8 +13,9 @@ from infra.local.stack import LocalStack
 
 
 def main() -> int:
-    logging.basicConfig(level=os.environ.get("PIXELAKE_LOG_LEVEL", "INFO"),
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=os.environ.get("PIXELAKE_LOG_LEVEL", "INFO"), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
     logging.getLogger("werkzeug").setLevel(logging.WARNING)
     home = Path(os.environ.get("PIXELAKE_HOME", ".pixelake")).resolve()
     port = int(os.environ.get("PORT", "5000"))
@@ -31,8 +33,9 @@ def main() -> int:
     print(f"\nPixelake is running (state in {home}):", flush=True)
     for name, where in stack.urls.items():
         print(f"  {name:9} {where}", flush=True)
-    print(f"\n  try: curl -X POST -F \"file=@image.jpg\" {stack.urls.get('api')}/api/upload\n"
-          "  stop: Ctrl-C\n", flush=True)
+    print(
+        f'\n  try: curl -X POST -F "file=@image.jpg" {stack.urls.get("api")}/api/upload\n  stop: Ctrl-C\n', flush=True
+    )
     stopped.wait()
     print("stopping…", flush=True)
     stack.stop()

@@ -4,6 +4,7 @@ The event has Lambda's SQS shape; messages are deleted only after the handler re
 only those not listed in its `batchItemFailures`. A handler that raises deletes nothing: the
 messages come back after the visibility timeout and end in the dead-letter queue.
 """
+
 from __future__ import annotations
 
 import logging
@@ -27,22 +28,36 @@ class LambdaContext:
 
 
 def sqs_event(messages: list[dict], queue_arn: str, region: str) -> dict:
-    return {"Records": [{
-        "messageId": m["MessageId"],
-        "receiptHandle": m["ReceiptHandle"],
-        "body": m["Body"],
-        "attributes": m.get("Attributes", {}),
-        "messageAttributes": m.get("MessageAttributes", {}),
-        "md5OfBody": m.get("MD5OfBody"),
-        "eventSource": "aws:sqs",
-        "eventSourceARN": queue_arn,
-        "awsRegion": region,
-    } for m in messages]}
+    return {
+        "Records": [
+            {
+                "messageId": m["MessageId"],
+                "receiptHandle": m["ReceiptHandle"],
+                "body": m["Body"],
+                "attributes": m.get("Attributes", {}),
+                "messageAttributes": m.get("MessageAttributes", {}),
+                "md5OfBody": m.get("MD5OfBody"),
+                "eventSource": "aws:sqs",
+                "eventSourceARN": queue_arn,
+                "awsRegion": region,
+            }
+            for m in messages
+        ]
+    }
 
 
 class QueuePoller(threading.Thread):
-    def __init__(self, sqs, queue_url: str, handler, *, name: str, batch_size: int = 10, wait_s: int = 2,
-                 region: str = "us-east-1"):
+    def __init__(
+        self,
+        sqs,
+        queue_url: str,
+        handler,
+        *,
+        name: str,
+        batch_size: int = 10,
+        wait_s: int = 2,
+        region: str = "us-east-1",
+    ):
         super().__init__(name=f"poller-{name}", daemon=True)
         self.sqs = sqs
         self.queue_url = queue_url
@@ -52,7 +67,9 @@ class QueuePoller(threading.Thread):
         self.wait_s = wait_s
         self.region = region
         self.stopping = threading.Event()
-        self.queue_arn = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+        self.queue_arn = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])["Attributes"][
+            "QueueArn"
+        ]
 
     def stop(self) -> None:
         self.stopping.set()
@@ -67,8 +84,11 @@ class QueuePoller(threading.Thread):
 
     def poll_once(self) -> int:
         messages = self.sqs.receive_message(
-            QueueUrl=self.queue_url, MaxNumberOfMessages=self.batch_size, WaitTimeSeconds=self.wait_s,
-            AttributeNames=["All"], MessageAttributeNames=["All"],
+            QueueUrl=self.queue_url,
+            MaxNumberOfMessages=self.batch_size,
+            WaitTimeSeconds=self.wait_s,
+            AttributeNames=["All"],
+            MessageAttributeNames=["All"],
         ).get("Messages", [])
         if not messages:
             return 0
@@ -82,13 +102,18 @@ class QueuePoller(threading.Thread):
             failed = {f["itemIdentifier"] for f in (response or {}).get("batchItemFailures", [])}
         done = [m for m in messages if m["MessageId"] not in failed]
         for start in range(0, len(done), 10):
-            self.sqs.delete_message_batch(QueueUrl=self.queue_url, Entries=[
-                {"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(done[start:start + 10])])
+            self.sqs.delete_message_batch(
+                QueueUrl=self.queue_url,
+                Entries=[
+                    {"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(done[start : start + 10])
+                ],
+            )
         if failed:
             # Lambda makes failed messages visible again after the visibility timeout; locally
             # we shorten that so a retry comes within seconds, not 12 minutes.
             for m in messages:
                 if m["MessageId"] in failed:
-                    self.sqs.change_message_visibility(QueueUrl=self.queue_url, ReceiptHandle=m["ReceiptHandle"],
-                                                       VisibilityTimeout=2)
+                    self.sqs.change_message_visibility(
+                        QueueUrl=self.queue_url, ReceiptHandle=m["ReceiptHandle"], VisibilityTimeout=2
+                    )
         return len(messages)

@@ -3,6 +3,7 @@
 The embedded server listens on a unix socket only (no TCP port at all), with its data
 directory under $PIXELAKE_HOME/postgres, so the database survives restarts.
 """
+
 from __future__ import annotations
 
 from pathlib import Path

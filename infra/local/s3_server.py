@@ -7,6 +7,7 @@ the idea of moto's own request recorder, restricted to S3 writes (replaying SQS 
 re-deliver old messages). Multipart uploads are not replayable (upload ids change): the
 project's own writes use single PUTs and presigned POSTs.
 """
+
 from __future__ import annotations
 
 import io
@@ -87,8 +88,13 @@ class S3Journal:
             self.count += 1
             body_file = self.bodies / f"{self.count:09d}"
             body_file.write_bytes(body)
-            entry = {"method": environ["REQUEST_METHOD"], "path": environ.get("RAW_URI") or environ["PATH_INFO"],
-                     "query": environ.get("QUERY_STRING", ""), "headers": headers, "body": body_file.name}
+            entry = {
+                "method": environ["REQUEST_METHOD"],
+                "path": environ.get("RAW_URI") or environ["PATH_INFO"],
+                "query": environ.get("QUERY_STRING", ""),
+                "headers": headers,
+                "body": body_file.name,
+            }
             with self.log_path.open("a") as log:
                 log.write(json.dumps(entry) + "\n")
                 log.flush()
@@ -103,8 +109,13 @@ class S3Journal:
             for line in self.log_path.read_text().splitlines():
                 entry = json.loads(line)
                 path, _, raw_query = entry["path"].partition("?")
-                builder = EnvironBuilder(method=entry["method"], path=path, query_string=raw_query or entry["query"],
-                                         headers=entry["headers"], data=(self.bodies / entry["body"]).read_bytes())
+                builder = EnvironBuilder(
+                    method=entry["method"],
+                    path=path,
+                    query_string=raw_query or entry["query"],
+                    headers=entry["headers"],
+                    data=(self.bodies / entry["body"]).read_bytes(),
+                )
                 environ = builder.get_environ()
                 environ["PATH_INFO"] = _unquote_path(path)
                 run_wsgi_app(app, environ)

@@ -4,6 +4,7 @@ PostgreSQL (DATABASE_URL, else embedded), S3 + SQS (AWS_ENDPOINT_URL, else moto'
 an S3 journal), pollers feeding the queues to the same Chalice handlers the Lambdas run, and
 the API. All state lives under $PIXELAKE_HOME (default .pixelake/).
 """
+
 from __future__ import annotations
 
 import json
@@ -119,8 +120,13 @@ class LocalStack:
             settings.ml_tasks_queue: ("run_ml_task", chalice_app.run_ml_task),
         }
         for queue_name, (function_name, handler) in handlers.items():
-            poller = QueuePoller(queues.sqs_client(), self.queue_urls[queue_name], handler, name=function_name,
-                                 region=settings.aws_region)
+            poller = QueuePoller(
+                queues.sqs_client(),
+                self.queue_urls[queue_name],
+                handler,
+                name=function_name,
+                region=settings.aws_region,
+            )
             poller.start()
             self.stopping.append(poller.stop)
 
@@ -139,12 +145,14 @@ class LocalStack:
         self.stopping.append(cluster.close)
 
     def _start_api(self) -> None:
-        import app as chalice_app
         from chalice.config import Config
         from chalice.local import create_local_server
 
-        config = Config.create(chalice_stage="local", app_name="pixelake", chalice_app=chalice_app.app,
-                               project_dir=str(PROJECT_DIR))
+        import app as chalice_app
+
+        config = Config.create(
+            chalice_stage="local", app_name="pixelake", chalice_app=chalice_app.app, project_dir=str(PROJECT_DIR)
+        )
         server = create_local_server(chalice_app.app, config, LOCALHOST, self.port)
         thread = threading.Thread(target=server.server.serve_forever, name="api", daemon=True)
         thread.start()

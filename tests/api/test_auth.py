@@ -1,20 +1,21 @@
 """Accounts, access tokens, API keys, roles, the audit log, quotas, CORS and secrets in logs."""
+
 import hashlib
 import json
 import logging
 import time
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from types import SimpleNamespace
 
 import jwt
 import pytest
+from accounts import ADMIN_EMAIL, PASSWORD, SECRET_KEY, bearer, new_user, post_json, reconfigure, register, sign_in
+from sample_images import jpeg_bytes, multipart
 from sqlalchemy import select
 
-from accounts import ADMIN_EMAIL, PASSWORD, SECRET_KEY, bearer, new_user, post_json, reconfigure, register, sign_in
-from chalicelib.db.models import ApiKey, AuditLog, User
+from chalicelib.api.routing import ROUTES
 from chalicelib.db.session import session_scope
-from chalicelib.handlers.http import ROUTES
-from sample_images import jpeg_bytes, multipart
+from chalicelib.db.tables import ApiKey, AuditLog, User
 
 
 def concrete(path: str) -> str:
@@ -33,6 +34,7 @@ def audit_rows(**where) -> list[AuditLog]:
 
 
 # --- register and sign in ---
+
 
 def test_register_then_sign_in_gives_a_bearer_token_that_authenticates(auth_required):
     client = auth_required
@@ -59,14 +61,17 @@ def test_an_email_registers_once_whatever_its_case(auth_required):
     assert again.status_code == 409 and again.json_body["error"]["code"] == "email_taken"
 
 
-@pytest.mark.parametrize("body, fragment", [
-    ({"email": "not-an-email", "password": PASSWORD}, "$.email"),
-    ({"email": "c@example.com", "password": "short"}, "length >= 8"),
-    ({"email": "c@example.com", "password": "x" * 257}, "length <= 256"),
-    ({"email": "c@example.com", "password": PASSWORD, "role": "admin"}, "unknown field `role`"),
-    ({"email": "c@example.com", "password": 12345678}, "Expected `str`"),
-    ({"email": "c@example.com"}, "missing required field `password`"),
-])
+@pytest.mark.parametrize(
+    "body, fragment",
+    [
+        ({"email": "not-an-email", "password": PASSWORD}, "$.email"),
+        ({"email": "c@example.com", "password": "short"}, "length >= 8"),
+        ({"email": "c@example.com", "password": "x" * 257}, "length <= 256"),
+        ({"email": "c@example.com", "password": PASSWORD, "role": "admin"}, "unknown field `role`"),
+        ({"email": "c@example.com", "password": 12345678}, "Expected `str`"),
+        ({"email": "c@example.com"}, "missing required field `password`"),
+    ],
+)
 def test_register_validates_its_body(auth_required, body, fragment):
     response = post_json(auth_required, "/api/auth/register", body)
     assert response.status_code == 400
@@ -94,22 +99,26 @@ def test_a_disabled_user_cannot_sign_in_or_use_a_token(auth_required):
 
 # --- tokens: expiry, signature, algorithm ---
 
+
 def _token(user_id: int, *, key: str = SECRET_KEY, algorithm: str = "HS256", **overrides) -> str:
     now = int(time.time())
     claims = {"sub": str(user_id), "iat": now, "exp": now + 60, "iss": "pixelake", "aud": "pixelake-api", **overrides}
     return jwt.encode(claims, key, algorithm=algorithm)
 
 
-@pytest.mark.parametrize("forge, message", [
-    (lambda uid: _token(uid, exp=int(time.time()) - 5, iat=int(time.time()) - 100), "expired"),
-    (lambda uid: _token(uid, key="another-key-that-is-also-long-enough-for-hs256"), "not valid"),
-    (lambda uid: _token(uid, algorithm="none", key=None), "not valid"),
-    (lambda uid: _token(uid, aud="someone-else"), "not valid"),
-    (lambda uid: _token(uid, exp=None), "not valid"),
-    (lambda uid: _token(uid + 1000), "no longer exists"),
-    (lambda uid: _token(uid)[:-4] + "AAAA", "not valid"),
-    (lambda uid: "not.a.token", "not valid"),
-])
+@pytest.mark.parametrize(
+    "forge, message",
+    [
+        (lambda uid: _token(uid, exp=int(time.time()) - 5, iat=int(time.time()) - 100), "expired"),
+        (lambda uid: _token(uid, key="another-key-that-is-also-long-enough-for-hs256"), "not valid"),
+        (lambda uid: _token(uid, algorithm="none", key=None), "not valid"),
+        (lambda uid: _token(uid, aud="someone-else"), "not valid"),
+        (lambda uid: _token(uid, exp=None), "not valid"),
+        (lambda uid: _token(uid + 1000), "no longer exists"),
+        (lambda uid: _token(uid)[:-4] + "AAAA", "not valid"),
+        (lambda uid: "not.a.token", "not valid"),
+    ],
+)
 def test_forged_expired_and_foreign_tokens_are_401(auth_required, forge, message):
     client = auth_required
     user = new_user(client, "erin@example.com")
@@ -119,7 +128,7 @@ def test_forged_expired_and_foreign_tokens_are_401(auth_required, forge, message
 
 
 def test_a_token_expires_after_the_configured_lifetime(auth_required, monkeypatch):
-    from chalicelib.handlers import identity
+    from chalicelib.services import identity
 
     client = auth_required
     register(client, "frank@example.com")
@@ -136,18 +145,22 @@ def test_a_token_expires_after_the_configured_lifetime(auth_required, monkeypatc
     assert expired.status_code == 401 and "expired" in expired.json_body["error"]["message"]
 
 
-@pytest.mark.parametrize("headers", [
-    {"Authorization": "Basic dXNlcjpwYXNz"},
-    {"Authorization": "Bearer"},
-    {"X-API-Key": "not-a-pixelake-key"},
-    {"X-API-Key": "pxl_" + "a" * 43},
-])
+@pytest.mark.parametrize(
+    "headers",
+    [
+        {"Authorization": "Basic dXNlcjpwYXNz"},
+        {"Authorization": "Bearer"},
+        {"X-API-Key": "not-a-pixelake-key"},
+        {"X-API-Key": "pxl_" + "a" * 43},
+    ],
+)
 def test_malformed_credentials_are_401(auth_required, headers):
     response = auth_required.http.get("/api/images", headers=headers)
     assert response.status_code == 401 and response.json_body["error"]["code"] == "unauthorized"
 
 
 # --- API keys ---
+
 
 def test_api_key_is_shown_once_stored_hashed_and_works_until_revoked(auth_required):
     client = auth_required
@@ -208,18 +221,24 @@ def test_api_key_names_are_validated(auth_required, body):
 
 # --- authentication is required on every /api route but health and auth ---
 
+
 def test_every_api_route_but_the_open_ones_is_401_without_credentials(auth_required):
     client = auth_required
     open_routes = {(r.method, r.path) for r in ROUTES if not r.auth}
-    assert open_routes >= {("GET", "/health"), ("GET", "/openapi.json"), ("POST", "/api/auth/register"),
-                           ("POST", "/api/auth/token")}
+    assert open_routes >= {
+        ("GET", "/health"),
+        ("GET", "/openapi.json"),
+        ("POST", "/api/auth/register"),
+        ("POST", "/api/auth/token"),
+    }
     assert all(not path.startswith("/api/") or path.startswith("/api/auth/") for _, path in open_routes)
     checked = 0
     for doc in ROUTES:
         if not doc.auth:
             continue
-        response = getattr(client.http, doc.method.lower())(concrete(doc.path), body=b"{}",
-                                                             headers={"Content-Type": doc.content_types[0]})
+        response = getattr(client.http, doc.method.lower())(
+            concrete(doc.path), body=b"{}", headers={"Content-Type": doc.content_types[0]}
+        )
         assert response.status_code == 401, (doc.method, doc.path, response.body)
         assert response.json_body["error"]["code"] == "unauthorized"
         checked += 1
@@ -234,6 +253,7 @@ def test_with_auth_off_requests_act_as_the_local_user_but_bad_credentials_are_re
 
 
 # --- roles ---
+
 
 def test_admin_emails_get_the_admin_role_and_only_admins_read_the_audit_log(auth_required):
     client = auth_required
@@ -267,6 +287,7 @@ def test_roles_are_read_on_every_request_not_from_the_token(auth_required):
 
 # --- the audit log ---
 
+
 def test_auth_events_and_mutations_are_audited_without_secrets(auth_required):
     client = auth_required
     admin = new_user(client, ADMIN_EMAIL)
@@ -275,7 +296,9 @@ def test_auth_events_and_mutations_are_audited_without_secrets(auth_required):
     key = post_json(client, "/api/keys", {"name": "robot"}, user["headers"]).json_body
     client.http.delete(f"/api/keys/{key['id']}", headers=user["headers"])
     body, headers = multipart("file", "cat.jpg", jpeg_bytes((64, 48)))
-    upload = client.http.post("/api/upload", body=body, headers={**headers, **user["headers"], "User-Agent": "tests/1.0"})
+    upload = client.http.post(
+        "/api/upload", body=body, headers={**headers, **user["headers"], "User-Agent": "tests/1.0"}
+    )
     assert upload.status_code == 202
 
     entries = client.http.get("/api/audit?limit=200", headers=admin["headers"]).json_body["items"]
@@ -284,15 +307,25 @@ def test_auth_events_and_mutations_are_audited_without_secrets(auth_required):
         by_action.setdefault(entry["action"], []).append(entry)
     assert [e["outcome"] for e in by_action["auth.register"]] == ["success", "success"]
     sign_ins = [(e["user_id"], e["outcome"], e["details"].get("reason")) for e in by_action["auth.sign_in"]]
-    assert sign_ins == [(admin["id"], "success", None), (user["id"], "success", None),
-                        (user["id"], "denied", "wrong password")]
-    created, = by_action["api_key.create"]
-    assert (created["user_id"], created["resource_type"], created["resource_id"]) == (user["id"], "keys", str(key["id"]))
-    revoked, = by_action["api_key.revoke"]
+    assert sign_ins == [
+        (admin["id"], "success", None),
+        (user["id"], "success", None),
+        (user["id"], "denied", "wrong password"),
+    ]
+    (created,) = by_action["api_key.create"]
+    assert (created["user_id"], created["resource_type"], created["resource_id"]) == (
+        user["id"],
+        "keys",
+        str(key["id"]),
+    )
+    (revoked,) = by_action["api_key.revoke"]
     assert (revoked["outcome"], revoked["resource_id"]) == ("success", str(key["id"]))
-    uploaded, = by_action["images.upload"]
+    (uploaded,) = by_action["images.upload"]
     assert (uploaded["user_id"], uploaded["resource_type"], uploaded["resource_id"]) == (
-        user["id"], "images", str(upload.json_body["id"]))
+        user["id"],
+        "images",
+        str(upload.json_body["id"]),
+    )
     assert uploaded["user_agent"] == "tests/1.0" and uploaded["ip"] == "127.0.0.1"
     assert all(e["request_id"] for e in entries)
     assert len({e["request_id"] for e in entries}) == len(entries)
@@ -307,11 +340,14 @@ def test_failed_and_unauthenticated_mutations_are_audited_with_their_outcome(aut
     client = auth_required
     user = new_user(client, "oscar@example.com")
     post_json(client, "/api/uploads", {"filename": "a.jpg", "content_type": "image/jpeg", "size": 10})
-    post_json(client, "/api/uploads", {"filename": "a.svg", "content_type": "image/svg+xml", "size": 10},
-              user["headers"])
+    post_json(
+        client, "/api/uploads", {"filename": "a.svg", "content_type": "image/svg+xml", "size": 10}, user["headers"]
+    )
     rows = audit_rows(action="images.presign_upload")
     assert [(r.outcome, r.user_id, r.details["status"]) for r in rows] == [
-        ("denied", None, 401), ("failure", user["id"], 415)]
+        ("denied", None, 401),
+        ("failure", user["id"], 415),
+    ]
     assert rows[1].details["error"] == "unsupported_media_type"
 
 
@@ -337,17 +373,25 @@ def test_audit_filters_and_pagination(auth_required):
     second = get(f"limit=2&cursor={first['next_cursor']}")
     assert len(first["items"]) == 2 and second["items"][0]["id"] < first["items"][-1]["id"]
 
-    future = (datetime.now(timezone.utc) + timedelta(hours=1)).strftime("%Y-%m-%dT%H:%M:%SZ")
-    past = (datetime.now(timezone.utc) - timedelta(hours=1)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    future = (datetime.now(UTC) + timedelta(hours=1)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    past = (datetime.now(UTC) - timedelta(hours=1)).strftime("%Y-%m-%dT%H:%M:%SZ")
     assert get(f"since={future}")["items"] == []
     assert len(get(f"since={past}&until={future}&limit=200")["items"]) == len(audit_rows())
-    for bad in ("limit=100000", "outcome=maybe", "since=yesterday", "user_id=abc", "colour=red",
-                f"since={future}&until={past}", "since=2024-01-01T00:00:00"):
+    for bad in (
+        "limit=100000",
+        "outcome=maybe",
+        "since=yesterday",
+        "user_id=abc",
+        "colour=red",
+        f"since={future}&until={past}",
+        "since=2024-01-01T00:00:00",
+    ):
         response = client.http.get(f"/api/audit?{bad}", headers=admin["headers"])
         assert response.status_code == 400, bad
 
 
 # --- quota ---
+
 
 def test_uploads_beyond_the_users_quota_are_refused(auth_required, monkeypatch):
     client = auth_required
@@ -360,8 +404,9 @@ def test_uploads_beyond_the_users_quota_are_refused(auth_required, monkeypatch):
     refused = client.http.post("/api/upload", body=body, headers={**headers, **user["headers"]})
     assert refused.status_code == 403 and refused.json_body["error"]["code"] == "quota_exceeded"
     assert refused.json_body["error"]["used_bytes"] == len(data) * 2
-    presign = post_json(client, "/api/uploads", {"filename": "b.jpg", "content_type": "image/jpeg", "size": 11},
-                        user["headers"])
+    presign = post_json(
+        client, "/api/uploads", {"filename": "b.jpg", "content_type": "image/jpeg", "size": 11}, user["headers"]
+    )
     assert presign.status_code == 403
     me = client.http.get("/api/me", headers=user["headers"]).json_body
     assert (me["used_bytes"], me["quota_bytes"]) == (len(data) * 2, len(data) * 2 + 10)
@@ -372,6 +417,7 @@ def test_uploads_beyond_the_users_quota_are_refused(auth_required, monkeypatch):
 
 
 # --- CORS ---
+
 
 def test_cors_allows_any_origin_on_the_local_stage_by_default(client):
     response = client.http.get("/api/images", headers={"Origin": "http://localhost:3000"})
@@ -384,11 +430,15 @@ def test_cors_allows_only_the_configured_origins(auth_required, monkeypatch):
     allowed = client.http.get("/health", headers={"Origin": "https://app.example.com"})
     assert allowed.headers["Access-Control-Allow-Origin"] == "https://app.example.com"
     assert allowed.headers["Vary"] == "Origin"
-    assert "Access-Control-Allow-Origin" not in client.http.get("/health", headers={"Origin": "https://evil.example"}).headers
+    assert (
+        "Access-Control-Allow-Origin"
+        not in client.http.get("/health", headers={"Origin": "https://evil.example"}).headers
+    )
     denied = client.http.get("/api/images", headers={"Origin": "https://admin.example.com"})
     assert denied.status_code == 401 and denied.headers["Access-Control-Allow-Origin"] == "https://admin.example.com"
-    preflight = client.http.request("OPTIONS", "/api/keys", headers={"Origin": "https://app.example.com",
-                                                                     "Access-Control-Request-Method": "POST"})
+    preflight = client.http.request(
+        "OPTIONS", "/api/keys", headers={"Origin": "https://app.example.com", "Access-Control-Request-Method": "POST"}
+    )
     assert preflight.status_code == 204
     assert set(preflight.headers["Access-Control-Allow-Methods"].split(", ")) == {"GET", "POST", "OPTIONS"}
     assert "X-API-Key" in preflight.headers["Access-Control-Allow-Headers"]
@@ -411,10 +461,21 @@ def test_deployed_stages_require_auth_and_listed_origins():
 
 # --- validation everywhere ---
 
-@pytest.mark.parametrize("path", ["/api/me?debug=1", "/api/images?limit=100000", "/api/images?limit=ten",
-                                  "/api/images?status=gone", "/api/images?cursor=1%20OR%201=1",
-                                  "/api/images?sort=name", "/api/images?cursor=9999999999999999999",
-                                  "/api/images/0", "/api/images/99999999999999999999"])
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/api/me?debug=1",
+        "/api/images?limit=100000",
+        "/api/images?limit=ten",
+        "/api/images?status=gone",
+        "/api/images?cursor=1%20OR%201=1",
+        "/api/images?sort=name",
+        "/api/images?cursor=9999999999999999999",
+        "/api/images/0",
+        "/api/images/99999999999999999999",
+    ],
+)
 def test_unknown_oversized_and_mistyped_query_and_path_values_are_400(client, path):
     response = client.http.get(path)
     assert response.status_code == 400, response.body
@@ -435,6 +496,7 @@ def test_request_bodies_over_the_configured_size_are_413(client, monkeypatch):
 
 # --- no secrets in logs ---
 
+
 def test_tokens_keys_and_passwords_never_reach_the_logs(auth_required, monkeypatch, caplog):
     from chalicelib.db import users
 
@@ -444,7 +506,7 @@ def test_tokens_keys_and_passwords_never_reach_the_logs(auth_required, monkeypat
     token = user["headers"]["Authorization"].split()[1]
 
     def explode(*args, **kwargs):
-        raise RuntimeError(f"boom: Authorization: Bearer {token} key {key} {{\"password\": \"{PASSWORD}\"}}")
+        raise RuntimeError(f'boom: Authorization: Bearer {token} key {key} {{"password": "{PASSWORD}"}}')
 
     monkeypatch.setattr(users, "storage_used", explode)
     with caplog.at_level(logging.DEBUG):
@@ -457,12 +519,15 @@ def test_tokens_keys_and_passwords_never_reach_the_logs(auth_required, monkeypat
         assert secret not in logged
 
 
-@pytest.mark.parametrize("path, body", [
-    ("/api/auth/register", {"email": "nul\u0000@example.com", "password": PASSWORD}),
-    ("/api/auth/token", {"email": "nul\u0000@example.com", "password": PASSWORD}),
-    ("/api/keys", {"name": "a\u0000b"}),
-    ("/api/process", {"image_id": 1, "operation": "resize", "params": {"width\u0000": 1}}),
-])
+@pytest.mark.parametrize(
+    "path, body",
+    [
+        ("/api/auth/register", {"email": "nul\u0000@example.com", "password": PASSWORD}),
+        ("/api/auth/token", {"email": "nul\u0000@example.com", "password": PASSWORD}),
+        ("/api/keys", {"name": "a\u0000b"}),
+        ("/api/process", {"image_id": 1, "operation": "resize", "params": {"width\u0000": 1}}),
+    ],
+)
 def test_nul_characters_are_refused_at_the_edge_not_by_the_database(client, path, body):
     response = post_json(client, path, body)
     assert response.status_code == 400, response.body

@@ -1,12 +1,14 @@
 """The images API through chalice.test.Client, on real PostgreSQL and S3/SQS over HTTP."""
+
 import json
 
 import pytest
 import requests
+from sample_images import jpeg_bytes, multipart
 
 from chalicelib import storage
 from chalicelib.config import get_settings
-from sample_images import jpeg_bytes, multipart
+
 
 def test_index_lists_endpoints(client):
     response = client.http.get("/")
@@ -49,8 +51,8 @@ def test_upload_stores_the_object_under_uploads_and_answers_202(client):
     assert image["status"] == "pending" and image["id"] == 1
     assert image["filename"] == "holidayb.jpg"
     assert response.headers["Location"] == "/api/images/1"
-    from chalicelib.db.models import Image
     from chalicelib.db.session import session_scope
+    from chalicelib.db.tables import Image
 
     with session_scope() as session:
         key = session.get(Image, 1).key
@@ -58,10 +60,13 @@ def test_upload_stores_the_object_under_uploads_and_answers_202(client):
     assert storage.get(key) == data
 
 
-@pytest.mark.parametrize("payload, status, code", [
-    (b"<html><body>hello</body></html>", 415, "unsupported_media_type"),
-    (b'<svg xmlns="http://www.w3.org/2000/svg"/>', 415, "unsupported_media_type"),
-])
+@pytest.mark.parametrize(
+    "payload, status, code",
+    [
+        (b"<html><body>hello</body></html>", 415, "unsupported_media_type"),
+        (b'<svg xmlns="http://www.w3.org/2000/svg"/>', 415, "unsupported_media_type"),
+    ],
+)
 def test_upload_rejects_what_is_not_an_image_by_content(client, payload, status, code):
     body, headers = multipart("file", "photo.jpg", payload)
     response = client.http.post("/api/upload", body=body, headers=headers)
@@ -84,27 +89,35 @@ def test_upload_with_a_malformed_multipart_body_is_400(client):
 
 def test_presigned_post_uploads_straight_to_s3(client):
     data = jpeg_bytes()
-    response = client.http.post("/api/uploads", body=json.dumps(
-        {"filename": "cat.jpg", "content_type": "image/jpeg", "size": len(data)}), headers={"Content-Type": "application/json"})
+    response = client.http.post(
+        "/api/uploads",
+        body=json.dumps({"filename": "cat.jpg", "content_type": "image/jpeg", "size": len(data)}),
+        headers={"Content-Type": "application/json"},
+    )
     assert response.status_code == 201, response.body
     post = response.json_body
     assert post["image_id"] == 1 and post["fields"]["key"].startswith("uploads/")
     policy = json.loads(__import__("base64").b64decode(post["fields"]["policy"]))
     assert ["content-length-range", 1, len(data)] in policy["conditions"]
-    upload = requests.post(post["url"], data=post["fields"], files={"file": ("cat.jpg", data, "image/jpeg")}, timeout=10)
+    upload = requests.post(
+        post["url"], data=post["fields"], files={"file": ("cat.jpg", data, "image/jpeg")}, timeout=10
+    )
     assert upload.status_code in (200, 204), upload.text
     assert storage.get(post["fields"]["key"]) == data
     image = client.http.get("/api/images/1").json_body
     assert image["status"] == "pending" and image["filename"] == "cat.jpg"
 
 
-@pytest.mark.parametrize("body, status", [
-    ({"filename": "a.svg", "content_type": "image/svg+xml", "size": 10}, 415),
-    ({"filename": "a.jpg", "content_type": "image/jpeg", "size": 10**12}, 413),
-    ({"filename": "a.jpg", "content_type": "image/jpeg", "size": "big"}, 400),
-    ({"filename": "a.jpg", "content_type": "image/jpeg", "size": 10, "bucket": "other"}, 400),
-    ({"filename": "a.jpg", "content_type": "image/jpeg"}, 400),
-])
+@pytest.mark.parametrize(
+    "body, status",
+    [
+        ({"filename": "a.svg", "content_type": "image/svg+xml", "size": 10}, 415),
+        ({"filename": "a.jpg", "content_type": "image/jpeg", "size": 10**12}, 413),
+        ({"filename": "a.jpg", "content_type": "image/jpeg", "size": "big"}, 400),
+        ({"filename": "a.jpg", "content_type": "image/jpeg", "size": 10, "bucket": "other"}, 400),
+        ({"filename": "a.jpg", "content_type": "image/jpeg"}, 400),
+    ],
+)
 def test_presign_validates_the_request(client, body, status):
     response = client.http.post("/api/uploads", body=json.dumps(body), headers={"Content-Type": "application/json"})
     assert response.status_code == status

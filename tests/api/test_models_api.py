@@ -3,6 +3,7 @@
 The ONNX models are built here with onnx.helper and fixed weights, so every confidence is known;
 the scikit-learn model is trained here on scikit-learn's digits.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -17,9 +18,8 @@ import onnx
 import pytest
 import requests
 from onnx import TensorProto, helper, numpy_helper
-from PIL import Image
-
 from onnx_nets import detector_net
+from PIL import Image
 
 JSON = {"Content-Type": "application/json"}
 SPEC = {"size": [16, 16], "channel_order": "RGB", "layout": "NCHW", "scale": 1 / 255}
@@ -34,10 +34,13 @@ def colour_net(gain: float) -> bytes:
     """GlobalAveragePool → Flatten → Gemm: logits = gain · (mean red, mean blue) of the 0..1 pixels."""
     weights = np.array([[gain, 0.0, 0.0], [0.0, 0.0, gain]], np.float32)
     graph = helper.make_graph(
-        [helper.make_node("GlobalAveragePool", ["input"], ["pooled"]),
-         helper.make_node("Flatten", ["pooled"], ["flat"]),
-         helper.make_node("Gemm", ["flat", "W", "b"], ["logits"], transB=1)],
-        "colour", [helper.make_tensor_value_info("input", TensorProto.FLOAT, [1, 3, 16, 16])],
+        [
+            helper.make_node("GlobalAveragePool", ["input"], ["pooled"]),
+            helper.make_node("Flatten", ["pooled"], ["flat"]),
+            helper.make_node("Gemm", ["flat", "W", "b"], ["logits"], transB=1),
+        ],
+        "colour",
+        [helper.make_tensor_value_info("input", TensorProto.FLOAT, [1, 3, 16, 16])],
         [helper.make_tensor_value_info("logits", TensorProto.FLOAT, [1, 2])],
         [numpy_helper.from_array(weights, "W"), numpy_helper.from_array(np.zeros(2, np.float32), "b")],
     )
@@ -63,10 +66,16 @@ BOUNDARY = "pixelakemodelboundary"
 
 def multipart_model(metadata: dict, data: bytes):
     """A multipart/form-data body with a `metadata` JSON part and a `file` part."""
-    body = (f"--{BOUNDARY}\r\nContent-Disposition: form-data; name=\"metadata\"\r\n"
+    body = (
+        (
+            f'--{BOUNDARY}\r\nContent-Disposition: form-data; name="metadata"\r\n'
             f"Content-Type: application/json\r\n\r\n{json.dumps(metadata)}\r\n"
-            f"--{BOUNDARY}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"model.bin\"\r\n"
-            "Content-Type: application/octet-stream\r\n\r\n").encode() + data + f"\r\n--{BOUNDARY}--\r\n".encode()
+            f'--{BOUNDARY}\r\nContent-Disposition: form-data; name="file"; filename="model.bin"\r\n'
+            "Content-Type: application/octet-stream\r\n\r\n"
+        ).encode()
+        + data
+        + f"\r\n--{BOUNDARY}--\r\n".encode()
+    )
     return body, {"Content-Type": f"multipart/form-data; boundary={BOUNDARY}"}
 
 
@@ -76,8 +85,14 @@ def register_file(client, metadata: dict, data: bytes):
 
 
 def colours(name="colours", **extra) -> dict:
-    return {"name": name, "framework": "onnx", "task": "classify", "input_spec": SPEC, "labels": ["red", "blue"],
-            **extra}
+    return {
+        "name": name,
+        "framework": "onnx",
+        "task": "classify",
+        "input_spec": SPEC,
+        "labels": ["red", "blue"],
+        **extra,
+    }
 
 
 @pytest.fixture
@@ -135,8 +150,9 @@ def analyze(client, image_id, model, **params):
     return post(client, "/api/analyze?wait=20", {"image_id": image_id, "model": model, "params": params})
 
 
-def test_register_by_upload_and_url_version_activate_archive_and_classify(client, ready_image, file_server,
-                                                                          model_cache):
+def test_register_by_upload_and_url_version_activate_archive_and_classify(
+    client, ready_image, file_server, model_cache
+):
     files, base_url = file_server
     first, second = colour_net(2.0), colour_net(4.0)
     response = register_file(client, colours(description="red or blue", metrics={"accuracy": 1.0}), first)
@@ -165,8 +181,10 @@ def test_register_by_upload_and_url_version_activate_archive_and_classify(client
     assert (task["kind"], task["operation"], task["model"]) == ("model", "colours", {"name": "colours", "version": 2})
     assert task["params"] == {"top_k": 5, "min_confidence": 0.0}
     red_p, blue_p = softmax(4.0, 0.0)
-    assert task["result"]["predictions"] == [{"label": "red", "confidence": pytest.approx(red_p, abs=1e-5)},
-                                             {"label": "blue", "confidence": pytest.approx(blue_p, abs=1e-5)}]
+    assert task["result"]["predictions"] == [
+        {"label": "red", "confidence": pytest.approx(red_p, abs=1e-5)},
+        {"label": "blue", "confidence": pytest.approx(blue_p, abs=1e-5)},
+    ]
     assert task["result"]["confidence"] == pytest.approx(red_p, abs=1e-5)
 
     activated = post(client, "/api/models/colours/versions/1/activate", {})
@@ -204,28 +222,38 @@ def test_classify_through_process_uses_the_newest_active_classifier(client, read
     blue_p = softmax(3.0, 0.0)[0]
     assert task["result"]["predictions"][0] == {"label": "blue", "confidence": pytest.approx(blue_p, abs=1e-5)}
 
-    named = post(client, "/api/process?wait=20", {"image_id": blue["id"], "operation": "classify",
-                                                  "params": {"model": "mild", "min_confidence": 0.5}}).json_body
+    named = post(
+        client,
+        "/api/process?wait=20",
+        {"image_id": blue["id"], "operation": "classify", "params": {"model": "mild", "min_confidence": 0.5}},
+    ).json_body
     assert named["model"] == {"name": "mild", "version": 1}
     assert [p["label"] for p in named["result"]["predictions"]] == ["blue"]  # red's 0.27 is below 0.5
 
     bad_param = post(client, "/api/process", {"image_id": blue["id"], "operation": "classify", "params": {"top_k": 0}})
     assert bad_param.status_code == 400 and "top_k" in bad_param.json_body["error"]["message"]
-    unknown = post(client, "/api/process", {"image_id": blue["id"], "operation": "classify",
-                                            "params": {"model": "resnet50"}})
+    unknown = post(
+        client, "/api/process", {"image_id": blue["id"], "operation": "classify", "params": {"model": "resnet50"}}
+    )
     assert unknown.status_code == 404 and "POST /api/models" in unknown.json_body["error"]["message"]
     unknown = analyze(client, blue["id"], "resnet50")
     assert unknown.status_code == 404 and "POST /api/models" in unknown.json_body["error"]["message"]
 
 
 def test_detect_runs_a_registered_detector_and_faces_without_one(client, ready_image, model_cache):
-    rows = np.array([[0, 1, 0.60, 0.10, 0.20, 0.50, 0.70], [0, 0, 0.95, 0.50, 0.00, 1.00, 0.50],
-                     [0, 1, 0.10, 0.00, 0.00, 1.00, 1.00]])
+    rows = np.array(
+        [
+            [0, 1, 0.60, 0.10, 0.20, 0.50, 0.70],
+            [0, 0, 0.95, 0.50, 0.00, 1.00, 0.50],
+            [0, 1, 0.10, 0.00, 0.00, 1.00, 1.00],
+        ]
+    )
     meta = {"name": "pets", "framework": "onnx", "task": "detect", "input_spec": SPEC, "labels": ["dog", "cat"]}
     assert register_file(client, meta, detector_net(rows)).status_code == 201
     image = ready_image(png(RED, (200, 100)), "wide.png")
-    task = post(client, "/api/process?wait=20", {"image_id": image["id"], "operation": "detect",
-                                                 "params": {"model": "pets"}}).json_body
+    task = post(
+        client, "/api/process?wait=20", {"image_id": image["id"], "operation": "detect", "params": {"model": "pets"}}
+    ).json_body
     assert task["status"] == "succeeded", task
     assert task["result"]["predictions"] == [
         {"label": "dog", "confidence": pytest.approx(0.95), "box": {"x": 100, "y": 0, "width": 100, "height": 50}},
@@ -233,8 +261,9 @@ def test_detect_runs_a_registered_detector_and_faces_without_one(client, ready_i
     ]
     faces = post(client, "/api/process?wait=20", {"image_id": image["id"], "operation": "detect"}).json_body
     assert (faces["kind"], faces["operation"], faces["model"]) == ("analysis", "faces", None)
-    wrong = post(client, "/api/process", {"image_id": image["id"], "operation": "classify",
-                                          "params": {"model": "pets"}})
+    wrong = post(
+        client, "/api/process", {"image_id": image["id"], "operation": "classify", "params": {"model": "pets"}}
+    )
     assert wrong.status_code == 400 and wrong.json_body["error"]["code"] == "wrong_model_task"
 
 
@@ -242,9 +271,9 @@ def test_a_tampered_cache_is_downloaded_again_and_a_damaged_artifact_fails_the_t
     from sqlalchemy import select
 
     from chalicelib import storage
-    from chalicelib.db.models import MLModel
     from chalicelib.db.session import session_scope
-    from chalicelib.ml.models import artifact_path
+    from chalicelib.db.tables import MLModel
+    from chalicelib.ml.runtimes import artifact_path
 
     net = colour_net(2.0)
     sha = register_file(client, colours(), net).json_body["sha256"]
@@ -272,9 +301,9 @@ def test_a_tampered_cache_is_downloaded_again_and_a_damaged_artifact_fails_the_t
 def test_a_scikit_learn_model_classifies_a_digit_on_the_ml_tasks_queue(client, ready_image, model_cache, monkeypatch):
     from sklearn.datasets import load_digits
 
-    from chalicelib.handlers import model_runner
     from chalicelib.ml.features import extract
     from chalicelib.ml.training import classify_image, load_model, save_model, train_and_evaluate
+    from chalicelib.services import model_runs as model_runner
 
     def digit_png(image: np.ndarray) -> bytes:  # 8×8 digit (0..16) → 32×32 grayscale PNG, same 4×4 block means
         out = io.BytesIO()
@@ -287,9 +316,13 @@ def test_a_scikit_learn_model_classifies_a_digit_on_the_ml_tasks_queue(client, r
     X = np.stack([extract(data, "pixels", {"size": 8}) for data in pngs[:600]])
     outcome = train_and_evaluate(X, digits.target[:600], algorithm="logistic_regression", params={}, seed=0)
     artifact = save_model(outcome.model)
-    meta = {"name": "digits", "framework": "sklearn", "task": "classify",
-            "input_spec": {"feature": "pixels", "feature_params": {"size": 8}},
-            "metrics": {"accuracy": outcome.metrics["accuracy"]}}
+    meta = {
+        "name": "digits",
+        "framework": "sklearn",
+        "task": "classify",
+        "input_spec": {"feature": "pixels", "feature_params": {"size": 8}},
+        "metrics": {"accuracy": outcome.metrics["accuracy"]},
+    }
     registered = register_file(client, meta, artifact)
     assert registered.status_code == 201, registered.body
     assert registered.json_body["input_spec"] == {"feature": "pixels", "feature_params": {"size": 8}}
@@ -325,23 +358,26 @@ def test_register_from_a_presigned_upload(client, model_cache):
     assert too_big.status_code == 413
 
 
-@pytest.mark.parametrize("change, code", [
-    ({"name": "Bad Name"}, "invalid_request"),
-    ({"name": "-starts-with-a-dash"}, "invalid_request"),
-    ({"name": "faces"}, "reserved_name"),
-    ({"input_spec": {"size": [0, 16]}}, "invalid_input_spec"),
-    ({"input_spec": {"size": [16, 16], "colours": "many"}}, "invalid_input_spec"),
-    ({"framework": "tensorflow"}, "invalid_request"),
-    ({"task": "generate"}, "invalid_request"),
-    ({"framework": "sklearn", "input_spec": {"feature": "pixels"}, "task": "detect"}, "invalid_task"),
-    ({"framework": "sklearn", "input_spec": {"feature": "sift"}}, "invalid_input_spec"),
-    ({"labels": ["red", 7]}, "invalid_request"),
-    ({"labels": ["red", "red"]}, "invalid_labels"),
-    ({"url": "ftp://example.com/model.onnx"}, "invalid_url"),
-    ({"url": "file:///etc/passwd"}, "invalid_url"),
-    ({"url": "http://127.0.0.1:9/x.onnx", "upload_id": "0" * 32}, "invalid_request"),
-    ({"url": None, "upload_id": "../../etc"}, "invalid_upload_id"),
-])
+@pytest.mark.parametrize(
+    "change, code",
+    [
+        ({"name": "Bad Name"}, "invalid_request"),
+        ({"name": "-starts-with-a-dash"}, "invalid_request"),
+        ({"name": "faces"}, "reserved_name"),
+        ({"input_spec": {"size": [0, 16]}}, "invalid_input_spec"),
+        ({"input_spec": {"size": [16, 16], "colours": "many"}}, "invalid_input_spec"),
+        ({"framework": "tensorflow"}, "invalid_request"),
+        ({"task": "generate"}, "invalid_request"),
+        ({"framework": "sklearn", "input_spec": {"feature": "pixels"}, "task": "detect"}, "invalid_task"),
+        ({"framework": "sklearn", "input_spec": {"feature": "sift"}}, "invalid_input_spec"),
+        ({"labels": ["red", 7]}, "invalid_request"),
+        ({"labels": ["red", "red"]}, "invalid_labels"),
+        ({"url": "ftp://example.com/model.onnx"}, "invalid_url"),
+        ({"url": "file:///etc/passwd"}, "invalid_url"),
+        ({"url": "http://127.0.0.1:9/x.onnx", "upload_id": "0" * 32}, "invalid_request"),
+        ({"url": None, "upload_id": "../../etc"}, "invalid_upload_id"),
+    ],
+)
 def test_bad_registrations_are_400_and_register_nothing(client, change, code):
     body = {**colours(), "url": "http://127.0.0.1:9/never-fetched.onnx", **change}
     response = post(client, "/api/models", body)
@@ -366,8 +402,9 @@ def test_bad_files_and_downloads_are_refused(client, file_server, model_cache):
     followed = post(client, "/api/models", {**colours("followed"), "url": redirected})
     assert followed.status_code == 201
     assert followed.json_body["sha256"] == hashlib.sha256(files["/colours.onnx"]).hexdigest()
-    not_skops = register_file(client, {**colours(), "framework": "sklearn", "input_spec": {"feature": "pixels"}},
-                              colour_net(1.0))
+    not_skops = register_file(
+        client, {**colours(), "framework": "sklearn", "input_spec": {"feature": "pixels"}}, colour_net(1.0)
+    )
     assert not_skops.status_code == 400 and not_skops.json_body["error"]["code"] == "invalid_model"
     no_file = post(client, "/api/models", colours())
     assert no_file.status_code == 400
@@ -410,14 +447,18 @@ def test_a_model_url_over_the_size_limit_is_413(client, file_server, model_cache
 
 def test_private_model_urls_are_refused_outside_the_local_stage(monkeypatch):
     from chalicelib.config import reset_settings
-    from chalicelib.handlers.http import ApiError
-    from chalicelib.handlers.model_sources import check_url
+    from chalicelib.errors import ApiError
+    from chalicelib.services.model_sources import check_url
 
     monkeypatch.setenv("PIXELAKE_MODEL_URL_PRIVATE", "deny")
     reset_settings()
     try:
-        for url in ("http://127.0.0.1:9001/2018-06-01/runtime/invocation/next", "http://169.254.169.254/latest",
-                    "http://10.0.0.5/model.onnx", "http://[::1]/model.onnx"):
+        for url in (
+            "http://127.0.0.1:9001/2018-06-01/runtime/invocation/next",
+            "http://169.254.169.254/latest",
+            "http://10.0.0.5/model.onnx",
+            "http://[::1]/model.onnx",
+        ):
             with pytest.raises(ApiError) as refused:
                 check_url(url)
             assert refused.value.code == "invalid_url"
@@ -441,9 +482,21 @@ def test_concurrent_registrations_get_distinct_versions_and_one_active(db):
         barrier.wait()
         with session_scope() as session:
             version = ml_models.allocate_version(session, owner, "raced")
-            ml_models.create(session, owner_id=owner, name="raced", version=version, framework="onnx", task="classify",
-                             artifact_key=f"models/{owner}/raced/{version}/model.onnx", sha256="0" * 64, size_bytes=1,
-                             input_spec={}, labels=[], metrics={}, description=None)
+            ml_models.create(
+                session,
+                owner_id=owner,
+                name="raced",
+                version=version,
+                framework="onnx",
+                task="classify",
+                artifact_key=f"models/{owner}/raced/{version}/model.onnx",
+                sha256="0" * 64,
+                size_bytes=1,
+                input_spec={},
+                labels=[],
+                metrics={},
+                description=None,
+            )
             return version
 
     with ThreadPoolExecutor(6) as pool:

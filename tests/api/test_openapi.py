@@ -1,11 +1,12 @@
 """GET /openapi.json: generated from the route declarations, valid OpenAPI 3.1, complete."""
+
 import ast
 from pathlib import Path
 
 import msgspec
 from openapi_spec_validator import validate
 
-from chalicelib.handlers.http import ROUTES
+from chalicelib.api.routing import ROUTES
 
 HANDLERS = Path(__file__).resolve().parents[2] / "chalicelib" / "handlers"
 

@@ -5,14 +5,17 @@ its path parameters are filled with user A's resources by name (`image_id` → a
 and its JSON body is built from its declared schema, with every `*_id` field pointing at A's
 resource of that kind. A path parameter of an unknown kind fails the test, naming it.
 """
+
 import re
 import uuid
 
 import msgspec
 import pytest
-
 from accounts import ADMIN_EMAIL, new_user, post_json
-from chalicelib.db.models import (
+
+from chalicelib.api.routing import ROUTES, RouteDoc
+from chalicelib.db.session import session_scope
+from chalicelib.db.tables import (
     ApiKey,
     Batch,
     Dataset,
@@ -23,58 +26,112 @@ from chalicelib.db.models import (
     Result,
     TrainingJob,
 )
-from chalicelib.db.session import session_scope
-from chalicelib.handlers.http import ROUTES, RouteDoc
 
 # Bodies that need more than their schema says (a registered operation, a built-in analyzer).
 EXAMPLE_BODIES = {
     ("POST", "/api/process"): lambda ids: {"image_id": ids["image"], "operation": "grayscale"},
     ("POST", "/api/analyze"): lambda ids: {"image_id": ids["image"], "model": "properties"},
-    ("POST", "/api/training-jobs"): lambda ids: {"dataset_id": ids["dataset"], "model_name": "ownership-check",
-                                                 "algorithm": "logistic_regression", "features": "color_histogram"},
+    ("POST", "/api/training-jobs"): lambda ids: {
+        "dataset_id": ids["dataset"],
+        "model_name": "ownership-check",
+        "algorithm": "logistic_regression",
+        "features": "color_histogram",
+    },
     ("POST", "/api/batches"): lambda ids: {"image_ids": [ids["image"]], "operation": "grayscale"},
 }
 # Path parameter or body field name (without _id / _ids) → the kind of resource it names.
-KINDS = {"image": "image", "task": "task", "key": "key", "api_key": "key", "model": "model", "dataset": "dataset",
-         "item": "item", "job": "job", "training_job": "job", "batch": "batch", "result": "result"}
+KINDS = {
+    "image": "image",
+    "task": "task",
+    "key": "key",
+    "api_key": "key",
+    "model": "model",
+    "dataset": "dataset",
+    "item": "item",
+    "job": "job",
+    "training_job": "job",
+    "batch": "batch",
+    "result": "result",
+}
 # Path parameters that are not ids, by the path segment before them: models are named and versioned.
 NAMED = {("models", "name"): "model_name", ("versions", "version"): "model_version"}
 # Routes whose owner and admin calls are not made: they start work elsewhere (a Dask export,
 # a training run); the other user's 404 is still checked.
-ONLY_OTHER_USER = {("GET", "/api/batches/{batch_id}/export"), ("POST", "/api/training-jobs"),
-                   ("POST", "/api/batches")}
+ONLY_OTHER_USER = {("GET", "/api/batches/{batch_id}/export"), ("POST", "/api/training-jobs"), ("POST", "/api/batches")}
 
 
 def make_resources(owner_id: int, marker: str) -> dict[str, int]:
     """One of each owned resource for owner_id, written straight to the database; names carry `marker`."""
     with session_scope() as session:
-        image = Image(owner_id=owner_id, bucket="pixelake-local", key=f"uploads/{owner_id}/{uuid.uuid4().hex}.jpg",
-                      filename=f"{marker}.jpg", content_type="image/jpeg", size_bytes=100, status="ready",
-                      format="jpeg", width=10, height=10, mode="RGB", thumbnails=[], metadata_={"note": marker})
+        image = Image(
+            owner_id=owner_id,
+            bucket="pixelake-local",
+            key=f"uploads/{owner_id}/{uuid.uuid4().hex}.jpg",
+            filename=f"{marker}.jpg",
+            content_type="image/jpeg",
+            size_bytes=100,
+            status="ready",
+            format="jpeg",
+            width=10,
+            height=10,
+            mode="RGB",
+            thumbnails=[],
+            metadata_={"note": marker},
+        )
         session.add(image)
         session.flush()
-        task = ProcessingTask(owner_id=owner_id, image_id=image.id, kind="analysis", operation="properties",
-                              params={}, status="succeeded")
+        task = ProcessingTask(
+            owner_id=owner_id, image_id=image.id, kind="analysis", operation="properties", params={}, status="succeeded"
+        )
         session.add(task)
         session.flush()
         result = Result(task_id=task.id, image_id=image.id, kind="analysis", data={"note": marker})
         key = ApiKey(user_id=owner_id, name=marker[:100], prefix="pxl_owned", key_hash=uuid.uuid4().hex * 2)
-        model = MLModel(owner_id=owner_id, name=marker[:100], version=1, framework="onnx", task="classify",
-                        artifact_key=f"models/{owner_id}/{marker}.onnx", sha256="0" * 64, status="active")
+        model = MLModel(
+            owner_id=owner_id,
+            name=marker[:100],
+            version=1,
+            framework="onnx",
+            task="classify",
+            artifact_key=f"models/{owner_id}/{marker}.onnx",
+            sha256="0" * 64,
+            status="active",
+        )
         dataset = Dataset(owner_id=owner_id, name=marker[:100], description=marker)
         session.add_all([result, key, model, dataset])
         session.flush()
         item = DatasetItem(dataset_id=dataset.id, image_id=image.id, key=image.key, label="cat")
-        job = TrainingJob(owner_id=owner_id, dataset_id=dataset.id, model_name=marker[:100],
-                          algorithm="logistic_regression", features="color_histogram", status="succeeded",
-                          model_id=model.id)
-        batch = Batch(owner_id=owner_id, request_hash=uuid.uuid4().hex, operation="grayscale", status="succeeded",
-                      source={"note": marker})
+        job = TrainingJob(
+            owner_id=owner_id,
+            dataset_id=dataset.id,
+            model_name=marker[:100],
+            algorithm="logistic_regression",
+            features="color_histogram",
+            status="succeeded",
+            model_id=model.id,
+        )
+        batch = Batch(
+            owner_id=owner_id,
+            request_hash=uuid.uuid4().hex,
+            operation="grayscale",
+            status="succeeded",
+            source={"note": marker},
+        )
         session.add_all([item, job, batch])
         session.flush()
-        return {"image": image.id, "task": task.id, "result": result.id, "key": key.id, "model": model.id,
-                "dataset": dataset.id, "item": item.id, "job": job.id, "batch": batch.id, "model_name": model.name,
-                "model_version": model.version}
+        return {
+            "image": image.id,
+            "task": task.id,
+            "result": result.id,
+            "key": key.id,
+            "model": model.id,
+            "dataset": dataset.id,
+            "item": item.id,
+            "job": job.id,
+            "batch": batch.id,
+            "model_name": model.name,
+            "model_version": model.version,
+        }
 
 
 def kind_of(name: str) -> str | None:
@@ -89,9 +146,12 @@ def concrete_path(doc: RouteDoc, ids: dict[str, int]) -> str:
         before = segments[segments.index(match.group(0)) - 1]
         kind = NAMED.get((before, match.group(1))) or kind_of(match.group(1))
         if kind is None:
-            pytest.fail(f"{doc.method} {doc.path}: path parameter {{{match.group(1)}}} names no known resource kind; "
-                        "add it to KINDS (and make_resources) in tests/api/test_ownership.py")
+            pytest.fail(
+                f"{doc.method} {doc.path}: path parameter {{{match.group(1)}}} names no known resource kind; "
+                "add it to KINDS (and make_resources) in tests/api/test_ownership.py"
+            )
         return str(ids[kind])
+
     return re.sub(r"{(\w+)}", fill, doc.path)
 
 
@@ -106,14 +166,23 @@ def example_value(name: str, schema: dict, ids: dict[str, int], components: dict
         return [ids[kind]] if schema.get("type") == "array" else ids[kind]
     if "enum" in schema:
         return schema["enum"][0]
-    return {"integer": schema.get("minimum", 1), "number": schema.get("minimum", 1), "boolean": False,
-            "object": {}, "array": [], "string": "x" * max(1, schema.get("minLength", 1))}.get(schema.get("type"), "x")
+    return {
+        "integer": schema.get("minimum", 1),
+        "number": schema.get("minimum", 1),
+        "boolean": False,
+        "object": {},
+        "array": [],
+        "string": "x" * max(1, schema.get("minLength", 1)),
+    }.get(schema.get("type"), "x")
 
 
 def example_body(schema: dict, ids: dict[str, int], components: dict) -> dict:
     """The required fields of a declared body, each with a plausible value; *_id fields name A's resources."""
-    return {name: example_value(name, prop, ids, components)
-            for name, prop in schema.get("properties", {}).items() if name in schema.get("required", [])}
+    return {
+        name: example_value(name, prop, ids, components)
+        for name, prop in schema.get("properties", {}).items()
+        if name in schema.get("required", [])
+    }
 
 
 def names_a_resource(doc: RouteDoc) -> bool:
@@ -133,14 +202,24 @@ def call(client, doc: RouteDoc, ids: dict[str, int], headers: dict):
     else:
         (schema,), components = msgspec.json.schema_components([doc.body], ref_template="#/$defs/{name}")
         body = example_body(components[schema["$ref"].rsplit("/", 1)[-1]], ids, components)
-    return post_json(client, path, body, headers) if doc.method == "POST" else getattr(client.http, doc.method.lower())(
-        path, body=msgspec.json.encode(body), headers={"Content-Type": "application/json", **headers})
+    return (
+        post_json(client, path, body, headers)
+        if doc.method == "POST"
+        else getattr(client.http, doc.method.lower())(
+            path, body=msgspec.json.encode(body), headers={"Content-Type": "application/json", **headers}
+        )
+    )
 
 
 @pytest.fixture
 def three_users(auth_required):
     client = auth_required
-    return client, new_user(client, "alice@example.com"), new_user(client, "bob@example.com"), new_user(client, ADMIN_EMAIL)
+    return (
+        client,
+        new_user(client, "alice@example.com"),
+        new_user(client, "bob@example.com"),
+        new_user(client, ADMIN_EMAIL),
+    )
 
 
 def test_another_users_resources_answer_404_on_every_endpoint_and_admins_see_them(three_users):
@@ -169,14 +248,28 @@ def test_another_users_resources_answer_404_on_every_endpoint_and_admins_see_the
             if doc.method != "DELETE":  # deleting as admin would leave nothing for the owner's own call
                 as_admin = call(client, doc, ids, admin["headers"])
                 assert as_admin.status_code != 404 and as_admin.status_code < 500, (
-                    doc.method, doc.path, "admin", as_admin.status_code, as_admin.body[:300])
+                    doc.method,
+                    doc.path,
+                    "admin",
+                    as_admin.status_code,
+                    as_admin.body[:300],
+                )
             as_alice = call(client, doc, ids, alice["headers"])
             assert as_alice.status_code != 404 and as_alice.status_code < 500, (
-                doc.method, doc.path, "owner", as_alice.status_code, as_alice.body[:300])
+                doc.method,
+                doc.path,
+                "owner",
+                as_alice.status_code,
+                as_alice.body[:300],
+            )
     finally:
         _purge_task_queues()
-    assert {("GET", "/api/images/{image_id}"), ("GET", "/api/tasks/{task_id}"), ("POST", "/api/process"),
-            ("DELETE", "/api/keys/{key_id}")} <= set(checked), checked
+    assert {
+        ("GET", "/api/images/{image_id}"),
+        ("GET", "/api/tasks/{task_id}"),
+        ("POST", "/api/process"),
+        ("DELETE", "/api/keys/{key_id}"),
+    } <= set(checked), checked
 
 
 def test_lists_and_aggregates_show_nothing_of_another_user(three_users):
@@ -202,11 +295,12 @@ def test_lists_and_aggregates_show_nothing_of_another_user(three_users):
 def test_uploads_belong_to_their_uploader(three_users):
     from sample_images import jpeg_bytes, multipart
 
-    client, alice, bob, admin = three_users
+    client, alice, bob, _admin = three_users
     body, headers = multipart("file", "alice.jpg", jpeg_bytes((32, 24)))
     image = client.http.post("/api/upload", body=body, headers={**headers, **alice["headers"]}).json_body
-    presigned = post_json(client, "/api/uploads", {"filename": "a.jpg", "content_type": "image/jpeg", "size": 10},
-                          alice["headers"]).json_body
+    presigned = post_json(
+        client, "/api/uploads", {"filename": "a.jpg", "content_type": "image/jpeg", "size": 10}, alice["headers"]
+    ).json_body
     for image_id in (image["id"], presigned["image_id"]):
         assert client.http.get(f"/api/images/{image_id}", headers=bob["headers"]).status_code == 404
         assert client.http.get(f"/api/images/{image_id}", headers=alice["headers"]).status_code == 200

@@ -1,12 +1,13 @@
 """Near-duplicates by perceptual hash: GET /api/images/{id}/similar."""
+
 import io
 
 from PIL import Image
+from sample_images import jpeg_bytes
 from sqlalchemy import text
 
 from chalicelib.db import images as image_rows
 from chalicelib.db.session import session_scope
-from sample_images import jpeg_bytes
 
 
 def astronaut(size=None, quality=92) -> bytes:
@@ -46,10 +47,13 @@ def test_the_band_indexes_serve_the_search_on_many_images(db):
 
     with session_scope() as session:
         owner = ensure_local_user(session).id
-        session.execute(text("""
+        session.execute(
+            text("""
             INSERT INTO images (owner_id, bucket, key, status, phash)
             SELECT :owner, 'b', 'k' || g, 'ready', (random() * 9e18)::bigint - 4500000000000000000
-            FROM generate_series(1, 50000) g"""), {"owner": owner})
+            FROM generate_series(1, 50000) g"""),
+            {"owner": owner},
+        )
         session.execute(text("ANALYZE images"))
         probe = session.scalars(text("SELECT id FROM images ORDER BY id LIMIT 1")).one()
         image = session.get(image_rows.Image, probe)

@@ -1,12 +1,13 @@
 """POST /api/process and /api/analyze through the API, run by the real worker over SQS."""
+
 import io
 import json
+from datetime import UTC
 
 import numpy as np
 import pytest
 import requests
 from PIL import Image
-
 from sample_images import ASTRONAUT_FACE, box_iou, jpeg_bytes
 
 JSON = {"Content-Type": "application/json"}
@@ -26,8 +27,9 @@ def astronaut_jpeg() -> bytes:
 
 def test_resize_with_wait_answers_200_with_the_result(client, ready_image):
     image = ready_image(jpeg_bytes())
-    response = post(client, "/api/process?wait=20", {"image_id": image["id"], "operation": "resize",
-                                                     "params": {"width": 320}})
+    response = post(
+        client, "/api/process?wait=20", {"image_id": image["id"], "operation": "resize", "params": {"width": 320}}
+    )
     assert response.status_code == 200, response.body
     task = response.json_body
     assert task["status"] == "succeeded" and task["error"] is None
@@ -54,21 +56,28 @@ def test_process_without_wait_is_202_with_a_location_to_poll(client, ready_image
 
 def test_pipeline_runs_steps_in_one_pass(client, ready_image):
     image = ready_image(jpeg_bytes())
-    steps = [{"operation": "resize", "params": {"width": 200}}, {"operation": "grayscale"},
-             {"operation": "convert", "params": {"format": "png"}}]
-    task = post(client, "/api/process?wait=20", {"image_id": image["id"], "operation": "pipeline",
-                                                 "params": {"steps": steps}}).json_body
+    steps = [
+        {"operation": "resize", "params": {"width": 200}},
+        {"operation": "grayscale"},
+        {"operation": "convert", "params": {"format": "png"}},
+    ]
+    task = post(
+        client, "/api/process?wait=20", {"image_id": image["id"], "operation": "pipeline", "params": {"steps": steps}}
+    ).json_body
     assert task["status"] == "succeeded", task
     assert (task["result"]["format"], task["result"]["width"]) == ("png", 200)
 
 
-@pytest.mark.parametrize("body, code", [
-    ({"operation": "sparkle"}, "unknown_operation"),
-    ({"operation": "resize", "params": {"width": -5}}, "invalid_parameter"),
-    ({"operation": "resize", "params": {"width": 100, "colour": "red"}}, "invalid_parameter"),
-    ({"operation": "blur", "params": {"sigma": "lots"}}, "invalid_parameter"),
-    ({"operation": "pipeline", "params": {"steps": [{"operation": "nope"}]}}, None),
-])
+@pytest.mark.parametrize(
+    "body, code",
+    [
+        ({"operation": "sparkle"}, "unknown_operation"),
+        ({"operation": "resize", "params": {"width": -5}}, "invalid_parameter"),
+        ({"operation": "resize", "params": {"width": 100, "colour": "red"}}, "invalid_parameter"),
+        ({"operation": "blur", "params": {"sigma": "lots"}}, "invalid_parameter"),
+        ({"operation": "pipeline", "params": {"steps": [{"operation": "nope"}]}}, None),
+    ],
+)
 def test_bad_operations_and_parameters_are_400_and_say_what_is_allowed(client, ready_image, body, code):
     image = ready_image(jpeg_bytes((64, 48)))
     response = post(client, "/api/process", {"image_id": image["id"], **body})
@@ -91,8 +100,11 @@ def test_process_on_a_missing_image_is_404_and_on_a_failed_one_409(client, ready
 
 def test_a_task_that_cannot_run_fails_with_a_reason_and_others_still_run(client, ready_image):
     image = ready_image(jpeg_bytes((64, 48)))
-    bad = post(client, "/api/process", {"image_id": image["id"], "operation": "crop",
-                                        "params": {"x": 500, "y": 500, "width": 10, "height": 10}}).json_body
+    bad = post(
+        client,
+        "/api/process",
+        {"image_id": image["id"], "operation": "crop", "params": {"x": 500, "y": 500, "width": 10, "height": 10}},
+    ).json_body
     good = post(client, "/api/process", {"image_id": image["id"], "operation": "flop"}).json_body
     bad = client.http.get(f"/api/tasks/{bad['id']}?wait=20").json_body
     good = client.http.get(f"/api/tasks/{good['id']}?wait=20").json_body
@@ -101,8 +113,8 @@ def test_a_task_that_cannot_run_fails_with_a_reason_and_others_still_run(client,
 
 
 def test_redelivered_task_message_runs_once(client, ready_image, chalice_app):
-    from chalicelib.db.models import Result
     from chalicelib.db.session import session_scope
+    from chalicelib.db.tables import Result
 
     image = ready_image(jpeg_bytes((64, 48)))
     task = post(client, "/api/process?wait=20", {"image_id": image["id"], "operation": "invert"}).json_body
@@ -135,8 +147,11 @@ def test_analyze_faces_returns_predictions_with_confidences(client, ready_image)
 
 def test_segment_through_process_stores_a_mask(client, ready_image):
     image = ready_image(jpeg_bytes((160, 120)))
-    task = post(client, "/api/process?wait=20", {"image_id": image["id"], "operation": "segment",
-                                                 "params": {"method": "kmeans", "k": 3}}).json_body
+    task = post(
+        client,
+        "/api/process?wait=20",
+        {"image_id": image["id"], "operation": "segment", "params": {"method": "kmeans", "k": 3}},
+    ).json_body
     assert task["status"] == "succeeded", task
     mask = np.asarray(Image.open(io.BytesIO(requests.get(task["result"]["url"], timeout=10).content)))
     assert mask.shape == (120, 160)
@@ -170,13 +185,19 @@ def test_stats_counts_images_and_tasks(client, ready_image):
 
 def _task_row(image_id: int, **columns) -> int:
     """A task row with no queue message (no poller runs it): the test delivers its messages."""
-    from chalicelib.db.models import Image, ProcessingTask
     from chalicelib.db.session import session_scope
+    from chalicelib.db.tables import Image, ProcessingTask
 
     with session_scope() as session:
         image = session.get(Image, image_id)
-        task = ProcessingTask(owner_id=image.owner_id, image_id=image_id, kind="operation", operation="invert",
-                              params={}, **{"status": "pending", **columns})
+        task = ProcessingTask(
+            owner_id=image.owner_id,
+            image_id=image_id,
+            kind="operation",
+            operation="invert",
+            params={},
+            **{"status": "pending", **columns},
+        )
         session.add(task)
         session.flush()
         return task.id
@@ -184,8 +205,8 @@ def _task_row(image_id: int, **columns) -> int:
 
 def test_a_task_whose_every_attempt_meets_a_fault_fails_on_its_last_with_the_fault(client, ready_image):
     from chalicelib import storage
-    from chalicelib.db.models import Image
     from chalicelib.db.session import session_scope
+    from chalicelib.db.tables import Image
 
     image = ready_image(jpeg_bytes((64, 48)))
     with session_scope() as session:
@@ -203,14 +224,14 @@ def test_a_task_whose_every_attempt_meets_a_fault_fails_on_its_last_with_the_fau
 
 
 def test_a_running_task_whose_message_was_dead_lettered_is_reported_failed(client, ready_image):
-    from datetime import datetime, timedelta, timezone
+    from datetime import datetime, timedelta
 
     from chalicelib.config import get_settings
 
     image = ready_image(jpeg_bytes((64, 48)))
-    long_ago = datetime.now(timezone.utc) - timedelta(seconds=get_settings().task_stall_s + 60)
+    long_ago = datetime.now(UTC) - timedelta(seconds=get_settings().task_stall_s + 60)
     stalled = _task_row(image["id"], status="running", started_at=long_ago, attempts=5)
-    live = _task_row(image["id"], status="running", started_at=datetime.now(timezone.utc), attempts=1)
+    live = _task_row(image["id"], status="running", started_at=datetime.now(UTC), attempts=1)
     task = client.http.get(f"/api/tasks/{stalled}").json_body
     assert task["status"] == "failed" and "set aside after 5 attempts" in task["error"]
     listed = {t["id"]: t for t in client.http.get(f"/api/images/{image['id']}/tasks").json_body["items"]}

@@ -1,4 +1,5 @@
 """A real browser (Debian's Chromium through Playwright) against the local stack in a subprocess."""
+
 from __future__ import annotations
 
 import io
@@ -6,15 +7,20 @@ import shutil
 from pathlib import Path
 
 import pytest
-
 from e2e_helpers import stack, stack_home  # noqa: F401  (fixtures)
 
 PROJECT_DIR = Path(__file__).resolve().parents[2]
 SCREENSHOTS = PROJECT_DIR / "test-artifacts" / "screenshots"
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 # Never `playwright install` (it downloads a browser build): Debian's chromium, installed by `make browser`.
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update", "--no-first-run"]
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--no-first-run",
+]
 
 
 @pytest.fixture(scope="module")
@@ -53,6 +59,7 @@ def screenshot():
         path = SCREENSHOTS / f"{name}.png"
         page.screenshot(path=str(path), full_page=True)
         return path
+
     return save
 
 
@@ -71,5 +78,7 @@ def sample_files(tmp_path_factory):
     from skimage import data
 
     directory = tmp_path_factory.mktemp("browser-uploads")
-    return {"astronaut": jpeg_file(directory, "astronaut.jpg", data.astronaut()),
-            "coffee": jpeg_file(directory, "coffee.jpg", data.coffee())}
+    return {
+        "astronaut": jpeg_file(directory, "astronaut.jpg", data.astronaut()),
+        "coffee": jpeg_file(directory, "coffee.jpg", data.coffee()),
+    }

@@ -2,6 +2,7 @@
 
 Screenshots of the main pages are saved under test-artifacts/screenshots/.
 """
+
 from __future__ import annotations
 
 import base64
@@ -9,7 +10,6 @@ import re
 
 import pytest
 import requests
-
 from e2e_helpers import wait_for
 
 pytestmark = pytest.mark.e2e
@@ -28,8 +28,11 @@ def astronaut(stack, sample_files):
     if found:
         return found[0]
     data = sample_files["astronaut"].read_bytes()
-    post = requests.post(f"{stack.url}/api/uploads", json={"filename": "astronaut.jpg", "content_type": "image/jpeg",
-                                                            "size": len(data)}, timeout=10).json()
+    post = requests.post(
+        f"{stack.url}/api/uploads",
+        json={"filename": "astronaut.jpg", "content_type": "image/jpeg", "size": len(data)},
+        timeout=10,
+    ).json()
     requests.post(post["url"], data=post["fields"], files={"file": ("astronaut.jpg", data)}, timeout=10)
     return stack.wait_until_processed(post["image_id"])
 
@@ -47,7 +50,9 @@ def test_upload_through_the_page_and_see_the_thumbnails_appear(stack, page, samp
     done = page.locator(".upload-item.is-done")
     done.nth(1).wait_for(timeout=TIMEOUT_MS)
     assert page.locator(".upload-item.is-failed").count() == 0
-    assert [int(value) for value in page.locator(".upload-item progress").evaluate_all("(all) => all.map((p) => p.value)")] == [100, 100]
+    assert [
+        int(value) for value in page.locator(".upload-item progress").evaluate_all("(all) => all.map((p) => p.value)")
+    ] == [100, 100]
 
     for name in ("astronaut.jpg", "coffee.jpg"):
         tile = page.locator(".tile[data-status='ready']", has=page.get_by_role("img", name=name)).first
@@ -65,14 +70,17 @@ def test_files_dropped_on_the_zone_are_uploaded(stack, page, sample_files):
     zone.wait_for()
     payload = base64.b64encode(sample_files["coffee"].read_bytes()).decode()
     # A real drop event carrying a File, as the browser builds it from a drag out of a file manager.
-    zone.evaluate("""(zone, payload) => {
+    zone.evaluate(
+        """(zone, payload) => {
         const bytes = Uint8Array.from(atob(payload), (c) => c.charCodeAt(0));
         const transfer = new DataTransfer();
         transfer.items.add(new File([bytes], "dropped.jpg", { type: "image/jpeg" }));
         for (const type of ["dragenter", "dragover", "drop"]) {
             zone.dispatchEvent(new DragEvent(type, { dataTransfer: transfer, bubbles: true, cancelable: true }));
         }
-    }""", payload)
+    }""",
+        payload,
+    )
     page.locator(".upload-item.is-done", has_text="dropped.jpg").wait_for(timeout=TIMEOUT_MS)
     image = wait_for(lambda: next(iter(images_named(stack, "dropped.jpg")), None), timeout=10, what="the dropped image")
     assert stack.wait_until_processed(image["id"])["status"] == "ready"
@@ -92,7 +100,9 @@ def test_the_file_input_is_reachable_with_the_keyboard(stack, page):
 
 
 def test_the_image_page_draws_the_face_box_over_the_astronaut(stack, page, astronaut, screenshot):
-    face = requests.get(f"{stack.url}/api/images/{astronaut['id']}", timeout=10).json()["analyses"]["faces"]["faces"][0]["box"]
+    face = requests.get(f"{stack.url}/api/images/{astronaut['id']}", timeout=10).json()["analyses"]["faces"]["faces"][
+        0
+    ]["box"]
     page.goto(f"{stack.url}/#/images/{astronaut['id']}")
     box = page.locator(".layer-faces .box-face").first
     box.wait_for(timeout=TIMEOUT_MS)
@@ -124,8 +134,9 @@ def test_the_image_page_lists_a_near_duplicate_from_the_api(stack, page, astrona
 
     smaller = io.BytesIO()
     Image.open(sample_files["astronaut"]).resize((256, 256)).save(smaller, "JPEG", quality=50)
-    copy = requests.post(f"{stack.url}/api/upload", files={"file": ("astronaut-copy.jpg", smaller.getvalue())},
-                         timeout=10).json()
+    copy = requests.post(
+        f"{stack.url}/api/upload", files={"file": ("astronaut-copy.jpg", smaller.getvalue())}, timeout=10
+    ).json()
     assert stack.wait_until_processed(copy["id"])["status"] == "ready"
     page.goto(f"{stack.url}/#/images/{astronaut['id']}")
     entry = page.locator(".duplicates li", has_text="astronaut-copy.jpg")
@@ -199,12 +210,15 @@ def test_pages_for_the_registries_work_or_say_they_are_not_available_yet(stack, 
 
 
 def test_usable_on_a_phone(stack, browser, astronaut, screenshot):
-    context = browser.new_context(viewport={"width": 360, "height": 740}, device_scale_factor=2, is_mobile=True,
-                                  has_touch=True)
+    context = browser.new_context(
+        viewport={"width": 360, "height": 740}, device_scale_factor=2, is_mobile=True, has_touch=True
+    )
     phone = context.new_page()
     try:
-        for name, path, picture in (("gallery-phone", "/", ".tile img"),
-                                    ("image-phone", f"/#/images/{astronaut['id']}", ".layer-faces .box-face")):
+        for name, path, picture in (
+            ("gallery-phone", "/", ".tile img"),
+            ("image-phone", f"/#/images/{astronaut['id']}", ".layer-faces .box-face"),
+        ):
             phone.goto(f"{stack.url}{path}")
             phone.locator(picture).first.wait_for(timeout=TIMEOUT_MS)
             width = phone.evaluate("document.documentElement.scrollWidth")
@@ -234,8 +248,12 @@ def test_sign_in_when_the_api_requires_it(stack, page):
     import uuid
 
     email, password = f"ada-{uuid.uuid4().hex[:8]}@example.com", "correct horse battery staple"
-    assert requests.post(f"{stack.url}/api/auth/register", json={"email": email, "password": password},
-                         timeout=10).status_code == 201
+    assert (
+        requests.post(
+            f"{stack.url}/api/auth/register", json={"email": email, "password": password}, timeout=10
+        ).status_code
+        == 201
+    )
     seen, token_requests = [], []
 
     def images(route):
@@ -269,12 +287,28 @@ def test_sign_in_when_the_api_requires_it(stack, page):
 
 def test_a_training_job_shows_live_progress_then_its_confusion_matrix(stack, page, screenshot):
     """The training-jobs API is simulated (its own branch builds it): running at 40%, then finished."""
-    job = {"id": 7, "dataset_id": 2, "model_name": "digits", "algorithm": "logistic_regression", "features": "hog",
-           "params": {"C": 1.0}, "status": "running", "progress": {"percent": 40, "stage": "extracting features"},
-           "metrics": {}, "created_at": "2026-11-24T10:00:00Z"}
-    finished = {**job, "status": "succeeded", "progress": {"percent": 100, "stage": "done"},
-                "metrics": {"accuracy": 0.9611, "macro_f1": 0.9605,
-                            "confusion_matrix": {"labels": ["0", "1", "2"], "matrix": [[50, 1, 0], [2, 47, 3], [0, 4, 45]]}}}
+    job = {
+        "id": 7,
+        "dataset_id": 2,
+        "model_name": "digits",
+        "algorithm": "logistic_regression",
+        "features": "hog",
+        "params": {"C": 1.0},
+        "status": "running",
+        "progress": {"percent": 40, "stage": "extracting features"},
+        "metrics": {},
+        "created_at": "2026-11-24T10:00:00Z",
+    }
+    finished = {
+        **job,
+        "status": "succeeded",
+        "progress": {"percent": 100, "stage": "done"},
+        "metrics": {
+            "accuracy": 0.9611,
+            "macro_f1": 0.9605,
+            "confusion_matrix": {"labels": ["0", "1", "2"], "matrix": [[50, 1, 0], [2, 47, 3], [0, 4, 45]]},
+        },
+    }
     answers = [job, job]
 
     def training_job(route):

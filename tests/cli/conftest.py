@@ -1,4 +1,5 @@
 """`make` installs the CLI (pip install -e .); a bare checkout still finds it in cli/."""
+
 import sys
 from pathlib import Path
 

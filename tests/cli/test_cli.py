@@ -1,4 +1,5 @@
 """The `pixelake` command against the local stack in a subprocess."""
+
 from __future__ import annotations
 
 import io
@@ -12,9 +13,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 import requests
-from PIL import Image
-
 from e2e_helpers import stack, stack_home  # noqa: F401  (fixtures)
+from PIL import Image
 from sample_images import ASTRONAUT_FACE, box_iou
 
 pytestmark = pytest.mark.e2e
@@ -25,8 +25,11 @@ INSTALLED = Path(sys.executable).parent / "pixelake"
 def pixelake(stack, *args: str, check: bool = False, api_url: str | None = None) -> subprocess.CompletedProcess:
     """Run the installed console script (`make` installs it); fall back to the module in a bare checkout."""
     command = [str(INSTALLED)] if INSTALLED.exists() else [sys.executable, "-m", "pixelake_cli"]
-    env = {**os.environ, "PIXELAKE_API_URL": api_url or stack.url,
-           "PYTHONPATH": os.pathsep.join([str(PROJECT_DIR / "cli"), os.environ.get("PYTHONPATH", "")])}
+    env = {
+        **os.environ,
+        "PIXELAKE_API_URL": api_url or stack.url,
+        "PYTHONPATH": os.pathsep.join([str(PROJECT_DIR / "cli"), os.environ.get("PYTHONPATH", "")]),
+    }
     env.pop("PIXELAKE_API_KEY", None)
     result = subprocess.run([*command, *args], capture_output=True, text=True, env=env, timeout=300)
     if check and result.returncode != 0:
@@ -137,11 +140,14 @@ def test_stats_and_operations(stack, uploaded):
     assert "resize" in operations and "params: " in operations
 
 
-@pytest.mark.parametrize("args", [
-    ("models", "list"),
-    ("batch", "grayscale", "--images", "1", "--no-progress"),
-    ("train", "--dataset", "1", "--model-name", "digits", "--no-watch"),
-])
+@pytest.mark.parametrize(
+    "args",
+    [
+        ("models", "list"),
+        ("batch", "grayscale", "--images", "1", "--no-progress"),
+        ("train", "--dataset", "1", "--model-name", "digits", "--no-watch"),
+    ],
+)
 def test_commands_for_endpoints_still_to_come_work_or_say_they_are_not_available(stack, uploaded, args):
     result = pixelake(stack, *args)
     if result.returncode == 3:

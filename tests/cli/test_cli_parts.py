@@ -1,4 +1,5 @@
 """The CLI's pure parts: parameters, job progress in its several shapes, the confusion matrix as text."""
+
 import argparse
 
 import pytest
@@ -7,10 +8,17 @@ from pixelake_cli.main import _fraction, build_parser, confusion_text, parse_par
 from pixelake_cli.upload import image_files
 
 
-@pytest.mark.parametrize("text, expected", [
-    ("width=100", ("width", 100)), ("sigma=1.5", ("sigma", 1.5)), ("invert=true", ("invert", True)),
-    ("method=grabcut", ("method", "grabcut")), ("box=[1,2,3,4]", ("box", [1, 2, 3, 4])), ("name=", ("name", "")),
-])
+@pytest.mark.parametrize(
+    "text, expected",
+    [
+        ("width=100", ("width", 100)),
+        ("sigma=1.5", ("sigma", 1.5)),
+        ("invert=true", ("invert", True)),
+        ("method=grabcut", ("method", "grabcut")),
+        ("box=[1,2,3,4]", ("box", [1, 2, 3, 4])),
+        ("name=", ("name", "")),
+    ],
+)
 def test_parameters_are_json_when_they_parse(text, expected):
     assert parse_param(text) == expected
 
@@ -21,14 +29,17 @@ def test_a_parameter_needs_a_name_and_an_equals_sign(text):
         parse_param(text)
 
 
-@pytest.mark.parametrize("job, expected", [
-    ({"status": "running", "progress": {"percent": 42.5, "stage": "fitting"}}, (42.5, "fitting")),
-    ({"status": "running", "progress": {"total": 8, "done": 2, "failed": 2}}, (50.0, "running")),
-    ({"status": "running", "progress": 30}, (30.0, "running")),
-    ({"status": "running", "total": 4, "counts": {"succeeded": 1, "failed": 1, "pending": 2}}, (50.0, "running")),
-    ({"status": "succeeded"}, (100.0, "succeeded")),
-    ({"status": "pending"}, (0.0, "pending")),
-])
+@pytest.mark.parametrize(
+    "job, expected",
+    [
+        ({"status": "running", "progress": {"percent": 42.5, "stage": "fitting"}}, (42.5, "fitting")),
+        ({"status": "running", "progress": {"total": 8, "done": 2, "failed": 2}}, (50.0, "running")),
+        ({"status": "running", "progress": 30}, (30.0, "running")),
+        ({"status": "running", "total": 4, "counts": {"succeeded": 1, "failed": 1, "pending": 2}}, (50.0, "running")),
+        ({"status": "succeeded"}, (100.0, "succeeded")),
+        ({"status": "pending"}, (0.0, "pending")),
+    ],
+)
 def test_progress_of_a_job_in_any_shape(job, expected):
     assert _fraction(job) == expected
 

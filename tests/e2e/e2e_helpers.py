@@ -1,5 +1,6 @@
 """The local stack (`make dev`) in a subprocess, with the README's defaults: embedded
 PostgreSQL and moto, state in a temporary PIXELAKE_HOME."""
+
 from __future__ import annotations
 
 import os
@@ -12,7 +13,6 @@ from pathlib import Path
 
 import pytest
 import requests
-
 from polling import wait_for
 
 PROJECT_DIR = Path(__file__).resolve().parents[2]
@@ -34,13 +34,17 @@ class StackProcess:
         self.log_path = home / "stack.log"
 
     def start(self) -> StackProcess:
-        env = {k: v for k, v in os.environ.items()
-               if k not in ("DATABASE_URL", "AWS_ENDPOINT_URL", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY")}
+        env = {
+            k: v
+            for k, v in os.environ.items()
+            if k not in ("DATABASE_URL", "AWS_ENDPOINT_URL", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY")
+        }
         env.update(PIXELAKE_HOME=str(self.home), PORT=str(self.port), PIXELAKE_AWS_PORT=str(self.aws_port))
         self.home.mkdir(parents=True, exist_ok=True)
         log = self.log_path.open("a")
-        self.process = subprocess.Popen([sys.executable, "-m", "infra.local"], cwd=PROJECT_DIR, env=env,
-                                        stdout=log, stderr=subprocess.STDOUT)
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "infra.local"], cwd=PROJECT_DIR, env=env, stdout=log, stderr=subprocess.STDOUT
+        )
         wait_for(self._healthy, timeout=90, interval=0.25, what=f"the stack to answer (log: {self.log_path})")
         return self
 
@@ -60,6 +64,7 @@ class StackProcess:
         def processed():
             image = requests.get(f"{self.url}/api/images/{image_id}", headers=headers, timeout=5).json()
             return image if image["status"] in ("ready", "failed") else None
+
         return wait_for(processed, timeout=timeout, what=f"image {image_id} to be processed")
 
 

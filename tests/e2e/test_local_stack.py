@@ -1,4 +1,5 @@
 """The flow a user runs on a laptop after `make dev`."""
+
 import io
 import subprocess
 import time
@@ -6,9 +7,8 @@ import time
 import psutil
 import pytest
 import requests
-from PIL import Image
-
 from e2e_helpers import StackProcess
+from PIL import Image
 from sample_images import jpeg_bytes
 
 pytestmark = pytest.mark.e2e
@@ -29,8 +29,11 @@ def test_the_original_curl_example_works_verbatim(stack, tmp_path):
 
 def test_presigned_upload_straight_to_s3_is_ingested(stack):
     data = jpeg_bytes((800, 600))
-    post = requests.post(f"{stack.url}/api/uploads", json={"filename": "direct.jpg", "content_type": "image/jpeg",
-                                                            "size": len(data)}, timeout=10).json()
+    post = requests.post(
+        f"{stack.url}/api/uploads",
+        json={"filename": "direct.jpg", "content_type": "image/jpeg", "size": len(data)},
+        timeout=10,
+    ).json()
     upload = requests.post(post["url"], data=post["fields"], files={"file": ("direct.jpg", data)}, timeout=10)
     assert upload.status_code in (200, 204)
     done = stack.wait_until_processed(post["image_id"])
@@ -39,8 +42,11 @@ def test_presigned_upload_straight_to_s3_is_ingested(stack):
 
 def test_a_file_that_is_not_an_image_fails_with_a_reason_through_the_presigned_path(stack):
     data = b"#!/bin/sh\necho not an image\n"
-    post = requests.post(f"{stack.url}/api/uploads", json={"filename": "x.jpg", "content_type": "image/jpeg",
-                                                            "size": len(data)}, timeout=10).json()
+    post = requests.post(
+        f"{stack.url}/api/uploads",
+        json={"filename": "x.jpg", "content_type": "image/jpeg", "size": len(data)},
+        timeout=10,
+    ).json()
     requests.post(post["url"], data=post["fields"], files={"file": ("x.jpg", data)}, timeout=10)
     done = stack.wait_until_processed(post["image_id"])
     assert done["status"] == "failed" and "script" in done["error"]
@@ -62,8 +68,11 @@ def test_a_restart_keeps_images_and_their_files(stack_home):
     image = requests.post(f"{first.url}/api/upload", files={"file": ("keep.jpg", jpeg_bytes())}, timeout=10).json()
     before = first.wait_until_processed(image["id"])
     assert first.stop() == 0
-    postgres_left = [p for p in psutil.process_iter(["name", "cmdline"])
-                     if p.info["name"] == "postgres" and str(stack_home / "restart") in " ".join(p.info["cmdline"] or [])]
+    postgres_left = [
+        p
+        for p in psutil.process_iter(["name", "cmdline"])
+        if p.info["name"] == "postgres" and str(stack_home / "restart") in " ".join(p.info["cmdline"] or [])
+    ]
     assert postgres_left == [], "SIGTERM must stop the embedded PostgreSQL too"
 
     second = StackProcess(stack_home / "restart").start()
@@ -82,13 +91,16 @@ def test_a_restart_keeps_images_and_their_files(stack_home):
 def test_the_original_process_and_analyze_examples(stack):
     image = requests.post(f"{stack.url}/api/upload", files={"file": ("p.jpg", jpeg_bytes())}, timeout=10).json()
     assert stack.wait_until_processed(image["id"])["status"] == "ready"
-    resized = requests.post(f"{stack.url}/api/process?wait=20", json={"image_id": image["id"], "operation": "resize",
-                                                                     "params": {"width": 100}}, timeout=30)
+    resized = requests.post(
+        f"{stack.url}/api/process?wait=20",
+        json={"image_id": image["id"], "operation": "resize", "params": {"width": 100}},
+        timeout=30,
+    )
     assert resized.status_code == 200 and resized.json()["result"]["width"] == 100
     # The original design's examples, verbatim: without a registered model they answer with guidance.
-    classify = requests.post(f"{stack.url}/api/process", json={"image_id": image["id"], "operation": "classify"},
-                             timeout=10)
-    analyze = requests.post(f"{stack.url}/api/analyze", json={"image_id": image["id"], "model": "resnet50"},
-                            timeout=10)
+    classify = requests.post(
+        f"{stack.url}/api/process", json={"image_id": image["id"], "operation": "classify"}, timeout=10
+    )
+    analyze = requests.post(f"{stack.url}/api/analyze", json={"image_id": image["id"], "model": "resnet50"}, timeout=10)
     assert classify.status_code == 404 and "POST /api/models" in classify.json()["error"]["message"]
     assert analyze.status_code == 404 and "POST /api/models" in analyze.json()["error"]["message"]

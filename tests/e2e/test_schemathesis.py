@@ -5,6 +5,7 @@ For every operation the API declares, schemathesis generates valid (positive) an
 operation and mode keeps the run under two minutes. Hypothesis drives the generation directly
 (`operation.as_strategy`): schemathesis's pytest plugin does not run under pytest 9.
 """
+
 import os
 import tempfile
 from collections import Counter
@@ -13,14 +14,14 @@ from pathlib import Path
 import pytest
 import requests
 import schemathesis
+from e2e_helpers import StackProcess
 from hypothesis import HealthCheck, given, settings
 from hypothesis.errors import Unsatisfiable
 from schemathesis import GenerationMode
 from schemathesis.checks import not_a_server_error
 
 import app  # noqa: F401  (importing the app declares every route into ROUTES)
-from chalicelib.handlers.http import ROUTES
-from e2e_helpers import StackProcess
+from chalicelib.api.routing import ROUTES
 
 pytestmark = pytest.mark.e2e
 
@@ -59,8 +60,9 @@ def signed_in(open_stack):
     assert requests.post(f"{open_stack.url}/api/auth/register", json=account, timeout=10).status_code == 201
     token = requests.post(f"{open_stack.url}/api/auth/token", json=account, timeout=10).json()["access_token"]
     headers = {"Authorization": f"Bearer {token}"}
-    image = requests.post(f"{open_stack.url}/api/upload", files={"file": ("a.jpg", jpeg_bytes((96, 64)))},
-                          headers=headers, timeout=10).json()
+    image = requests.post(
+        f"{open_stack.url}/api/upload", files={"file": ("a.jpg", jpeg_bytes((96, 64)))}, headers=headers, timeout=10
+    ).json()
     open_stack.wait_until_processed(image["id"], headers=headers)
     return headers
 
@@ -68,11 +70,17 @@ def signed_in(open_stack):
 CREDENTIAL_HEADERS = ("authorization", "x-api-key")
 # positive and negative: generated requests sent as a signed-in user, so they reach validation and
 # the views; credentials: positive requests with the credentials schemathesis made up (garbage).
-MODES = {"positive": GenerationMode.POSITIVE, "negative": GenerationMode.NEGATIVE, "credentials": GenerationMode.POSITIVE}
+MODES = {
+    "positive": GenerationMode.POSITIVE,
+    "negative": GenerationMode.NEGATIVE,
+    "credentials": GenerationMode.POSITIVE,
+}
 
 
 @pytest.mark.parametrize("mode", list(MODES))
-@pytest.mark.parametrize("method, path", [(r.method, r.path) for r in ROUTES], ids=[f"{r.method} {r.path}" for r in ROUTES])
+@pytest.mark.parametrize(
+    "method, path", [(r.method, r.path) for r in ROUTES], ids=[f"{r.method} {r.path}" for r in ROUTES]
+)
 def test_no_generated_request_gets_a_server_error(api_schema, open_stack, signed_in, method, path, mode):
     operation = api_schema[path][method]
 

@@ -1,6 +1,7 @@
 """infra/aws: every template passes cfn-lint, the stacks' exports and imports line up, the
 queues outlast their consumers, and `chalice package` with app-merge.yaml gives the app
 template with the right functions, layers, roles, VPC and SQS event sources."""
+
 from __future__ import annotations
 
 import json
@@ -21,13 +22,17 @@ AWS = ROOT / "infra" / "aws"
 STACKS = ["network", "database", "storage", "compute"]
 CHALICE_CONFIG = json.loads((ROOT / ".chalice" / "config.json").read_text())
 # The contract with app.py: queue suffix → the function consuming it, and its logical id.
-CONSUMERS = {"uploads": ("ingest_upload", "IngestUpload"),
-             "tasks": ("run_task", "RunTask"),
-             "ml-tasks": ("run_ml_task", "RunMlTask")}
-FUNCTIONS = {"APIHandler": ("app.app", "DaskLayer"),
-             "IngestUpload": ("app.ingest_upload", "ImagingLayer"),
-             "RunTask": ("app.run_task", "ImagingLayer"),
-             "RunMlTask": ("app.run_ml_task", "MlLayer")}
+CONSUMERS = {
+    "uploads": ("ingest_upload", "IngestUpload"),
+    "tasks": ("run_task", "RunTask"),
+    "ml-tasks": ("run_ml_task", "RunMlTask"),
+}
+FUNCTIONS = {
+    "APIHandler": ("app.app", "DaskLayer"),
+    "IngestUpload": ("app.ingest_upload", "ImagingLayer"),
+    "RunTask": ("app.run_task", "ImagingLayer"),
+    "RunMlTask": ("app.run_ml_task", "MlLayer"),
+}
 PLACEHOLDER = re.compile(r"pixelake-(layer|network|role):")
 
 
@@ -78,8 +83,11 @@ def test_every_import_is_exported_by_an_earlier_stack():
 def test_queue_visibility_is_at_least_six_times_the_consumer_timeout():
     storage = load(AWS / "storage.yaml")
     visibility = storage["Parameters"]["QueueVisibilityTimeout"]
-    queues = {q["Properties"]["QueueName"]["Fn::Sub"]: q["Properties"] for q in storage["Resources"].values()
-              if q["Type"] == "AWS::SQS::Queue"}
+    queues = {
+        q["Properties"]["QueueName"]["Fn::Sub"]: q["Properties"]
+        for q in storage["Resources"].values()
+        if q["Type"] == "AWS::SQS::Queue"
+    }
     for suffix, (function, _) in CONSUMERS.items():
         props = queues[f"pixelake-${{Stage}}-{suffix}"]
         assert props["VisibilityTimeout"] == {"Ref": "QueueVisibilityTimeout"}
@@ -110,8 +118,11 @@ def test_chalice_config_stages_and_layers():
     assert set(CHALICE_CONFIG["stages"]) == {"local", "dev", "prod"}
     for stage in ("dev", "prod"):
         functions = CHALICE_CONFIG["stages"][stage]["lambda_functions"]
-        assert functions["api_handler"] == {"lambda_memory_size": 512, "lambda_timeout": 30,
-                                            "layers": ["pixelake-layer:dask"]}
+        assert functions["api_handler"] == {
+            "lambda_memory_size": 512,
+            "lambda_timeout": 30,
+            "layers": ["pixelake-layer:dask"],
+        }
         assert functions["ingest_upload"]["layers"] == functions["run_task"]["layers"] == ["pixelake-layer:imaging"]
         assert functions["run_ml_task"]["layers"] == ["pixelake-layer:ml"]
         assert all(functions[f]["reserved_concurrency"] > 0 for f in ("ingest_upload", "run_task", "run_ml_task"))
@@ -123,14 +134,31 @@ def packaged(tmp_path_factory) -> dict:
     if not (ROOT / "app.py").exists():
         pytest.skip("app.py is not there yet: chalice package needs the app")
     out = tmp_path_factory.mktemp("package")
-    layers = out.parent / "layers"   # app-merge.yaml points at ../layers/*.zip
+    layers = out.parent / "layers"  # app-merge.yaml points at ../layers/*.zip
     layers.mkdir(exist_ok=True)
     env = {**os.environ, "PIXELAKE_STAGE": "dev", "AWS_DEFAULT_REGION": "eu-west-1"}
     env.pop("AWS_ENDPOINT_URL", None)
     chalice = shutil.which("chalice", path=str(Path(sys.executable).parent)) or "chalice"
-    subprocess.run([chalice, "package", "--stage", "dev", "--pkg-format", "cloudformation",
-                    "--template-format", "yaml", "--merge-template", "infra/aws/app-merge.yaml", str(out)],
-                   cwd=ROOT, env=env, check=True, capture_output=True, timeout=600)
+    subprocess.run(
+        [
+            chalice,
+            "package",
+            "--stage",
+            "dev",
+            "--pkg-format",
+            "cloudformation",
+            "--template-format",
+            "yaml",
+            "--merge-template",
+            "infra/aws/app-merge.yaml",
+            str(out),
+        ],
+        cwd=ROOT,
+        env=env,
+        check=True,
+        capture_output=True,
+        timeout=600,
+    )
     return {"path": out / "sam.yaml", "template": load(out / "sam.yaml")}
 
 
@@ -154,11 +182,18 @@ def test_packaged_functions_have_names_handlers_layers_roles_and_vpc(packaged):
         role = props["Role"]["Fn::GetAtt"][0]
         assert resources[role]["Type"] == "AWS::IAM::Role"
         roles.add(role)
-        assert props["VpcConfig"]["SubnetIds"]["Fn::Split"][1] == {"Fn::ImportValue": {"Fn::Sub": "pixelake-${Stage}-PrivateSubnetIds"}}
+        assert props["VpcConfig"]["SubnetIds"]["Fn::Split"][1] == {
+            "Fn::ImportValue": {"Fn::Sub": "pixelake-${Stage}-PrivateSubnetIds"}
+        }
         env = props["Environment"]["Variables"]
         assert env["PIXELAKE_STAGE"] == "dev" and env["PIXELAKE_AUTH"] == "required"
-        assert {"PIXELAKE_BUCKET", "DATABASE_SECRET_ARN", "DATABASE_HOST", "SECRET_KEY_SECRET_ARN",
-                "DASK_SCHEDULER_ADDRESS"} <= env.keys()
+        assert {
+            "PIXELAKE_BUCKET",
+            "DATABASE_SECRET_ARN",
+            "DATABASE_HOST",
+            "SECRET_KEY_SECRET_ARN",
+            "DASK_SCHEDULER_ADDRESS",
+        } <= env.keys()
     assert len(roles) == 4, "one role per function"
     assert resources["APIHandler"]["Properties"]["FunctionName"] == {"Fn::Sub": "pixelake-${Stage}-api"}
     for layer in ("ImagingLayer", "MlLayer", "DaskLayer"):

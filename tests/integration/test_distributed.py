@@ -1,6 +1,6 @@
 """Feature extraction and batches on a real Dask cluster of two worker processes."""
+
 import functools
-import io
 import math
 from pathlib import Path
 
@@ -9,9 +9,9 @@ import pytest
 from PIL import Image
 from sklearn.datasets import load_digits
 
+from chalicelib.errors import InvalidRequest
 from chalicelib.ml.distributed import default_partitions, extract_features_parallel, run_batch, split_partitions
 from chalicelib.ml.features import extract
-from chalicelib.ml.registry import InvalidRequest
 from chalicelib.ml.training import train_and_evaluate
 
 distributed = pytest.importorskip("distributed")
@@ -26,8 +26,12 @@ def read_under(root: str, key: str) -> bytes:
 
 @pytest.fixture(scope="module")
 def cluster_client():
-    with distributed.LocalCluster(n_workers=2, processes=True, threads_per_worker=1, host="127.0.0.1",
-                                  dashboard_address="127.0.0.1:0") as cluster, distributed.Client(cluster) as client:
+    with (
+        distributed.LocalCluster(
+            n_workers=2, processes=True, threads_per_worker=1, host="127.0.0.1", dashboard_address="127.0.0.1:0"
+        ) as cluster,
+        distributed.Client(cluster) as client,
+    ):
         yield client
 
 
@@ -61,8 +65,13 @@ def test_digit_features_on_two_workers(cluster_client, digit_folder):
     root, items, bad_keys = digit_folder
     progress = []
     X, y, failed = extract_features_parallel(
-        cluster_client, items, functools.partial(read_under, root), "pixels", {"size": 8},
-        partitions=8, on_progress=lambda done, total: progress.append((done, total)),
+        cluster_client,
+        items,
+        functools.partial(read_under, root),
+        "pixels",
+        {"size": 8},
+        partitions=8,
+        on_progress=lambda done, total: progress.append((done, total)),
     )
 
     assert X.shape == (1797, 64) and X.dtype == np.float32
@@ -94,8 +103,9 @@ def test_hog_features_on_the_cluster_match_local_extraction(cluster_client, digi
     root, items, bad_keys = digit_folder
     some = [item for item in items if item[0] not in bad_keys][:40]
     params = {"size": 16, "cell_size": 4, "block_size": 2, "orientations": 9}
-    X, y, failed = extract_features_parallel(cluster_client, some, functools.partial(read_under, root), "hog",
-                                             params, partitions=3)
+    X, y, failed = extract_features_parallel(
+        cluster_client, some, functools.partial(read_under, root), "hog", params, partitions=3
+    )
     local = np.stack([extract((Path(root) / key).read_bytes(), "hog", params) for key, _ in some])
     assert failed == [] and np.array_equal(X, local) and y == [label for _, label in some]
 
@@ -103,15 +113,27 @@ def test_hog_features_on_the_cluster_match_local_extraction(cluster_client, digi
 def test_bad_feature_parameters_fail_before_anything_is_submitted(cluster_client, digit_folder):
     root, items, _ = digit_folder
     with pytest.raises(InvalidRequest, match="does not fit"):
-        extract_features_parallel(cluster_client, items, functools.partial(read_under, root), "hog",
-                                  {"size": 8, "cell_size": 8, "block_size": 2}, partitions=4)
+        extract_features_parallel(
+            cluster_client,
+            items,
+            functools.partial(read_under, root),
+            "hog",
+            {"size": 8, "cell_size": 8, "block_size": 2},
+            partitions=4,
+        )
 
 
 def test_no_items_give_an_empty_matrix(cluster_client):
     progress = []
-    X, y, failed = extract_features_parallel(cluster_client, [], functools.partial(read_under, "/nonexistent"),
-                                             "color_histogram", {"bins": 8}, partitions=4,
-                                             on_progress=lambda d, t: progress.append((d, t)))
+    X, y, failed = extract_features_parallel(
+        cluster_client,
+        [],
+        functools.partial(read_under, "/nonexistent"),
+        "color_histogram",
+        {"bins": 8},
+        partitions=4,
+        on_progress=lambda d, t: progress.append((d, t)),
+    )
     assert X.shape == (0, 24) and y == [] and failed == [] and progress == [(0, 0)]
 
 
@@ -157,8 +179,9 @@ def test_training_on_a_worker_returns_a_skops_artifact(cluster_client, digit_fol
     good = [item for item in items if item[0] not in bad_keys]
     X = np.stack([extract((Path(root) / key).read_bytes(), "pixels", {"size": 8}) for key, _ in good])
     y = [label for _, label in good]
-    trained = train_on_cluster(cluster_client, X, y, algorithm="logistic_regression", params={"C": 1.0},
-                               test_size=0.25, seed=0)
+    trained = train_on_cluster(
+        cluster_client, X, y, algorithm="logistic_regression", params={"C": 1.0}, test_size=0.25, seed=0
+    )
     assert trained.metrics["accuracy"] >= 0.95 and trained.labels == [str(d) for d in range(10)]
     model = load_model(trained.artifact)
     assert predict_proba(model, X[:1])[0][0]["label"] == y[0]
@@ -173,6 +196,7 @@ def test_training_errors_keep_their_code_across_the_cluster(cluster_client):
     assert info.value.code == "too_few_classes"
     # Found only on the worker, after the split: 30 training items for 35 neighbours.
     with pytest.raises(InvalidRequest, match="n_neighbors=35") as info:
-        train_on_cluster(cluster_client, X, ["a", "b"] * 20, algorithm="knn", params={"n_neighbors": 35},
-                         test_size=0.25, seed=0)
+        train_on_cluster(
+            cluster_client, X, ["a", "b"] * 20, algorithm="knn", params={"n_neighbors": 35}, test_size=0.25, seed=0
+        )
     assert info.value.code == "invalid_parameter"

@@ -4,6 +4,7 @@ Every hostile file ends as a 4xx at upload or a `failed` image with a reason; ev
 unusual one ends `ready` with thumbnails; the ingest workers neither crash nor retry; peak
 memory of ingesting the bombs is measured in a fresh process (ru_maxrss).
 """
+
 import json
 import logging
 import re
@@ -12,13 +13,12 @@ import sys
 import time
 from pathlib import Path
 
-import pytest
-
-from chalicelib import storage
-from chalicelib.db.models import Image as ImageRow
-from chalicelib.db.session import session_scope
 from hostile_images import HOSTILE, VALID
 from sample_images import multipart
+
+from chalicelib import storage
+from chalicelib.db.session import session_scope
+from chalicelib.db.tables import Image as ImageRow
 
 PROJECT_DIR = Path(__file__).resolve().parents[2]
 # Files built to make a decoder allocate: huge claimed sizes, real pixel and text bombs, many frames.
@@ -68,8 +68,9 @@ def test_hostile_files_are_refused_or_fail_with_a_reason_and_valid_ones_become_r
             assert image["error"] and len(image["error"]) > 10, name
         else:
             assert image["status"] == "ready", (name, image["error"])
-            assert len(image["thumbnails"]) == 2 and all(t["width"] >= 1 and t["height"] >= 1
-                                                          for t in image["thumbnails"]), name
+            assert len(image["thumbnails"]) == 2 and all(
+                t["width"] >= 1 and t["height"] >= 1 for t in image["thumbnails"]
+            ), name
             assert len(json.dumps(image["metadata"])) < 16_384, name  # a 60 KB EXIF block is summarised
 
     with session_scope() as session:
@@ -83,14 +84,23 @@ def test_hostile_files_are_refused_or_fail_with_a_reason_and_valid_ones_become_r
     assert images[polyglot]["content_type"] == "image/jpeg"
 
     # The svg, html, text, script, pdf, zip, elf and psd files never reached storage.
-    assert {"svg named .jpg", "html named .jpg", "plain text named .jpg", "shell script named .jpg",
-            "pdf named .jpg", "elf executable named .jpg", "zero bytes"} <= set(refused)
+    assert {
+        "svg named .jpg",
+        "html named .jpg",
+        "plain text named .jpg",
+        "shell script named .jpg",
+        "pdf named .jpg",
+        "elf executable named .jpg",
+        "zero bytes",
+    } <= set(refused)
     assert all(poller.is_alive() for poller in workers)
     crashes = [r for r in caplog.records if r.levelno >= logging.ERROR and r.name.startswith(("pixelake", "infra"))]
     assert crashes == [], [r.getMessage() for r in crashes]
-    print(f"\n{len(HOSTILE)} hostile files: {len(refused)} refused at upload, "
-          f"{sum(1 for g, _ in accepted.values() if g == 'hostile')} failed at ingest; "
-          f"{len(VALID)} valid unusual files ready")
+    print(
+        f"\n{len(HOSTILE)} hostile files: {len(refused)} refused at upload, "
+        f"{sum(1 for g, _ in accepted.values() if g == 'hostile')} failed at ingest; "
+        f"{len(VALID)} valid unusual files ready"
+    )
 
 
 MEASURE = r"""
@@ -98,8 +108,8 @@ import json, resource, sys, zlib
 sys.path[:0] = ["tests", "."]
 from hostile_images import HOSTILE, VALID, _png_of
 from chalicelib.config import Settings
-from chalicelib.ml.imageio import ImageRejected
-from chalicelib.ml.ingest import analyze_upload
+from chalicelib.imaging.imageio import ImageRejected
+from chalicelib.imaging.ingest import analyze_upload
 
 settings = Settings()
 names = set(json.loads(sys.argv[1]))
@@ -136,8 +146,14 @@ print(json.dumps({"baseline_mb": baseline, "after_bombs_mb": after_bombs, "outco
 
 
 def test_peak_memory_of_ingesting_the_bombs_stays_bounded(record_property):
-    result = subprocess.run([sys.executable, "-c", MEASURE, json.dumps(BOMBS)], cwd=PROJECT_DIR, capture_output=True,
-                            text=True, timeout=300, env={"PATH": "/usr/bin:/bin", "PIXELAKE_STAGE": "local"})
+    result = subprocess.run(
+        [sys.executable, "-c", MEASURE, json.dumps(BOMBS)],
+        cwd=PROJECT_DIR,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={"PATH": "/usr/bin:/bin", "PIXELAKE_STAGE": "local"},
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     measured = json.loads(result.stdout.strip().splitlines()[-1])
     assert len(measured["outcomes"]) == len(BOMBS) >= 8
@@ -147,9 +163,11 @@ def test_peak_memory_of_ingesting_the_bombs_stays_bounded(record_property):
     near_mb = near["peak_mb"] - measured["baseline_mb"]
     record_property("bombs_peak_rss_growth_mb", round(bombs_mb, 1))
     record_property("near_limit_peak_rss_growth_mb", round(near_mb, 1))
-    print(f"\nbombs ({len(BOMBS)}): peak RSS +{bombs_mb:.1f} MB over {measured['baseline_mb']:.0f} MB; "
-          f"{near['side']}×{near['side']} 1-bit PNG ({near['file_bytes']:,} bytes): {near['outcome']}, "
-          f"peak RSS +{near_mb:.0f} MB")
+    print(
+        f"\nbombs ({len(BOMBS)}): peak RSS +{bombs_mb:.1f} MB over {measured['baseline_mb']:.0f} MB; "
+        f"{near['side']}×{near['side']} 1-bit PNG ({near['file_bytes']:,} bytes): {near['outcome']}, "
+        f"peak RSS +{near_mb:.0f} MB"
+    )
     # Refused from their headers: nothing is decoded.
     assert bombs_mb < 32
     # The worst accepted picture: about 10 bytes a pixel, far below the ingest function's 3008 MB.

@@ -1,15 +1,16 @@
 """Ingest: real S3 → SQS notifications from moto's server, handled through chalice.test.Client."""
+
 import io
 import json
 
 import pytest
 from PIL import Image
+from sample_images import jpeg_bytes, multipart, png_claiming_size
 
 from chalicelib import storage
 from chalicelib.config import get_settings
-from chalicelib.db.models import Image as ImageRow
 from chalicelib.db.session import session_scope
-from sample_images import jpeg_bytes, multipart, png_claiming_size
+from chalicelib.db.tables import Image as ImageRow
 
 
 @pytest.fixture
@@ -28,8 +29,7 @@ def deliver(client, drain_queue):
     def put_and_ingest(data: bytes, *, user_id: int, name: str = "photo.jpg", times: int = 1):
         key = f"uploads/{user_id}/{name}"
         storage.put(key, data, "application/octet-stream")
-        messages = [m for m in drain_queue(get_settings().uploads_queue, expect=1)
-                    if "ObjectCreated" in m["Body"]]
+        messages = [m for m in drain_queue(get_settings().uploads_queue, expect=1) if "ObjectCreated" in m["Body"]]
         assert messages, "S3 sent no notification"
         bodies = [m["Body"] for m in messages] * times
         event = client.events.generate_sqs_event(message_bodies=bodies, queue_name=get_settings().uploads_queue)
@@ -57,12 +57,15 @@ def test_a_photo_becomes_ready_with_thumbnails_under_thumbnails(deliver, local_u
         assert max(picture.size) == thumb["size"] and picture.format == "JPEG"
 
 
-@pytest.mark.parametrize("make, reason", [
-    (lambda: jpeg_bytes()[:5000], "damaged or truncated"),
-    (lambda: b"%PDF-1.4 definitely a document", "a PDF document"),
-    (lambda: b"plain text in a .jpg", "not a supported image"),
-    (lambda: png_claiming_size(50_000, 50_000), "more than the limit"),
-])
+@pytest.mark.parametrize(
+    "make, reason",
+    [
+        (lambda: jpeg_bytes()[:5000], "damaged or truncated"),
+        (lambda: b"%PDF-1.4 definitely a document", "a PDF document"),
+        (lambda: b"plain text in a .jpg", "not a supported image"),
+        (lambda: png_claiming_size(50_000, 50_000), "more than the limit"),
+    ],
+)
 def test_bad_files_end_failed_with_a_reason(deliver, local_user, make, reason):
     key, payload = deliver(make(), user_id=local_user)
     assert payload == {"batchItemFailures": []}  # consumed: retrying cannot fix the file
@@ -79,8 +82,10 @@ def test_duplicate_delivery_yields_one_image_and_one_set_of_thumbnails(deliver, 
         assert session.query(ImageRow).filter_by(key=key).count() == 1
         image_id = session.query(ImageRow).filter_by(key=key).one().id
     listed = storage.s3_client().list_objects_v2(Bucket=get_settings().bucket, Prefix=f"thumbnails/{image_id}/")
-    assert sorted(o["Key"] for o in listed["Contents"]) == [f"thumbnails/{image_id}/1024.jpeg",
-                                                             f"thumbnails/{image_id}/256.jpeg"]
+    assert sorted(o["Key"] for o in listed["Contents"]) == [
+        f"thumbnails/{image_id}/1024.jpeg",
+        f"thumbnails/{image_id}/256.jpeg",
+    ]
 
 
 def test_one_bad_file_does_not_fail_the_others_in_a_batch(client, drain_queue, local_user):
@@ -89,7 +94,9 @@ def test_one_bad_file_does_not_fail_the_others_in_a_batch(client, drain_queue, l
     storage.put(f"uploads/{local_user}/good.jpg", jpeg_bytes(), "image/jpeg")
     storage.put(f"uploads/{local_user}/bad.jpg", b"not an image", "image/jpeg")
     bodies = [m["Body"] for m in drain_queue(queue, expect=2)]
-    response = client.lambda_.invoke("ingest_upload", client.events.generate_sqs_event(message_bodies=bodies, queue_name=queue))
+    response = client.lambda_.invoke(
+        "ingest_upload", client.events.generate_sqs_event(message_bodies=bodies, queue_name=queue)
+    )
     assert response.payload == {"batchItemFailures": []}
     assert image_by_key(f"uploads/{local_user}/good.jpg").status == "ready"
     assert image_by_key(f"uploads/{local_user}/bad.jpg").status == "failed"

@@ -1,13 +1,14 @@
 """database_schema.sql, the Alembic migrations and the models describe one schema."""
+
 import subprocess
 from pathlib import Path
 
 import pytest
+from databases import create_fresh_database, drop_database
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
 from chalicelib.db.migrate import schema_sql, upgrade
-from databases import create_fresh_database, drop_database
 
 PROJECT_DIR = Path(__file__).resolve().parents[2]
 
@@ -61,8 +62,19 @@ def test_schema_file_is_regenerated_from_the_migrations():
 
 def test_schema_file_loads_with_psql_and_matches_the_migrated_database(two_fresh_databases):
     from_file, migrated = two_fresh_databases
-    subprocess.run([psql_binary(), "-v", "ON_ERROR_STOP=1", "-q", "-f", str(PROJECT_DIR / "database_schema.sql"),
-                    *psql_args(from_file)], check=True, capture_output=True)
+    subprocess.run(
+        [
+            psql_binary(),
+            "-v",
+            "ON_ERROR_STOP=1",
+            "-q",
+            "-f",
+            str(PROJECT_DIR / "database_schema.sql"),
+            *psql_args(from_file),
+        ],
+        check=True,
+        capture_output=True,
+    )
     upgrade(migrated)
     loaded, expected = catalog(from_file), catalog(migrated)
     assert loaded == expected
@@ -74,7 +86,7 @@ def test_the_models_match_the_migrations(database_url):
     from alembic.autogenerate import compare_metadata
     from alembic.migration import MigrationContext
 
-    from chalicelib.db.models import Base
+    from chalicelib.db.tables import Base
 
     engine = create_engine(database_url)
     with engine.connect() as conn:

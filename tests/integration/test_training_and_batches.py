@@ -1,16 +1,18 @@
 """Datasets, training jobs and batches on a real two-process Dask LocalCluster."""
+
 import io
 import json
+from datetime import UTC
 
 import numpy as np
 import pyarrow.parquet as pq
 import pytest
 import requests
 from PIL import Image
-
-from chalicelib import storage
 from polling import wait_for
 from sample_images import jpeg_bytes
+
+from chalicelib import storage
 
 JSON = {"Content-Type": "application/json"}
 
@@ -47,6 +49,7 @@ def finished_job(client, job_id, seen_progress):
         job = client.http.get(f"/api/training-jobs/{job_id}").json_body
         seen_progress.append(job["progress"]["percent"])
         return job if job["status"] in ("succeeded", "failed", "cancelled") else None
+
     return wait_for(check, timeout=240, interval=0.2, what=f"training job {job_id}")
 
 
@@ -56,9 +59,19 @@ def test_digits_dataset_trains_a_classifier_above_95_percent(client, dask_cluste
     dataset = dataset.json_body
     assert dataset["item_count"] == 1797 and sorted(dataset["label_counts"]) == [str(d) for d in range(10)]
 
-    job = post(client, "/api/training-jobs", {"dataset_id": dataset["id"], "model_name": "digits",
-                                              "algorithm": "logistic_regression", "features": "pixels",
-                                              "feature_params": {"size": 8}, "test_size": 0.25, "seed": 7})
+    job = post(
+        client,
+        "/api/training-jobs",
+        {
+            "dataset_id": dataset["id"],
+            "model_name": "digits",
+            "algorithm": "logistic_regression",
+            "features": "pixels",
+            "feature_params": {"size": 8},
+            "test_size": 0.25,
+            "seed": 7,
+        },
+    )
     assert job.status_code == 202, job.body
     progress: list[int] = []
     done = finished_job(client, job.json_body["id"], progress)
@@ -90,8 +103,11 @@ def test_digits_dataset_trains_a_classifier_above_95_percent(client, dask_cluste
 
 def test_a_training_job_can_be_cancelled(client, dask_cluster, digits_prefix):
     dataset = post(client, "/api/datasets", {"name": "digits-cancel", "prefix": digits_prefix}).json_body
-    job = post(client, "/api/training-jobs", {"dataset_id": dataset["id"], "model_name": "never",
-                                              "algorithm": "random_forest", "features": "hog"}).json_body
+    job = post(
+        client,
+        "/api/training-jobs",
+        {"dataset_id": dataset["id"], "model_name": "never", "algorithm": "random_forest", "features": "hog"},
+    ).json_body
     cancelled = post(client, f"/api/training-jobs/{job['id']}/cancel", {})
     assert cancelled.status_code == 200 and cancelled.json_body["status"] == "cancelled"
     done = finished_job(client, job["id"], [])
@@ -105,12 +121,15 @@ def test_a_training_job_can_be_cancelled(client, dask_cluster, digits_prefix):
     assert client.http.get(f"/api/datasets/{unused['id']}").status_code == 404
 
 
-@pytest.mark.parametrize("body, status", [
-    ({"algorithm": "deep_magic", "features": "pixels"}, 400),
-    ({"algorithm": "knn", "features": "sift"}, 400),
-    ({"algorithm": "knn", "features": "pixels", "params": {"n_neighbors": 0}}, 400),
-    ({"algorithm": "knn", "features": "pixels", "test_size": 0.9}, 400),
-])
+@pytest.mark.parametrize(
+    "body, status",
+    [
+        ({"algorithm": "deep_magic", "features": "pixels"}, 400),
+        ({"algorithm": "knn", "features": "sift"}, 400),
+        ({"algorithm": "knn", "features": "pixels", "params": {"n_neighbors": 0}}, 400),
+        ({"algorithm": "knn", "features": "pixels", "test_size": 0.9}, 400),
+    ],
+)
 def test_bad_training_requests_are_400(client, dask_cluster, digits_prefix, body, status):
     dataset = post(client, "/api/datasets", {"name": "d", "prefix": digits_prefix}).json_body
     response = post(client, "/api/training-jobs", {"dataset_id": dataset["id"], "model_name": "m", **body})
@@ -131,8 +150,12 @@ def test_a_batch_accounts_for_every_image_including_bad_ones(client, dask_cluste
     response = post(client, "/api/batches", request)
     assert response.status_code == 202, response.body
     batch_id = response.json_body["id"]
-    batch = wait_for(lambda: (b := client.http.get(f"/api/batches/{batch_id}").json_body)["status"] == "succeeded" and b,
-                     timeout=240, interval=0.25, what="the batch")
+    batch = wait_for(
+        lambda: (b := client.http.get(f"/api/batches/{batch_id}").json_body)["status"] == "succeeded" and b,
+        timeout=240,
+        interval=0.25,
+        what="the batch",
+    )
     assert (batch["total"], batch["succeeded"], batch["failed"]) == (100, 95, 5)
     assert batch["progress"]["percent"] == 100
 
@@ -151,35 +174,53 @@ def test_a_batch_accounts_for_every_image_including_bad_ones(client, dask_cluste
 
 def test_a_batch_whose_submission_was_lost_is_submitted_again_when_read(client, dask_cluster, ready_image):
     """A batch row left `pending` (its Dask submission never arrived) is resubmitted on the next read."""
-    from datetime import datetime, timedelta, timezone
+    from datetime import datetime, timedelta
 
     from chalicelib.db import jobs as job_rows
-    from chalicelib.db.models import Batch, Image
     from chalicelib.db.session import session_scope
+    from chalicelib.db.tables import Batch, Image
 
     image = ready_image(jpeg_bytes((80, 60)))
     with session_scope() as session:
         owner_id = session.get(Image, image["id"]).owner_id
-        batch = Batch(owner_id=owner_id, request_hash="lost-submission", operation="flip", params={}, source={},
-                      status="pending", total=1, created_at=datetime.now(timezone.utc) - timedelta(minutes=5))
+        batch = Batch(
+            owner_id=owner_id,
+            request_hash="lost-submission",
+            operation="flip",
+            params={},
+            source={},
+            status="pending",
+            total=1,
+            created_at=datetime.now(UTC) - timedelta(minutes=5),
+        )
         session.add(batch)
         session.flush()
         job_rows.add_batch_tasks(session, batch, kind="operation", image_ids=[image["id"]], params={})
         batch_id = batch.id
-    done = wait_for(lambda: (b := client.http.get(f"/api/batches/{batch_id}").json_body)["status"] == "succeeded" and b,
-                    timeout=120, interval=0.25, what="the resubmitted batch")
+    done = wait_for(
+        lambda: (b := client.http.get(f"/api/batches/{batch_id}").json_body)["status"] == "succeeded" and b,
+        timeout=120,
+        interval=0.25,
+        what="the resubmitted batch",
+    )
     assert (done["total"], done["succeeded"]) == (1, 1)
 
 
-@pytest.mark.parametrize("path, status", [("digits/3/img-001.png", 201), ("../other/x.png", 400),
-                                          ("a//b.png", 400), ("ok/name with space.png", 400)])
+@pytest.mark.parametrize(
+    "path, status",
+    [("digits/3/img-001.png", 201), ("../other/x.png", 400), ("a//b.png", 400), ("ok/name with space.png", 400)],
+)
 def test_dataset_files_are_presigned_under_your_own_area(client, db, path, status):
     response = post(client, "/api/datasets/uploads", {"path": path, "content_type": "image/png", "size": 100})
     assert response.status_code == status, response.body
     if status == 201:
         key = response.json_body["key"]
         assert key.startswith("datasets/") and key.endswith("/digits/3/img-001.png")
-        upload = requests.post(response.json_body["url"], data=response.json_body["fields"],
-                               files={"file": ("img-001.png", digit_png(np.zeros((8, 8))))}, timeout=10)
+        upload = requests.post(
+            response.json_body["url"],
+            data=response.json_body["fields"],
+            files={"file": ("img-001.png", digit_png(np.zeros((8, 8))))},
+            timeout=10,
+        )
         assert upload.status_code in (200, 204)
         assert storage.get(key)[:8] == b"\x89PNG\r\n\x1a\n"

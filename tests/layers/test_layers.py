@@ -5,6 +5,7 @@ builds byte-for-byte the same every time.
 
 The layers are built once per session when build/layers/<name>.zip is missing or older than
 its requirements or layers/build.py (both layers ≈ 40 s from the pip cache)."""
+
 from __future__ import annotations
 
 import importlib.util
@@ -64,8 +65,9 @@ def run_in_layer(opt: Path, code: str) -> dict:
         "assert not foreign, foreign\n"
     )
     env = {"PYTHONPATH": str(opt / "python"), "PATH": "/usr/bin:/bin", "HOME": str(opt), "LANG": "C.UTF-8"}
-    result = subprocess.run([build.python312(), "-S", "-s", "-c", code + "\n" + guard], env=env,
-                            capture_output=True, text=True, timeout=300)
+    result = subprocess.run(
+        [build.python312(), "-S", "-s", "-c", code + "\n" + guard], env=env, capture_output=True, text=True, timeout=300
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     # Nothing was written next to the modules: every import found a valid .pyc.
     assert sum(1 for _ in opt.rglob("*")) == files_before
@@ -120,9 +122,9 @@ def test_imaging_layer_thumbnails_with_pillow_and_opencv(layer_dirs):
     out = run_in_layer(opt, IMAGING_THUMBNAIL)
     assert out["numpy"].startswith(str(opt))
     assert out["decoded"] == [800, 1200, 3] and out["pil_size"] == [256, 171] and out["png"]
-    assert out["mean_abs_diff"] < 4          # OpenCV's and Pillow's thumbnails agree
-    blue, green, red = out["square_bgr"]
-    assert red > 200 and blue < 60           # the red square is where it was, still red
+    assert out["mean_abs_diff"] < 4  # OpenCV's and Pillow's thumbnails agree
+    blue, _green, red = out["square_bgr"]
+    assert red > 200 and blue < 60  # the red square is where it was, still red
     assert out["face_nets"] == ["onet", "pnet", "rnet"] and out["onet_out"] == [1, 2]  # faces.py's networks
 
 
@@ -136,10 +138,14 @@ def test_ml_layer_fits_predicts_and_round_trips_through_skops(layer_dirs):
 
 def test_dask_layer_gives_the_api_a_client(layer_dirs):
     opt = layer_dirs["dask"]
-    result = run_in_layer(opt, (
-        "import json, distributed, dask\n"
-        "from distributed import Client, fire_and_forget\n"
-        "print(json.dumps({'version': distributed.__version__, 'same': dask.__version__ == distributed.__version__}))\n"))
+    result = run_in_layer(
+        opt,
+        (
+            "import json, distributed, dask\n"
+            "from distributed import Client, fire_and_forget\n"
+            "print(json.dumps({'version': distributed.__version__, 'same': dask.__version__ == distributed.__version__}))\n"
+        ),
+    )
     assert result["same"] is True
 
 
@@ -168,12 +174,16 @@ def test_zip_is_reproducible(tmp_path):
     (tree / "pkg" / "a.py").write_text("A = 1\n")
     first, second = tmp_path / "first.zip", tmp_path / "second.zip"
     build.deterministic_zip(tree, first, "python")
-    os.utime(tree / "pkg" / "a.py", (1_700_000_000, 1_700_000_000))   # a later build, other mtimes
+    os.utime(tree / "pkg" / "a.py", (1_700_000_000, 1_700_000_000))  # a later build, other mtimes
     build.deterministic_zip(tree, second, "python")
     assert first.read_bytes() == second.read_bytes()
     assert zipfile.ZipFile(first).namelist() == ["python/pkg/a.py", "python/pkg/b.py"]
 
 
 def test_function_layers_come_from_chalice_config():
-    assert build.function_layers() == {"api_handler": {"dask"}, "ingest_upload": {"imaging"},
-                                       "run_task": {"imaging"}, "run_ml_task": {"ml"}}
+    assert build.function_layers() == {
+        "api_handler": {"dask"},
+        "ingest_upload": {"imaging"},
+        "run_task": {"imaging"},
+        "run_ml_task": {"ml"},
+    }

@@ -1,4 +1,5 @@
 """Built-in analyzers on real photos (skimage, sklearn samples) and synthetic images with known answers."""
+
 from __future__ import annotations
 
 import io
@@ -10,17 +11,17 @@ import cv2
 import numpy as np
 import pytest
 from PIL import ExifTags, Image
+from sample_images import ASTRONAUT_FACE, box_iou
 from skimage import data as skdata
 from sklearn.datasets import load_sample_image
 
 from chalicelib.config import get_settings
-from chalicelib.ml import imageio
-from chalicelib.ml.analyzers import ANALYZERS, VIEWS, AnalysisInput, analyze, exif_summary
-from chalicelib.ml.colors import CSS3_COLORS, css_names
-from chalicelib.ml.phash import hamming
-from chalicelib.ml.registry import InvalidRequest
-from chalicelib.ml.segmentation import segment_image
-from sample_images import ASTRONAUT_FACE, box_iou
+from chalicelib.errors import InvalidRequest
+from chalicelib.imaging import imageio
+from chalicelib.imaging.analyzers import ANALYZERS, VIEWS, AnalysisInput, analyze, exif_summary
+from chalicelib.imaging.colors import CSS3_COLORS, css_names
+from chalicelib.imaging.phash import hamming
+from chalicelib.imaging.segmentation import segment_image
 
 
 def bgr(rgb: np.ndarray) -> np.ndarray:
@@ -45,9 +46,10 @@ def astronaut() -> np.ndarray:
 
 # --- registry ----------------------------------------------------------------------------------
 
+
 def test_registry_imports_without_heavy_libraries():
     code = (
-        "import sys, chalicelib.ml.analyzers as a, chalicelib.ml.models;"
+        "import sys, chalicelib.imaging.analyzers as a, chalicelib.ml.runtimes;"
         "heavy = [m for m in ('numpy', 'cv2', 'PIL', 'sklearn', 'scipy', 'skops') if m in sys.modules];"
         "print(a.ANALYZERS.names(), heavy)"
     )
@@ -76,6 +78,7 @@ def test_unknown_analyzer_and_bad_params_are_invalid_requests(astronaut):
 
 # --- faces -------------------------------------------------------------------------------------
 
+
 def test_faces_finds_the_astronaut_face(astronaut):
     result = analyze("faces", AnalysisInput.from_bytes(jpeg_bytes(astronaut))).data
     assert result["count"] == 1
@@ -90,7 +93,7 @@ def test_face_searches_in_concurrent_threads_each_get_their_own_answer(astronaut
     # The local stack's ingest and task pollers (and a Dask worker's threads) search at once.
     from concurrent.futures import ThreadPoolExecutor
 
-    from chalicelib.ml.faces import detect_faces
+    from chalicelib.imaging.faces import detect_faces
 
     pictures = [astronaut, cv2.flip(astronaut, 1), np.ascontiguousarray(skdata.coffee()[:, :, ::-1])]
     expected = [detect_faces(picture) for picture in pictures]
@@ -117,7 +120,7 @@ def test_faces_none_on_coffee_and_min_confidence_filters(astronaut):
     assert analyze("faces", AnalysisInput(array=bgr(skdata.coffee()))).data["count"] == 0
     # With the top half of her face hidden, it is still found, with less certainty.
     hidden = astronaut.copy()
-    hidden[67:67 + 46, 177:270] = 0
+    hidden[67 : 67 + 46, 177:270] = 0
     found = analyze("faces", AnalysisInput(array=hidden)).data["predictions"]
     assert [0.8 < p["confidence"] < 0.99 for p in found] == [True]
     assert analyze("faces", AnalysisInput(array=hidden), {"min_confidence": 0.99}).data["predictions"] == []
@@ -145,10 +148,11 @@ def test_a_face_in_a_panorama_wider_than_opencvs_remap_limit(astronaut):
 
 # --- properties --------------------------------------------------------------------------------
 
+
 def test_dominant_colors_of_two_flat_colours():
     image = np.zeros((100, 200, 3), np.uint8)
-    image[:, :140] = (0, 0, 255)   # 70% red (BGR)
-    image[:, 140:] = (255, 0, 0)   # 30% blue
+    image[:, :140] = (0, 0, 255)  # 70% red (BGR)
+    image[:, 140:] = (255, 0, 0)  # 30% blue
     colours = analyze("properties", AnalysisInput(array=image)).data["dominant_colors"]
     assert [c["css_name"] for c in colours] == ["red", "blue"]
     assert colours[0]["hex"] == "#ff0000" and colours[1]["hex"] == "#0000ff"
@@ -160,9 +164,9 @@ def test_dominant_colors_clusters_noisy_colours_and_ignores_transparency():
     rng = np.random.default_rng(0)
     image = np.zeros((120, 120, 4), np.uint8)
     image[:, :, 3] = 255
-    image[:60, :, :3] = (0, 128, 0)            # green, 50%
-    image[60:, :60, :3] = (0, 165, 255)        # orange, 25%
-    image[60:, 60:, 3] = 0                     # transparent, 25%: does not count
+    image[:60, :, :3] = (0, 128, 0)  # green, 50%
+    image[60:, :60, :3] = (0, 165, 255)  # orange, 25%
+    image[60:, 60:, 3] = 0  # transparent, 25%: does not count
     noisy = image.astype(np.int16)
     noisy[:, :, :3] += rng.normal(0, 6, (120, 120, 3)).astype(np.int16)
     image = np.clip(noisy, 0, 255).astype(np.uint8)
@@ -185,7 +189,7 @@ def test_brightness_contrast_and_noise_have_known_values():
     halves = np.hstack([black, white])
     result = analyze("properties", AnalysisInput(array=halves)).data
     assert result["contrast"] == pytest.approx(100)
-    assert result["noise"] == pytest.approx(0, abs=0.01)   # a single straight edge is not noise
+    assert result["noise"] == pytest.approx(0, abs=0.01)  # a single straight edge is not noise
     gray = np.full((400, 400), 128.0) + np.linspace(-40, 40, 400)[None, :]
     noisy = np.clip(gray + np.random.default_rng(1).normal(0, 10, gray.shape), 0, 255).astype(np.uint8)
     assert analyze("properties", AnalysisInput(array=noisy)).data["noise"] == pytest.approx(10, rel=0.15)
@@ -202,6 +206,7 @@ def test_sharpness_drops_when_the_photo_is_blurred(astronaut):
 
 # --- phash -------------------------------------------------------------------------------------
 
+
 def test_phash_matches_a_recompressed_copy_and_not_another_photo(astronaut):
     original = analyze("phash", AnalysisInput(array=astronaut)).data
     smaller = cv2.resize(astronaut, (300, 300), interpolation=cv2.INTER_AREA)
@@ -214,6 +219,7 @@ def test_phash_matches_a_recompressed_copy_and_not_another_photo(astronaut):
 
 
 # --- metadata ----------------------------------------------------------------------------------
+
 
 def camera_exif() -> Image.Exif:
     from PIL.TiffImagePlugin import IFDRational
@@ -252,14 +258,18 @@ def test_metadata_reads_camera_time_exposure_and_gps_from_the_file():
     result = analyze("metadata", source).data
     assert result["format"] == "JPEG"
     exif = result["exif"]
-    assert exif["orientation"] == 6       # ...but the analyzer reads the file as stored
+    assert exif["orientation"] == 6  # ...but the analyzer reads the file as stored
     assert exif["make"] == "Canon" and exif["model"].startswith("EOS R5 ") and len(exif["model"]) == 128
     assert exif["lens_model"] == "RF24-105mm F4 L IS USM"
     assert exif["captured_at"] == "2024-06-01T14:30:05.250000+02:00"
     assert exif["modified_at"] == "2024-06-02T18:00:00"
     assert exif["exposure_time_s"] == 0.004 and exif["exposure_time"] == "1/250"
     assert (exif["f_number"], exif["iso"], exif["focal_length_mm"]) == (2.8, 200, 35.0)
-    assert exif["gps"] == {"latitude": pytest.approx(-33.8599), "longitude": pytest.approx(151.200833), "altitude_m": 58.5}
+    assert exif["gps"] == {
+        "latitude": pytest.approx(-33.8599),
+        "longitude": pytest.approx(151.200833),
+        "altitude_m": 58.5,
+    }
     assert as_json(result) == result
     flat = json.dumps(result)
     assert "binary-blob" not in flat and "012345678" not in flat  # no MakerNote, no serial numbers
@@ -274,6 +284,7 @@ def test_exif_summary_without_exif_or_with_garbage_is_empty():
 
 
 # --- segmentation ------------------------------------------------------------------------------
+
 
 @pytest.fixture(scope="module")
 def square_on_white() -> np.ndarray:
@@ -307,10 +318,10 @@ def test_kmeans_with_more_clusters_than_colours_keeps_only_real_segments():
 
 
 def test_threshold_and_grabcut_find_the_square(square_on_white):
-    labels, stats = segment_image(square_on_white, "threshold", invert=True)
+    _labels, stats = segment_image(square_on_white, "threshold", invert=True)
     assert stats[1]["name"] == "foreground" and stats[1]["bbox"] == SQUARE_BOX
     assert 20 < stats[1]["threshold"] < 240
-    labels, stats = segment_image(square_on_white, "grabcut", iterations=3, margin=0.1)
+    _labels, stats = segment_image(square_on_white, "grabcut", iterations=3, margin=0.1)
     foreground = stats[1]
     assert foreground["pixel_percentage"] == pytest.approx(SQUARE_SHARE, abs=2)
     assert all(abs(foreground["bbox"][k] - SQUARE_BOX[k]) <= 3 for k in SQUARE_BOX)

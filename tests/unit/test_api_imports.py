@@ -3,6 +3,7 @@
 Nor may it pay for the database layer or the AWS SDK at import (issue 9: cold starts): the ORM,
 the driver and boto3 load on the first request that needs them.
 """
+
 import json
 import subprocess
 import sys
@@ -10,13 +11,19 @@ from pathlib import Path
 
 PROJECT_DIR = Path(__file__).resolve().parents[2]
 HEAVY = ["numpy", "cv2", "PIL", "sklearn", "scipy", "dask", "distributed", "skops", "onnxruntime"]
-DEFERRED = ["sqlalchemy", "sqlalchemy.orm", "chalicelib.db.models", "pg8000", "boto3"]
+DEFERRED = ["sqlalchemy", "sqlalchemy.orm", "chalicelib.db.tables", "pg8000", "boto3"]
 
 
 def modules_loaded_by_importing_app(candidates: list[str]) -> list[str]:
     code = f"import sys, json; import app; print(json.dumps([m for m in {candidates!r} if m in sys.modules]))"
-    result = subprocess.run([sys.executable, "-c", code], cwd=PROJECT_DIR, capture_output=True, text=True, check=True,
-                            env={"PATH": "/usr/bin:/bin", "PIXELAKE_STAGE": "local"})
+    result = subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=PROJECT_DIR,
+        capture_output=True,
+        text=True,
+        check=True,
+        env={"PATH": "/usr/bin:/bin", "PIXELAKE_STAGE": "local"},
+    )
     return json.loads(result.stdout.strip().splitlines()[-1])
 
 

@@ -1,4 +1,5 @@
 """chalicelib.aws_secrets: Secrets Manager (moto) → DATABASE_URL and SECRET_KEY."""
+
 from __future__ import annotations
 
 import json
@@ -15,7 +16,7 @@ from sqlalchemy.engine import make_url
 from chalicelib import aws_secrets
 
 ROOT = Path(__file__).resolve().parents[2]
-PASSWORD = "p@ss:w/rd%#?"   # RDS-generated passwords contain characters a URL must escape
+PASSWORD = "p@ss:w/rd%#?"  # RDS-generated passwords contain characters a URL must escape
 
 
 @pytest.fixture
@@ -26,19 +27,32 @@ def secrets(monkeypatch):
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
     with mock_aws():
         client = boto3.client("secretsmanager", region_name="eu-west-1")
-        db = client.create_secret(Name="rds!db-1", SecretString=json.dumps({"username": "pixelake", "password": PASSWORD}))
+        db = client.create_secret(
+            Name="rds!db-1", SecretString=json.dumps({"username": "pixelake", "password": PASSWORD})
+        )
         key = client.create_secret(Name="pixelake-dev-secret-key", SecretString="signing-key-123")
         yield {"client": client, "db": db["ARN"], "key": key["ARN"]}
 
 
 def test_fills_database_url_and_secret_key_from_the_arns(secrets):
-    environ = {"DATABASE_SECRET_ARN": secrets["db"], "DATABASE_HOST": "proxy.example.internal",
-               "DATABASE_NAME": "pixelake", "DATABASE_PORT": "5432", "SECRET_KEY_SECRET_ARN": secrets["key"],
-               "AWS_REGION": "eu-west-1"}
+    environ = {
+        "DATABASE_SECRET_ARN": secrets["db"],
+        "DATABASE_HOST": "proxy.example.internal",
+        "DATABASE_NAME": "pixelake",
+        "DATABASE_PORT": "5432",
+        "SECRET_KEY_SECRET_ARN": secrets["key"],
+        "AWS_REGION": "eu-west-1",
+    }
     assert aws_secrets.resolve_secret_environment(environ) == ["DATABASE_URL", "SECRET_KEY"]
     url = make_url(environ["DATABASE_URL"])
-    assert (url.drivername, url.username, url.password, url.host, url.port, url.database) == \
-        ("postgresql+pg8000", "pixelake", PASSWORD, "proxy.example.internal", 5432, "pixelake")
+    assert (url.drivername, url.username, url.password, url.host, url.port, url.database) == (
+        "postgresql+pg8000",
+        "pixelake",
+        PASSWORD,
+        "proxy.example.internal",
+        5432,
+        "pixelake",
+    )
     assert environ["SECRET_KEY"] == "signing-key-123"
 
 
@@ -47,8 +61,12 @@ def test_variables_already_set_win_and_nothing_is_called(secrets):
         def get_secret_value(self, **kwargs):
             raise AssertionError("Secrets Manager was called")
 
-    environ = {"DATABASE_URL": "postgresql+pg8000://local/db", "DATABASE_SECRET_ARN": secrets["db"],
-               "SECRET_KEY": "local", "SECRET_KEY_SECRET_ARN": secrets["key"]}
+    environ = {
+        "DATABASE_URL": "postgresql+pg8000://local/db",
+        "DATABASE_SECRET_ARN": secrets["db"],
+        "SECRET_KEY": "local",
+        "SECRET_KEY_SECRET_ARN": secrets["key"],
+    }
     assert aws_secrets.resolve_secret_environment(environ, client=NoCalls()) == []
     assert aws_secrets.resolve_secret_environment({}, client=NoCalls()) == []
     assert environ["DATABASE_URL"] == "postgresql+pg8000://local/db"
@@ -66,36 +84,50 @@ def test_connect_args_turn_tls_on_only_when_required():
 
 
 def test_module_imports_without_boto3_or_sqlalchemy():
-    code = ("import sys, chalicelib.aws_secrets; "
-            "print(sorted(m for m in ('boto3', 'sqlalchemy', 'numpy') if m in sys.modules))")
-    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True,
-                         env={**os.environ, "PYTHONPATH": str(ROOT)})
+    code = (
+        "import sys, chalicelib.aws_secrets; "
+        "print(sorted(m for m in ('boto3', 'sqlalchemy', 'numpy') if m in sys.modules))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )
     assert out.stdout.strip() == "[]"
 
 
 def test_entrypoint_execs_the_command_with_the_resolved_environment(tmp_path):
     # No ARNs given: nothing to resolve, the command runs as given.
-    out = subprocess.run([sys.executable, "-m", "chalicelib.aws_secrets", sys.executable, "-c", "print('ran')"],
-                         cwd=ROOT, capture_output=True, text=True, check=True,
-                         env={"PATH": os.environ["PATH"], "PYTHONPATH": str(ROOT)})
+    out = subprocess.run(
+        [sys.executable, "-m", "chalicelib.aws_secrets", sys.executable, "-c", "print('ran')"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+        env={"PATH": os.environ["PATH"], "PYTHONPATH": str(ROOT)},
+    )
     assert out.stdout.strip() == "ran"
 
 
 def test_new_connections_use_the_rotated_password(secrets):
     from sqlalchemy import create_engine, event
 
-    engine = create_engine("sqlite://")   # any engine: the hook only edits the connect arguments
+    engine = create_engine("sqlite://")  # any engine: the hook only edits the connect arguments
     environ = {"DATABASE_SECRET_ARN": secrets["db"]}
     assert aws_secrets.refresh_password_on_connect(engine, environ, client=secrets["client"], max_age_s=0)
     seen = []
 
     @event.listens_for(engine, "do_connect")
     def record(dialect, connection_record, cargs, cparams):
-        seen.append(cparams.pop("password"))   # sqlite takes no password
+        seen.append(cparams.pop("password"))  # sqlite takes no password
 
     engine.connect().close()
-    secrets["client"].put_secret_value(SecretId=secrets["db"],
-                                       SecretString=json.dumps({"username": "pixelake", "password": "rotated"}))
+    secrets["client"].put_secret_value(
+        SecretId=secrets["db"], SecretString=json.dumps({"username": "pixelake", "password": "rotated"})
+    )
     engine.dispose()
     engine.connect().close()
     assert seen == [PASSWORD, "rotated"]

@@ -1,4 +1,5 @@
 """Feature vectors: fixed lengths, known answers on synthetic images, HOG against scikit-image."""
+
 import io
 import subprocess
 import sys
@@ -13,10 +14,10 @@ from skimage.feature import hog as skimage_hog
 from sklearn.datasets import load_sample_image
 
 from chalicelib.config import reset_settings
+from chalicelib.errors import InvalidRequest
+from chalicelib.imaging.imageio import ImageRejected
 from chalicelib.ml import features
 from chalicelib.ml.features import FEATURES, clean_feature_params, extract, feature_length
-from chalicelib.ml.imageio import ImageRejected
-from chalicelib.ml.registry import InvalidRequest
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -57,14 +58,17 @@ def test_feature_modules_import_without_heavy_libraries():
     assert result.returncode == 0, result.stderr
 
 
-@pytest.mark.parametrize("feature, params", [
-    ("pixels", {}),
-    ("pixels", {"size": 16}),
-    ("color_histogram", {}),
-    ("color_histogram", {"bins": 4}),
-    ("hog", {}),
-    ("hog", {"size": 48, "orientations": 6, "cell_size": 6, "block_size": 3}),
-])
+@pytest.mark.parametrize(
+    "feature, params",
+    [
+        ("pixels", {}),
+        ("pixels", {"size": 16}),
+        ("color_histogram", {}),
+        ("color_histogram", {"bins": 4}),
+        ("hog", {}),
+        ("hog", {"size": 48, "orientations": 6, "cell_size": 6, "block_size": 3}),
+    ],
+)
 def test_every_image_gives_a_vector_of_the_declared_length(photos, feature, params):
     length = feature_length(feature, params)
     odd = {
@@ -145,19 +149,27 @@ def test_color_histogram_bins_must_divide_the_levels():
         clean_feature_params("color_histogram", {"bins": 10})
 
 
-@pytest.mark.parametrize("params", [
-    {},
-    {"size": 128, "orientations": 8, "cell_size": 16, "block_size": 3},
-    {"size": 50, "orientations": 12, "cell_size": 6, "block_size": 1},  # 50 px leave 2 px outside the cells
-])
+@pytest.mark.parametrize(
+    "params",
+    [
+        {},
+        {"size": 128, "orientations": 8, "cell_size": 16, "block_size": 3},
+        {"size": 50, "orientations": 12, "cell_size": 6, "block_size": 1},  # 50 px leave 2 px outside the cells
+    ],
+)
 @pytest.mark.parametrize("photo", ["astronaut", "coffee", "camera"])
 def test_hog_matches_scikit_image(photos, photo, params):
     clean = clean_feature_params("hog", params)
     img = photos[photo]
     ours = features.hog(img, **clean)
     gray = np.asarray(img.convert("L").resize((clean["size"],) * 2, Image.Resampling.BOX))
-    reference = skimage_hog(gray, orientations=clean["orientations"], pixels_per_cell=(clean["cell_size"],) * 2,
-                            cells_per_block=(clean["block_size"],) * 2, block_norm="L2-Hys")
+    reference = skimage_hog(
+        gray,
+        orientations=clean["orientations"],
+        pixels_per_cell=(clean["cell_size"],) * 2,
+        cells_per_block=(clean["block_size"],) * 2,
+        block_norm="L2-Hys",
+    )
     assert ours.shape == reference.shape
     assert np.abs(ours - reference).max() < 1e-4
 

@@ -2,10 +2,10 @@ import io
 
 import pytest
 from PIL import Image
-
-from chalicelib.ml import imageio
-from chalicelib.ml.imageio import ImageRejected
 from sample_images import jpeg_bytes, png_claiming_size
+
+from chalicelib.imaging import imageio
+from chalicelib.imaging.imageio import ImageRejected
 
 LIMIT = 75_000_000
 
@@ -16,12 +16,15 @@ def test_probe_reads_the_header_of_a_photo():
     assert info.content_type == "image/jpeg"
 
 
-@pytest.mark.parametrize("data, reason", [
-    (b"", "empty"),
-    (b"<!DOCTYPE html><html><script>alert(1)</script></html>", "HTML"),
-    (b'<svg xmlns="http://www.w3.org/2000/svg"></svg>', "SVG"),
-    (b"just some text, not an image at all", "not a supported image"),
-])
+@pytest.mark.parametrize(
+    "data, reason",
+    [
+        (b"", "empty"),
+        (b"<!DOCTYPE html><html><script>alert(1)</script></html>", "HTML"),
+        (b'<svg xmlns="http://www.w3.org/2000/svg"></svg>', "SVG"),
+        (b"just some text, not an image at all", "not a supported image"),
+    ],
+)
 def test_probe_rejects_what_is_not_an_image(data, reason):
     with pytest.raises(ImageRejected, match=reason):
         imageio.probe(data, max_pixels=LIMIT)
@@ -67,14 +70,17 @@ def test_unusual_modes_are_normalized_to_8_bit(mode):
     assert decoded.mode in ("RGB", "RGBA", "L")
 
 
-@pytest.mark.parametrize("head, expected", [
-    (b"\xff\xd8\xff\xe0", "image/jpeg"),
-    (b"\x89PNG\r\n\x1a\n", "image/png"),
-    (b"RIFF\x00\x00\x00\x00WEBPVP8 ", "image/webp"),
-    (b"RIFF\x00\x00\x00\x00AVI LIST", None),
-    (b"GIF89a", "image/gif"),
-    (b"<svg", None),
-])
+@pytest.mark.parametrize(
+    "head, expected",
+    [
+        (b"\xff\xd8\xff\xe0", "image/jpeg"),
+        (b"\x89PNG\r\n\x1a\n", "image/png"),
+        (b"RIFF\x00\x00\x00\x00WEBPVP8 ", "image/webp"),
+        (b"RIFF\x00\x00\x00\x00AVI LIST", None),
+        (b"GIF89a", "image/gif"),
+        (b"<svg", None),
+    ],
+)
 def test_sniff_content_type_by_magic_bytes(head, expected):
     assert imageio.sniff_content_type(head) == expected
 

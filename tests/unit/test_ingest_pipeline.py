@@ -3,13 +3,13 @@ import io
 
 import pytest
 from PIL import Image
-
-from chalicelib.ml.imageio import ImageRejected
-from chalicelib.ml.ingest import analyze_upload
-from chalicelib.ml.phash import hamming
 from sample_images import box_iou, face_composite, jpeg_bytes
 
-SETTINGS = dict(max_pixels=75_000_000, max_frames=200, thumbnail_sizes=(256, 1024))
+from chalicelib.imaging.imageio import ImageRejected
+from chalicelib.imaging.ingest import analyze_upload
+from chalicelib.imaging.phash import hamming
+
+SETTINGS = {"max_pixels": 75_000_000, "max_frames": 200, "thumbnail_sizes": (256, 1024)}
 
 
 def test_a_photo_gets_facts_hashes_and_two_thumbnails():
@@ -65,8 +65,8 @@ def test_a_small_face_in_a_large_photo_is_found_and_boxed_in_the_photos_pixels(s
 
 
 def test_ingest_finds_the_faces_a_full_resolution_search_finds():
-    from chalicelib.ml.faces import detect_faces
-    from chalicelib.ml.imageio import decode, to_array
+    from chalicelib.imaging.faces import detect_faces
+    from chalicelib.imaging.imageio import decode, to_array
 
     for share, at in ((0.05, (0.1, 0.6)), (0.08, (0.55, 0.1)), (0.3, (0.3, 0.3))):
         data, (x, y, side) = face_composite((2400, 1800), face_share=share, at=at)
@@ -79,18 +79,20 @@ def test_ingest_finds_the_faces_a_full_resolution_search_finds():
 
 
 def test_analyzers_and_hash_look_at_a_copy_no_larger_than_the_analysis_side(monkeypatch):
-    from chalicelib.ml import analyzers
-    from chalicelib.ml import ingest as ingest_module
-    from chalicelib.ml.imageio import decode
-    from chalicelib.ml.phash import phash
+    from chalicelib.imaging import analyzers
+    from chalicelib.imaging import ingest as ingest_module
+    from chalicelib.imaging.imageio import decode
+    from chalicelib.imaging.phash import phash
 
     seen = []
     real = analyzers.image_properties
-    monkeypatch.setitem(analyzers.ANALYZERS.get("properties").__dict__, "func",
-                        lambda image, **kw: seen.append(image.shape) or real(image, **kw))
+    monkeypatch.setitem(
+        analyzers.ANALYZERS.get("properties").__dict__,
+        "func",
+        lambda image, **kw: seen.append(image.shape) or real(image, **kw),
+    )
     data = jpeg_bytes((4000, 3000))
     outcome = analyze_upload(data, **SETTINGS, analyzers=("properties",))
     assert seen == [(768, 1024, 3)] and ingest_module.ANALYSIS_SIDE == 1024
     # The hash of the copy is the hash of the full picture, give or take a bit or two.
     assert hamming(outcome.phash, phash(decode(data, max_pixels=SETTINGS["max_pixels"]))) <= 3
-

@@ -1,12 +1,13 @@
 """Running registered models: declared parameters, and the scikit-learn path without OpenCV."""
+
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
-from chalicelib.ml.models import MODEL_TASKS, model_task
-from chalicelib.ml.registry import InvalidRequest
+from chalicelib.errors import InvalidRequest
+from chalicelib.ml.runtimes import MODEL_TASKS, model_task
 
 PROJECT_DIR = Path(__file__).resolve().parents[2]
 
@@ -32,10 +33,10 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 from sklearn.datasets import load_digits
-from chalicelib.handlers.model_runner import ModelArtifact, load
-from chalicelib.ml.analyzers import AnalysisInput
+from chalicelib.services.model_runs import ModelArtifact, load
+from chalicelib.imaging.analyzers import AnalysisInput
 from chalicelib.ml.features import extract
-from chalicelib.ml.models import run_model
+from chalicelib.ml.runtimes import run_model
 from chalicelib.ml.training import save_model, train_and_evaluate
 
 def digit_png(image):
@@ -58,8 +59,13 @@ print(found[0]["label"], digits.target[300])
 
 
 def test_scikit_learn_models_run_without_opencv(tmp_path):
-    result = subprocess.run([sys.executable, "-c", WITHOUT_OPENCV, str(tmp_path / "digits.skops")], cwd=PROJECT_DIR,
-                            capture_output=True, text=True, timeout=120)
+    result = subprocess.run(
+        [sys.executable, "-c", WITHOUT_OPENCV, str(tmp_path / "digits.skops")],
+        cwd=PROJECT_DIR,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert result.returncode == 0, result.stderr
     predicted, truth = result.stdout.split()
     assert predicted == truth

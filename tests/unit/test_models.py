@@ -1,4 +1,5 @@
 """Model runtimes on models the tests build: ONNX graphs with fixed weights, skops-saved sklearn models."""
+
 from __future__ import annotations
 
 import math
@@ -10,6 +11,7 @@ import onnxruntime
 import pytest
 import skops.io
 from onnx import TensorProto, helper, numpy_helper
+from onnx_nets import detector_net
 from sklearn.datasets import load_digits, load_iris
 from sklearn.ensemble import RandomForestClassifier
 from sklearn.linear_model import LogisticRegression
@@ -18,7 +20,8 @@ from sklearn.preprocessing import FunctionTransformer, StandardScaler
 from sklearn.svm import LinearSVC
 
 from chalicelib.config import reset_settings
-from chalicelib.ml.models import (
+from chalicelib.errors import InvalidRequest
+from chalicelib.ml.runtimes import (
     ArtifactMismatch,
     InputSpec,
     OnnxModel,
@@ -30,8 +33,6 @@ from chalicelib.ml.models import (
     store_artifact,
     validate_input_spec,
 )
-from chalicelib.ml.registry import InvalidRequest
-from onnx_nets import detector_net
 
 RED_BGR, BLUE_BGR = (0, 0, 255), (255, 0, 0)
 # Logits = W · (mean R, mean G, mean B) + b: "red" scores twice the red mean, "blue" the blue mean.
@@ -55,7 +56,9 @@ def colour_net(layout: str = "NCHW", softmax_output: bool = False) -> bytes:
         nodes.append(helper.make_node("Softmax", ["logits"], ["probabilities"], axis=1))
         output = "probabilities"
     graph = helper.make_graph(
-        nodes, "colour", [helper.make_tensor_value_info("input", TensorProto.FLOAT, shape)],
+        nodes,
+        "colour",
+        [helper.make_tensor_value_info("input", TensorProto.FLOAT, shape)],
         [helper.make_tensor_value_info(output, TensorProto.FLOAT, [1, 2])],
         [numpy_helper.from_array(WEIGHTS, "W"), numpy_helper.from_array(BIAS, "b")],
     )
@@ -75,6 +78,7 @@ def softmax_of(*logits: float) -> list[float]:
 
 
 # --- ONNX ----------------------------------------------------------------------------------------
+
 
 def test_onnx_classifier_gives_softmax_confidences():
     model = OnnxModel(colour_net(), SPEC, ["red", "blue"])
@@ -144,11 +148,13 @@ def test_onnx_label_count_must_match_outputs_and_garbage_is_refused():
 
 
 def test_onnx_detect_returns_boxes_in_pixels():
-    rows = np.array([
-        [0, 1, 0.60, 0.10, 0.20, 0.50, 0.70],   # cat at 60%
-        [0, 0, 0.95, 0.50, 0.00, 1.20, 0.50],   # dog at 95%, right edge clipped to the image
-        [0, 1, 0.10, 0.00, 0.00, 1.00, 1.00],   # below min_confidence
-    ])
+    rows = np.array(
+        [
+            [0, 1, 0.60, 0.10, 0.20, 0.50, 0.70],  # cat at 60%
+            [0, 0, 0.95, 0.50, 0.00, 1.20, 0.50],  # dog at 95%, right edge clipped to the image
+            [0, 1, 0.10, 0.00, 0.00, 1.00, 1.00],  # below min_confidence
+        ]
+    )
     model = OnnxModel(detector_net(rows), SPEC, ["dog", "cat"])
     found = model.detect(flat(RED_BGR, 100, 200), min_confidence=0.5)
     assert found == [
@@ -157,20 +163,23 @@ def test_onnx_detect_returns_boxes_in_pixels():
     ]
 
 
-@pytest.mark.parametrize("spec, field", [
-    ({}, "size"),
-    ({"size": [224]}, "size"),
-    ({"size": [224, 0]}, "size"),
-    ({"size": [224.0, 224]}, "size"),
-    ({"size": [224, 224], "layout": "NCWH"}, "layout"),
-    ({"size": [224, 224], "channel_order": "RGBA"}, "channel_order"),
-    ({"size": [224, 224], "mean": [0.4, 0.5]}, "mean"),
-    ({"size": [224, 224], "std": [0.2, 0.0, 0.2]}, "std"),
-    ({"size": [224, 224], "scale": -1}, "scale"),
-    ({"size": [224, 224], "scale": float("nan")}, "scale"),
-    ({"size": [224, 224], "colour": "RGB"}, "colour"),
-    ("224x224", "object"),
-])
+@pytest.mark.parametrize(
+    "spec, field",
+    [
+        ({}, "size"),
+        ({"size": [224]}, "size"),
+        ({"size": [224, 0]}, "size"),
+        ({"size": [224.0, 224]}, "size"),
+        ({"size": [224, 224], "layout": "NCWH"}, "layout"),
+        ({"size": [224, 224], "channel_order": "RGBA"}, "channel_order"),
+        ({"size": [224, 224], "mean": [0.4, 0.5]}, "mean"),
+        ({"size": [224, 224], "std": [0.2, 0.0, 0.2]}, "std"),
+        ({"size": [224, 224], "scale": -1}, "scale"),
+        ({"size": [224, 224], "scale": float("nan")}, "scale"),
+        ({"size": [224, 224], "colour": "RGB"}, "colour"),
+        ("224x224", "object"),
+    ],
+)
 def test_bad_input_specs_are_rejected_naming_the_field(spec, field):
     with pytest.raises(InvalidRequest, match=field) as error:
         validate_input_spec(spec)
@@ -178,8 +187,15 @@ def test_bad_input_specs_are_rejected_naming_the_field(spec, field):
 
 
 def test_input_spec_defaults_and_normalisation():
-    spec = validate_input_spec({"size": [224, 224], "mean": [0.485, 0.456, 0.406], "std": [0.229, 0.224, 0.225],
-                                "channel_order": "rgb", "layout": "nchw"})
+    spec = validate_input_spec(
+        {
+            "size": [224, 224],
+            "mean": [0.485, 0.456, 0.406],
+            "std": [0.229, 0.224, 0.225],
+            "channel_order": "rgb",
+            "layout": "nchw",
+        }
+    )
     assert spec.channel_order == "RGB" and spec.scale == pytest.approx(1 / 255) and spec.output == "auto"
     assert validate_input_spec(spec.to_dict()) == spec
     gray = validate_input_spec({"size": [28, 28], "channel_order": "GRAY", "mean": [0.5]})
@@ -188,6 +204,7 @@ def test_input_spec_defaults_and_normalisation():
 
 
 # --- artifacts -----------------------------------------------------------------------------------
+
 
 @pytest.fixture
 def tmp_cache(tmp_path, monkeypatch):
@@ -223,6 +240,7 @@ def test_sha256_mismatch_and_bad_hashes_are_rejected(tmp_cache):
 
 # --- scikit-learn --------------------------------------------------------------------------------
 
+
 def test_sklearn_pipeline_saved_with_skops_predicts_like_the_original(tmp_path):
     iris = load_iris()
     estimator = make_pipeline(StandardScaler(), LogisticRegression(max_iter=500)).fit(iris.data, iris.target)
@@ -244,7 +262,10 @@ def test_sklearn_forest_on_digits_needs_the_tree_type_and_gets_it():
     data = skops.io.dumps(forest)
     assert skops.io.get_untrusted_types(data=data) == ["sklearn.tree._tree.Tree"]
     model = SklearnModel.load(data)
-    right = sum(model.predict(x, top_k=1)[0]["label"] == str(y) for x, y in zip(digits.data[1000:1100], digits.target[1000:1100]))
+    right = sum(
+        model.predict(x, top_k=1)[0]["label"] == str(y)
+        for x, y in zip(digits.data[1000:1100], digits.target[1000:1100])
+    )
     assert right >= 85
 
 
@@ -262,8 +283,10 @@ def test_sklearn_decision_function_models_get_softmax_confidences():
 
 def test_sklearn_refuses_untrusted_types_and_wrong_features():
     iris = load_iris()
-    sneaky = make_pipeline(FunctionTransformer(operator.neg), LogisticRegression(max_iter=500)).fit(iris.data, iris.target)
-    with pytest.raises(InvalidRequest, match="_operator.neg") as refused:
+    sneaky = make_pipeline(FunctionTransformer(operator.neg), LogisticRegression(max_iter=500)).fit(
+        iris.data, iris.target
+    )
+    with pytest.raises(InvalidRequest, match=r"_operator\.neg") as refused:
         SklearnModel.load(skops.io.dumps(sneaky))
     assert refused.value.code == "untrusted_model"
     with pytest.raises(InvalidRequest) as not_skops:

@@ -1,4 +1,5 @@
 """Training, evaluation, skops artifacts and predictions, on scikit-learn's digits written as PNGs."""
+
 import io
 import pickle
 import zipfile
@@ -11,8 +12,8 @@ from sklearn.datasets import load_digits
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import FunctionTransformer
 
+from chalicelib.errors import InvalidRequest
 from chalicelib.ml.features import extract
-from chalicelib.ml.registry import InvalidRequest
 from chalicelib.ml.training import (
     ALGORITHMS,
     TRUSTED_TYPES,
@@ -86,8 +87,7 @@ def test_logistic_regression_on_digit_pngs_reaches_95_percent(digits):
 def test_a_held_out_digit_image_is_classified_with_a_confidence(digits):
     pngs, X, y = digits
     held_out = range(1700, 1797)
-    outcome = train_and_evaluate(X[:1700], y[:1700], algorithm="logistic_regression", params={},
-                                 test_size=0.25, seed=1)
+    outcome = train_and_evaluate(X[:1700], y[:1700], algorithm="logistic_regression", params={}, test_size=0.25, seed=1)
     model = load_model(save_model(outcome.model))
     correct = 0
     for i in held_out:
@@ -118,7 +118,7 @@ def test_every_algorithm_fits_saves_and_predicts(three_digits, algorithm):
     rankings = predict_proba(restored, X)
     assert len(rankings) == len(X)
     for ranking, predicted in zip(rankings, restored.predict(X)):
-        assert [r["label"] for r in ranking][0] == predicted
+        assert next(r["label"] for r in ranking) == predicted
         assert sorted(r["label"] for r in ranking) == ["0", "1", "2"]
         assert sum(r["confidence"] for r in ranking) == pytest.approx(1.0, abs=1e-4)
 
@@ -147,10 +147,13 @@ def _untrusted_transform(x):  # a function a model file must not be able to smug
     return x
 
 
-@pytest.mark.parametrize("payload", [
-    make_pipeline(FunctionTransformer(_untrusted_transform)),
-    make_pipeline(FunctionTransformer(eval)),
-])
+@pytest.mark.parametrize(
+    "payload",
+    [
+        make_pipeline(FunctionTransformer(_untrusted_transform)),
+        make_pipeline(FunctionTransformer(eval)),
+    ],
+)
 def test_a_model_file_with_untrusted_types_is_refused(payload):
     artifact = skops.io.dumps(payload)
     with pytest.raises(InvalidRequest) as info:
@@ -214,10 +217,11 @@ def test_bad_algorithm_or_parameters_are_invalid_requests(three_digits):
 
 
 def test_mlp_early_stopping_needs_enough_items_per_class(three_digits):
-    X, y = three_digits
+    X, _y = three_digits
     with pytest.raises(InvalidRequest, match="early_stopping"):
-        train_and_evaluate(X[:6], ["a", "b", "c"] * 2, algorithm="mlp", params={"early_stopping": True},
-                           test_size=0.5, seed=0)
+        train_and_evaluate(
+            X[:6], ["a", "b", "c"] * 2, algorithm="mlp", params={"early_stopping": True}, test_size=0.5, seed=0
+        )
 
 
 def test_every_algorithm_declares_ranges_for_its_parameters():
@@ -235,8 +239,9 @@ def test_every_algorithm_declares_ranges_for_its_parameters():
 
 def test_fit_warnings_are_kept_with_the_outcome(three_digits):
     X, y = three_digits
-    outcome = train_and_evaluate(X, y, algorithm="mlp", params={"max_iter": 10, "early_stopping": False},
-                                 test_size=0.25, seed=0)
+    outcome = train_and_evaluate(
+        X, y, algorithm="mlp", params={"max_iter": 10, "early_stopping": False}, test_size=0.25, seed=0
+    )
     assert any("Maximum iterations (10) reached" in message for message in outcome.warnings)
 
 
@@ -246,8 +251,9 @@ def test_balanced_class_weights_on_digit_like_labels(three_digits, algorithm):
     X, y = three_digits
     keep = [i for i, label in enumerate(y) if label != "2" or i % 3 == 0]  # "2" becomes rare
     params = {"class_weight": "balanced", **({"n_estimators": 20} if algorithm == "random_forest" else {})}
-    outcome = train_and_evaluate(X[keep], [y[i] for i in keep], algorithm=algorithm, params=params,
-                                 test_size=0.3, seed=0)
+    outcome = train_and_evaluate(
+        X[keep], [y[i] for i in keep], algorithm=algorithm, params=params, test_size=0.3, seed=0
+    )
     assert outcome.labels == ["0", "1", "2"]
     assert outcome.metrics["per_class"]["2"]["support"] >= 2
     assert outcome.metrics["accuracy"] >= 0.8

@@ -1,4 +1,5 @@
 """The web page's HTTP side: content negotiation at GET /, the static files' allow-list, types and caching."""
+
 import json
 import re
 import subprocess
@@ -10,7 +11,7 @@ import pytest
 from chalice.test import Client
 
 import app
-from chalicelib.handlers import web
+from chalicelib.api import web
 
 PROJECT_DIR = Path(__file__).resolve().parents[2]
 BROWSER_ACCEPT = "text/html,application/xhtml+xml,application/xml;q=0.9,image/avif,image/webp,*/*;q=0.8"
@@ -36,18 +37,35 @@ def test_browsers_get_the_page_and_everyone_else_the_json(client):
         assert json.loads(answer.body)["name"] == "Pixelake"
 
 
-@pytest.mark.parametrize("accept, wanted", [
-    (BROWSER_ACCEPT, True), ("text/html", True), ("TEXT/HTML; q=1", True), ("*/*", False), ("", False),
-    ("application/json", False), ("text/html;q=0", False), ("application/json;q=0.9, text/html", True),
-    ("text/html;q=0.4, application/json", False), ("text/html;q=bogus", False),
-])
+@pytest.mark.parametrize(
+    "accept, wanted",
+    [
+        (BROWSER_ACCEPT, True),
+        ("text/html", True),
+        ("TEXT/HTML; q=1", True),
+        ("*/*", False),
+        ("", False),
+        ("application/json", False),
+        ("text/html;q=0", False),
+        ("application/json;q=0.9, text/html", True),
+        ("text/html;q=0.4, application/json", False),
+        ("text/html;q=bogus", False),
+    ],
+)
 def test_wants_html(accept, wanted):
     assert web.wants_html(SimpleNamespace(headers={"accept": accept})) is wanted
 
 
-@pytest.mark.parametrize("context, base", [
-    ({"path": "/"}, "/"), ({"path": "/api/"}, "/api/"), ({"path": "/api"}, "/api/"), ({}, "/"), (None, "/"),
-])
+@pytest.mark.parametrize(
+    "context, base",
+    [
+        ({"path": "/"}, "/"),
+        ({"path": "/api/"}, "/api/"),
+        ({"path": "/api"}, "/api/"),
+        ({}, "/"),
+        (None, "/"),
+    ],
+)
 def test_urls_in_the_page_are_relative_to_the_stage(context, base):
     assert web.base_path(SimpleNamespace(context=context)) == base
 
@@ -74,9 +92,14 @@ def test_the_content_security_policy_allows_exactly_the_inline_import_map(client
     assert "default-src 'self'" in policy and "object-src 'none'" in policy and "unsafe-inline" not in policy
 
 
-@pytest.mark.parametrize("name, content_type", [
-    ("app.js", "text/javascript; charset=utf-8"), ("style.css", "text/css; charset=utf-8"), ("icon.svg", "image/svg+xml"),
-])
+@pytest.mark.parametrize(
+    "name, content_type",
+    [
+        ("app.js", "text/javascript; charset=utf-8"),
+        ("style.css", "text/css; charset=utf-8"),
+        ("icon.svg", "image/svg+xml"),
+    ],
+)
 def test_files_are_served_with_their_type_and_cached_by_version(client, name, content_type):
     plain = client.http.get(f"/ui/{name}")
     assert plain.status_code == 200 and plain.headers["Content-Type"] == content_type
@@ -91,7 +114,9 @@ def test_files_are_served_with_their_type_and_cached_by_version(client, name, co
     assert again.status_code == 304 and again.body == b""
 
 
-@pytest.mark.parametrize("name", ["index.html", "nope.js", "..%2Fconfig.py", "%2E%2E%2Fhandlers%2Fweb.py", "APP.JS", "app.js.map"])
+@pytest.mark.parametrize(
+    "name", ["index.html", "nope.js", "..%2Fconfig.py", "%2E%2E%2Fhandlers%2Fweb.py", "APP.JS", "app.js.map"]
+)
 def test_only_the_allowed_files_are_served(client, name):
     answer = client.http.get(f"/ui/{name}")
     assert answer.status_code == 404
@@ -108,12 +133,17 @@ def test_every_file_of_the_page_is_allowed_and_every_import_names_an_allowed_fil
         for imported in re.findall(r'^import .* from "\./([^"]+)";$', source, re.M):
             assert imported in web.ASSETS, f"{name} imports {imported}, which /ui/ does not serve"
         assert ".innerHTML" not in source, f"{name}: build nodes with dom.h, never parse API text as markup"
-        assert "setAttribute(\"style\"" not in source, f"{name}: inline style attributes break the CSP"
+        assert 'setAttribute("style"' not in source, f"{name}: inline style attributes break the CSP"
 
 
 def test_the_api_reads_no_web_file_until_the_page_is_asked_for():
-    code = ("import app, json; from chalicelib.handlers import web; "
-            "print(json.dumps(web.asset.cache_info().currsize))")
-    result = subprocess.run([sys.executable, "-c", code], cwd=PROJECT_DIR, capture_output=True, text=True, check=True,
-                            env={"PATH": "/usr/bin:/bin", "PIXELAKE_STAGE": "local"})
+    code = "import app, json; from chalicelib.api import web; print(json.dumps(web.asset.cache_info().currsize))"
+    result = subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=PROJECT_DIR,
+        capture_output=True,
+        text=True,
+        check=True,
+        env={"PATH": "/usr/bin:/bin", "PIXELAKE_STAGE": "local"},
+    )
     assert json.loads(result.stdout.strip().splitlines()[-1]) == 0

@@ -1,0 +1,1 @@
+"""HTTP blueprints: read the request, call one service, shape the answer."""

@@ -1,0 +1,1 @@
+"""SQS event adapters: parse records, call one service, report partial failures."""

@@ -1,0 +1,31 @@
+"""The loop every SQS handler shares: one record at a time, partial-batch failures.
+
+A record whose body cannot be parsed is dropped (logged): retrying cannot fix it. A record
+whose handling raises is a transient fault: it is reported in `batchItemFailures`, so SQS
+(ReportBatchItemFailures) retries only that record and, after maxReceiveCount, dead-letters it.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import Any
+
+log = logging.getLogger("pixelake.sqs")
+
+
+def handle_records(event, parse: Callable[[str], Any], handle: Callable[[Any], None], *, expects: str) -> dict:
+    failures = []
+    for record in event:
+        message_id = record.to_dict().get("messageId")
+        try:
+            message = parse(record.body)
+        except (ValueError, KeyError, TypeError):
+            log.error("dropping message %s: not %s", message_id, expects)
+            continue
+        try:
+            handle(message)
+        except Exception:
+            log.exception("transient failure on message %s; it will be retried", message_id)
+            failures.append({"itemIdentifier": message_id})
+    return {"batchItemFailures": failures}

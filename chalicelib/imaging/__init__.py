@@ -1,0 +1,1 @@
+"""Pure imaging: decode, encode, operations and image analyses (arrays in, arrays or dicts out)."""

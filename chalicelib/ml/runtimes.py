@@ -1,0 +1,568 @@
+"""Model runtimes: verified artifacts, ONNX networks (OpenCV's dnn) and scikit-learn models (skops).
+
+No S3 and no database here: the caller downloads an artifact (into `artifact_path(sha256)`
+or as bytes), `store_artifact`/`load_artifact` verify it against the sha256 recorded when the
+model was registered, and the runtimes load it from the verified file.
+
+Why cv2.dnn and not onnxruntime for ONNX: Lambda allows 250 MB unzipped for a function and its
+layers, and the imaging layer (numpy + opencv-python-headless + Pillow) already takes ≈214 MB.
+onnxruntime 1.32's manylinux wheel unzips to 78 MB, plus protobuf (2.7 MB) and flatbuffers:
+≈295 MB in all, over the limit. cv2.dnn is inside OpenCV, which the layer carries anyway
+(0 extra MB), and runs the usual exported classifiers and SSD-style detectors. Dask workers
+may have onnxruntime; the tests use it as the reference for cv2.dnn's numbers.
+
+Why skops and not pickle for scikit-learn: loading a pickle runs whatever code it names.
+skops lists the types a file would build; anything outside its safe set and TRUSTED_TYPES
+(the one allow-list, shared with training) is refused before a single object is created.
+
+This module imports without numpy, OpenCV or scikit-learn, so the api function can validate an
+input spec when a model is registered.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import os
+import re
+import tempfile
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from chalicelib.errors import InvalidRequest
+from chalicelib.registry import Entry, Param, Registry
+
+if TYPE_CHECKING:
+    import numpy as np
+
+    from chalicelib.imaging.analyzers import AnalysisInput
+
+_SHA256 = re.compile(r"^[0-9a-f]{64}$")
+MAX_TOP_K = 100
+
+
+class ArtifactMismatch(ValueError):
+    """A model file's bytes do not have the sha256 recorded for the model."""
+
+
+# --- artifacts -------------------------------------------------------------------------------
+
+
+def sha256_of(path_or_bytes: str | os.PathLike | bytes) -> str:
+    """Hex sha256 of bytes or of a file (read in 1 MB chunks)."""
+    if isinstance(path_or_bytes, (bytes, bytearray, memoryview)):
+        return hashlib.sha256(path_or_bytes).hexdigest()
+    digest = hashlib.sha256()
+    with open(path_or_bytes, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _checked_sha256(expected_sha256: str) -> str:
+    expected = str(expected_sha256).lower()
+    if not _SHA256.match(expected):
+        raise InvalidRequest(f"'sha256' must be 64 hex digits, got {expected_sha256!r}")
+    return expected
+
+
+def load_artifact(path_or_bytes: str | os.PathLike | bytes, expected_sha256: str) -> bytes:
+    """The artifact's bytes, after checking their sha256; raises ArtifactMismatch."""
+    expected = _checked_sha256(expected_sha256)
+    data = (
+        bytes(path_or_bytes)
+        if isinstance(path_or_bytes, (bytes, bytearray, memoryview))
+        else Path(path_or_bytes).read_bytes()
+    )
+    actual = hashlib.sha256(data).hexdigest()
+    if actual != expected:
+        raise ArtifactMismatch(f"artifact sha256 is {actual}, expected {expected}")
+    return data
+
+
+def artifact_dir() -> Path:
+    """Where verified artifacts are cached: <tmp_dir>/models (Lambda's /tmp survives warm starts)."""
+    from chalicelib.config import get_settings
+
+    return Path(get_settings().tmp_dir) / "models"
+
+
+def artifact_path(sha256: str) -> Path:
+    """The cache file of the artifact with this sha256 (the name is the hash: no path tricks)."""
+    return artifact_dir() / _checked_sha256(sha256)
+
+
+def store_artifact(data: bytes, expected_sha256: str) -> Path:
+    """Verify `data` and write it to its cache file atomically; returns the path."""
+    load_artifact(data, expected_sha256)
+    path = artifact_path(expected_sha256)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, partial = tempfile.mkstemp(dir=path.parent, prefix=".partial-")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        os.replace(partial, path)
+    except BaseException:
+        Path(partial).unlink(missing_ok=True)
+        raise
+    return path
+
+
+# Files this process has hashed, by (path, size, mtime): a warm container does not hash a
+# 100 MB model again for every task.
+_verified: set[tuple[str, int, int]] = set()
+
+
+def cached_artifact(sha256: str) -> Path | None:
+    """The cached, verified file for this sha256, or None (a corrupt file is deleted)."""
+    path = artifact_path(sha256)
+    try:
+        stat = path.stat()
+    except FileNotFoundError:
+        return None
+    key = (str(path), stat.st_size, stat.st_mtime_ns)
+    if key in _verified:
+        return path
+    if sha256_of(path) != sha256.lower():
+        path.unlink(missing_ok=True)
+        return None
+    _verified.add(key)
+    return path
+
+
+# --- ONNX (cv2.dnn) --------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class InputSpec:
+    """How an image becomes the network's input tensor: x = (pixel · scale − mean) / std."""
+
+    size: tuple[int, int]  # (width, height) the network takes
+    mean: tuple[float, ...] = (0.0, 0.0, 0.0)
+    std: tuple[float, ...] = (1.0, 1.0, 1.0)
+    channel_order: str = "RGB"  # RGB, BGR or GRAY
+    layout: str = "NCHW"  # NCHW or NHWC
+    scale: float = 1 / 255
+    resize: str = "stretch"  # stretch, or crop: shorter side to size, centre crop
+    output: str = "auto"  # auto, logits (softmax applied) or probabilities
+
+    @property
+    def channels(self) -> int:
+        return 1 if self.channel_order == "GRAY" else 3
+
+    def to_dict(self) -> dict:
+        return {
+            "size": list(self.size),
+            "mean": list(self.mean),
+            "std": list(self.std),
+            "channel_order": self.channel_order,
+            "layout": self.layout,
+            "scale": self.scale,
+            "resize": self.resize,
+            "output": self.output,
+        }
+
+
+_SPEC_CHOICES = {
+    "channel_order": ("RGB", "BGR", "GRAY"),
+    "layout": ("NCHW", "NHWC"),
+    "resize": ("stretch", "crop"),
+    "output": ("auto", "logits", "probabilities"),
+}
+
+
+def validate_input_spec(spec: dict | InputSpec) -> InputSpec:
+    """A checked InputSpec from its JSON form; raises InvalidRequest naming the bad field."""
+    if isinstance(spec, InputSpec):
+        return spec
+    if not isinstance(spec, dict):
+        raise InvalidRequest("'input_spec' must be an object", code="invalid_input_spec")
+    unknown = sorted(set(spec) - set(InputSpec.__dataclass_fields__))
+    if unknown:
+        raise InvalidRequest(
+            f"unknown input_spec field(s) {unknown}",
+            code="invalid_input_spec",
+            allowed=sorted(InputSpec.__dataclass_fields__),
+        )
+    if "size" not in spec:
+        raise InvalidRequest("input_spec needs 'size': [width, height]", code="invalid_input_spec")
+    values: dict[str, Any] = {}
+    for name, choices in _SPEC_CHOICES.items():
+        if name in spec:
+            value = (
+                spec[name].upper()
+                if name in ("channel_order", "layout") and isinstance(spec[name], str)
+                else spec[name]
+            )
+            if value not in choices:
+                raise InvalidRequest(
+                    f"input_spec '{name}' must be one of {list(choices)}, got {spec[name]!r}",
+                    code="invalid_input_spec",
+                    allowed=list(choices),
+                )
+            values[name] = value
+    values["size"] = tuple(_numbers(spec["size"], "size", 2, 2, integer=True, minimum=1, maximum=4096))
+    channels = 1 if values.get("channel_order") == "GRAY" else 3
+    for name, default in (("mean", 0.0), ("std", 1.0)):
+        if name in spec:  # one value for every channel, or one per channel
+            numbers = _numbers(spec[name], name, 1, channels)
+            if len(numbers) not in (1, channels):
+                raise InvalidRequest(f"input_spec '{name}' needs 1 or {channels} values", code="invalid_input_spec")
+            values[name] = tuple(numbers * channels if len(numbers) == 1 else numbers)
+        else:
+            values[name] = (default,) * channels
+    if any(s == 0 for s in values["std"]):
+        raise InvalidRequest("input_spec 'std' values must not be 0", code="invalid_input_spec")
+    if "scale" in spec:
+        values["scale"] = _numbers([spec["scale"]], "scale", 1, 1)[0]
+        if values["scale"] <= 0:
+            raise InvalidRequest("input_spec 'scale' must be > 0", code="invalid_input_spec")
+    return InputSpec(**values)
+
+
+def _numbers(
+    value: Any,
+    name: str,
+    least: int,
+    most: int,
+    *,
+    integer: bool = False,
+    minimum: float | None = None,
+    maximum: float | None = None,
+) -> list:
+    if not isinstance(value, (list, tuple)) or not least <= len(value) <= most:
+        count = str(least) if least == most else f"{least}..{most}"
+        raise InvalidRequest(f"input_spec '{name}' must be a list of {count} numbers", code="invalid_input_spec")
+    numbers = []
+    for v in value:
+        ok = isinstance(v, int) if integer else isinstance(v, (int, float))
+        if not ok or isinstance(v, bool) or (isinstance(v, float) and not math.isfinite(v)):
+            kind = "integers" if integer else "finite numbers"
+            raise InvalidRequest(f"input_spec '{name}' must hold {kind}, got {v!r}", code="invalid_input_spec")
+        if (minimum is not None and v < minimum) or (maximum is not None and v > maximum):
+            raise InvalidRequest(
+                f"input_spec '{name}' values must be within {minimum}..{maximum}", code="invalid_input_spec"
+            )
+        numbers.append(v if integer else float(v))
+    return numbers
+
+
+def softmax(scores: np.ndarray) -> np.ndarray:
+    import numpy as np
+
+    shifted = np.asarray(scores, dtype=np.float64) - np.max(scores)
+    exp = np.exp(shifted)
+    return exp / exp.sum()
+
+
+def _top_k(probabilities: np.ndarray, labels: list[str], top_k: int) -> list[dict]:
+    import numpy as np
+
+    top_k = max(1, min(int(top_k), MAX_TOP_K, len(probabilities)))
+    order = np.argsort(-probabilities, kind="stable")[:top_k]
+    return [{"label": labels[i], "confidence": round(float(probabilities[i]), 6)} for i in order]
+
+
+class OnnxModel:
+    """An ONNX classifier or SSD-style detector run by OpenCV's dnn module.
+
+    `labels[i]` names output i (class_<i> when not given). Models are loaded once; keep the
+    instance for the container's life (key it by the artifact's sha256).
+    """
+
+    def __init__(self, path: str | os.PathLike | bytes, input_spec: dict | InputSpec, labels: list[str] | None = None):
+        import cv2
+        import numpy as np
+
+        self.input_spec = validate_input_spec(input_spec)
+        self.labels = [str(label) for label in labels] if labels else None
+        self._forward_lock = threading.Lock()
+        try:
+            if isinstance(path, (bytes, bytearray)):
+                self.net = cv2.dnn.readNetFromONNX(np.frombuffer(path, np.uint8))
+            else:
+                self.net = cv2.dnn.readNetFromONNX(str(path))
+        except cv2.error as exc:
+            raise InvalidRequest(
+                f"OpenCV cannot load this ONNX model: {exc.err or exc}", code="invalid_model"
+            ) from None
+
+    def blob(self, image: np.ndarray) -> np.ndarray:
+        """The input tensor (1 image) for a BGR, BGRA or gray uint8 image."""
+        import cv2
+        import numpy as np
+
+        spec = self.input_spec
+        if image.ndim == 2:
+            image = cv2.cvtColor(image, cv2.COLOR_GRAY2BGR)
+        elif image.shape[2] == 4:
+            image = cv2.cvtColor(image, cv2.COLOR_BGRA2BGR)
+        image = _resized(image, spec.size, spec.resize)
+        if spec.channel_order == "GRAY":
+            pixels = cv2.cvtColor(image, cv2.COLOR_BGR2GRAY)[:, :, None]
+        else:
+            pixels = image[:, :, ::-1] if spec.channel_order == "RGB" else image
+        x = (pixels.astype(np.float32) * np.float32(spec.scale) - np.float32(spec.mean)) / np.float32(spec.std)
+        x = x[None]  # NHWC
+        return np.ascontiguousarray(x.transpose(0, 3, 1, 2) if spec.layout == "NCHW" else x, dtype=np.float32)
+
+    def _forward(self, image: np.ndarray) -> np.ndarray:
+        import cv2
+
+        blob = self.blob(image)
+        try:
+            # The net holds its input and activations: one forward at a time (threads share models).
+            with self._forward_lock:
+                self.net.setInput(blob)
+                return self.net.forward()
+        except cv2.error as exc:
+            raise InvalidRequest(
+                f"the model failed on this input (check input_spec): {exc.err or exc}", code="model_failed"
+            ) from None
+
+    def predict(self, image: np.ndarray, top_k: int = 5) -> list[dict]:
+        """Classify: [{label, confidence}] of the top_k classes, softmax confidences, best first."""
+        import numpy as np
+
+        scores = self._forward(image).reshape(-1).astype(np.float64)
+        if self.labels and len(self.labels) != len(scores):
+            raise InvalidRequest(
+                f"the model has {len(scores)} outputs but {len(self.labels)} labels", code="invalid_model"
+            )
+        output = self.input_spec.output
+        if output == "auto":
+            is_distribution = scores.min() >= 0 and scores.max() <= 1 and abs(scores.sum() - 1) < 1e-3
+            output = "probabilities" if is_distribution else "logits"
+        probabilities = scores if output == "probabilities" else softmax(scores)
+        return _top_k(probabilities, self.labels or [f"class_{i}" for i in range(len(scores))], top_k)
+
+    def classify(self, source: AnalysisInput, top_k: int = 5) -> list[dict]:
+        """predict() on the decoded image (MODEL_TASKS' uniform entry point)."""
+        return self.predict(source.array, top_k)
+
+    def detect(self, image: np.ndarray, min_confidence: float = 0.5) -> list[dict]:
+        """Detect with an SSD-style head (rows of [image_id, class, confidence, x1, y1, x2, y2],
+        corners as fractions of the image): [{label, confidence, box}] best first, boxes in pixels."""
+        import numpy as np
+
+        rows = self._forward(image).reshape(-1, 7)
+        height, width = image.shape[:2]
+        found = []
+        for _, class_id, confidence, x1, y1, x2, y2 in rows.astype(np.float64):
+            if confidence < min_confidence:
+                continue
+            left, top = max(0, round(x1 * width)), max(0, round(y1 * height))
+            right, bottom = min(width, round(x2 * width)), min(height, round(y2 * height))
+            if right <= left or bottom <= top:
+                continue
+            index = int(class_id)
+            label = self.labels[index] if self.labels and 0 <= index < len(self.labels) else f"class_{index}"
+            found.append(
+                {
+                    "label": label,
+                    "confidence": round(float(confidence), 6),
+                    "box": {"x": left, "y": top, "width": right - left, "height": bottom - top},
+                }
+            )
+        return sorted(found, key=lambda d: -d["confidence"])
+
+
+def _resized(image: np.ndarray, size: tuple[int, int], mode: str) -> np.ndarray:
+    import cv2
+
+    width, height = size
+    if mode == "crop":  # shorter side to fit, then the centre (the usual ImageNet preprocessing)
+        scale = max(width / image.shape[1], height / image.shape[0])
+        resized_w, resized_h = max(width, round(image.shape[1] * scale)), max(height, round(image.shape[0] * scale))
+        interpolation = cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR
+        image = cv2.resize(image, (resized_w, resized_h), interpolation=interpolation)
+        left, top = (resized_w - width) // 2, (resized_h - height) // 2
+        return image[top : top + height, left : left + width]
+    interpolation = cv2.INTER_AREA if width * height < image.shape[0] * image.shape[1] else cv2.INTER_LINEAR
+    return cv2.resize(image, (width, height), interpolation=interpolation)
+
+
+# --- scikit-learn (skops) --------------------------------------------------------------------
+
+# The one allow-list for skops files (trained here or registered by users): types a saved
+# model may hold beyond skops' own safe set (scikit-learn estimators, numpy arrays and dtypes,
+# builtins). Each is an estimator internal that builds no code and touches no file.
+TRUSTED_TYPES = frozenset(
+    {
+        "sklearn.tree._tree.Tree",  # decision trees, forests, gradient boosting
+        "sklearn.ensemble._hist_gradient_boosting.predictor.TreePredictor",
+        "sklearn.neural_network._stochastic_optimizers.AdamOptimizer",
+        "sklearn.neural_network._stochastic_optimizers.SGDOptimizer",
+        "sklearn.neighbors._kd_tree.KDTree",  # k nearest neighbours' search trees and metrics
+        "sklearn.neighbors._ball_tree.BallTree",
+        "sklearn.metrics._dist_metrics.EuclideanDistance64",
+        "sklearn.metrics._dist_metrics.ManhattanDistance64",
+        "sklearn.metrics._dist_metrics.MinkowskiDistance64",
+        "sklearn.metrics._dist_metrics.ChebyshevDistance64",
+    }
+)
+
+
+def load_sklearn(path_or_bytes: str | os.PathLike | bytes) -> Any:
+    """A fitted scikit-learn classifier from a skops file or its bytes.
+
+    Every type outside skops' safe set and TRUSTED_TYPES is refused before a single object is
+    built: InvalidRequest code "untrusted_model" names them; "invalid_model" for bytes that are
+    not a skops file or do not hold a fitted classifier.
+    """
+    import skops.io
+
+    if isinstance(path_or_bytes, (bytes, bytearray, memoryview)):
+        data = bytes(path_or_bytes)
+    else:
+        data = Path(path_or_bytes).read_bytes()
+    try:
+        untrusted = skops.io.get_untrusted_types(data=data)
+    except Exception as exc:
+        raise InvalidRequest(f"the model file is not a skops artifact: {exc}", code="invalid_model") from None
+    refused = sorted(set(untrusted) - TRUSTED_TYPES)
+    if refused:
+        raise InvalidRequest(
+            f"the model file holds types that are not trusted: {refused}",
+            code="untrusted_model",
+            allowed=sorted(TRUSTED_TYPES),
+        )
+    try:
+        estimator = skops.io.loads(data, trusted=list(untrusted))
+    except Exception as exc:
+        raise InvalidRequest(f"the skops file cannot be loaded: {exc}", code="invalid_model") from None
+    if not (hasattr(estimator, "predict") and hasattr(estimator, "classes_")):
+        raise InvalidRequest(
+            f"the model file holds a {type(estimator).__name__}, not a fitted classifier", code="invalid_model"
+        )
+    return estimator
+
+
+class SklearnModel:
+    """A fitted scikit-learn classifier (or pipeline ending in one), loaded from a skops file."""
+
+    def __init__(
+        self,
+        estimator: Any,
+        labels: list[str] | None = None,
+        feature: str | None = None,
+        feature_params: dict | None = None,
+    ):
+        # The feature (chalicelib.ml.features) the model was trained on turns an image into its input.
+        self.feature, self.feature_params = feature, feature_params or {}
+        if not hasattr(estimator, "predict") or not hasattr(estimator, "classes_"):
+            raise InvalidRequest("the skops file does not hold a fitted classifier", code="invalid_model")
+        self.estimator = estimator
+        classes = [str(c) for c in estimator.classes_]
+        if labels is not None and len(labels) != len(classes):
+            raise InvalidRequest(f"the model has {len(classes)} classes but {len(labels)} labels", code="invalid_model")
+        self.labels = [str(label) for label in labels] if labels is not None else classes
+
+    @classmethod
+    def load(
+        cls,
+        path_or_bytes: str | os.PathLike | bytes,
+        labels: list[str] | None = None,
+        feature: str | None = None,
+        feature_params: dict | None = None,
+    ) -> SklearnModel:
+        """Load with skops through load_sklearn's allow-list."""
+        return cls(load_sklearn(path_or_bytes), labels, feature, feature_params)
+
+    def classify(self, source: AnalysisInput, top_k: int = 5) -> list[dict]:
+        """Image → the model's feature vector (numpy + Pillow only) → top_k labels."""
+        from chalicelib.ml.features import extract
+
+        if self.feature is None:
+            raise InvalidRequest(
+                "the model does not say which feature it takes (input_spec 'feature')", code="invalid_model"
+            )
+        return self.predict(extract(source.data, self.feature, self.feature_params), top_k)
+
+    @property
+    def n_features(self) -> int | None:
+        return getattr(self.estimator, "n_features_in_", None)
+
+    def predict(self, features: Any, top_k: int = 5) -> list[dict]:
+        """[{label, confidence}] of the top_k classes for one feature vector, best first."""
+        return self.predict_many([features], top_k)[0]
+
+    def predict_many(self, rows: Any, top_k: int = 5) -> list[list[dict]]:
+        """predict for each row of a 2-D feature array (a batch)."""
+        import numpy as np
+
+        x = np.asarray(rows, dtype=np.float64)
+        if x.ndim != 2 or (self.n_features is not None and x.shape[1] != self.n_features):
+            raise InvalidRequest(f"the model takes {self.n_features} features per row, got shape {list(x.shape)}")
+        if not np.isfinite(x).all():
+            raise InvalidRequest("features must be finite numbers")
+        probabilities = self._probabilities(x)
+        return [_top_k(row, self.labels, top_k) for row in probabilities]
+
+    def _probabilities(self, x: np.ndarray) -> np.ndarray:
+        import numpy as np
+
+        try:  # SVC(probability=False) has the attribute but raises when called
+            return np.asarray(self.estimator.predict_proba(x), dtype=np.float64)
+        except AttributeError:
+            pass
+        if hasattr(self.estimator, "decision_function"):
+            scores = np.asarray(self.estimator.decision_function(x), dtype=np.float64)
+            if scores.ndim == 1:  # binary: the score of classes_[1]
+                scores = np.stack([-scores, scores], axis=1) / 2  # softmax of ±d/2 = sigmoid(d)
+            return np.array([softmax(row) for row in scores])
+        predicted = self.estimator.predict(x)  # no scores at all: the prediction is certain
+        return np.array([[1.0 if c == p else 0.0 for c in self.estimator.classes_] for p in predicted])
+
+
+# --- running a registered model ----------------------------------------------------------------
+
+# What a registered model does with an image, by the model's task, with the parameters a request
+# may give (the API validates them; the worker dispatches here). A model is an OnnxModel or a
+# SklearnModel; `source` an AnalysisInput holding the image's bytes.
+MODEL_TASKS = Registry("model task")
+
+
+@MODEL_TASKS.register(
+    "classify",
+    Param("top_k", int, 5, "how many labels to return, best first", minimum=1, maximum=MAX_TOP_K),
+    Param("min_confidence", float, 0.0, "leave out labels less confident than this", minimum=0.0, maximum=1.0),
+    produces_image=False,
+)
+def classify(
+    model: OnnxModel | SklearnModel, source: AnalysisInput, *, top_k: int, min_confidence: float
+) -> list[dict]:
+    """Top-k labels with softmax (or the classifier's own) confidences, best first."""
+    return [p for p in model.classify(source, top_k) if p["confidence"] >= min_confidence]
+
+
+@MODEL_TASKS.register(
+    "detect",
+    Param("top_k", int, MAX_TOP_K, "most objects to return, most confident first", minimum=1, maximum=MAX_TOP_K),
+    Param("min_confidence", float, 0.5, "leave out objects less confident than this", minimum=0.0, maximum=1.0),
+    produces_image=False,
+)
+def detect(model: OnnxModel | SklearnModel, source: AnalysisInput, *, top_k: int, min_confidence: float) -> list[dict]:
+    """Objects with label, confidence and box (pixels of the stored, oriented image)."""
+    if not isinstance(model, OnnxModel):
+        raise InvalidRequest("only ONNX models can detect objects", code="unsupported_model")
+    return model.detect(source.array, min_confidence)[:top_k]
+
+
+def model_task(task: str) -> Entry:
+    """The MODEL_TASKS entry for a model's task; a 400 for tasks no runtime runs yet."""
+    if task not in MODEL_TASKS:
+        raise InvalidRequest(
+            f"models for {task!r} can be registered but not run yet; runnable: {MODEL_TASKS.names()}",
+            code="unsupported_model_task",
+            allowed=MODEL_TASKS.names(),
+        )
+    return MODEL_TASKS.get(task)
+
+
+def run_model(model: OnnxModel | SklearnModel, task: str, source: AnalysisInput, params: dict | None) -> list[dict]:
+    """[{label, confidence, box?}], best first, of a loaded model on one image."""
+    entry = model_task(task)
+    return entry.func(model, source, **entry.clean_params(params))

@@ -1,0 +1,1 @@
+"""What the API, the SQS handlers and the Dask jobs all call."""

@@ -1,0 +1,225 @@
+"""Jobs that run on the Dask cluster: training, batches, exports.
+
+Each is submitted by the API fire-and-forget and does its own bookkeeping: it reads its row,
+fans out over partitions from inside the worker (`worker_client`, so the driver does not
+hold a worker thread while its partitions run), and writes progress, results and failures
+to PostgreSQL and S3. Workers import this same chalicelib code.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import io
+import logging
+
+from chalicelib import storage
+from chalicelib.config import get_settings
+from chalicelib.db import datasets as dataset_rows
+from chalicelib.db import jobs as job_rows
+from chalicelib.db.session import session_scope
+
+log = logging.getLogger("pixelake.jobs")
+
+FEATURES_SHARE = 75  # percent of a training job's progress bar spent extracting features
+
+
+class JobCancelled(Exception):
+    pass
+
+
+def read_object(bucket: str, key: str) -> bytes:
+    """Module-level (picklable with functools.partial) reader for Dask workers."""
+    return storage.get(key, bucket=bucket)
+
+
+def _progress(job_id: int, percent: int, stage: str) -> None:
+    with session_scope() as session:
+        if job_rows.set_progress(session, job_id, progress=percent, stage=stage) == "cancelled":
+            raise JobCancelled()
+
+
+def run_training_job(job_id: int) -> str:
+    """Extract features in parallel, fit, evaluate on held-out items, save with skops, register."""
+    from distributed import worker_client
+
+    from chalicelib.errors import InvalidRequest
+    from chalicelib.ml.distributed import default_partitions, describe_failure, extract_features_parallel
+
+    with session_scope() as session:
+        job = job_rows.start_job(session, job_id)
+        if job is None:
+            return "skipped"
+        spec = {
+            k: getattr(job, k)
+            for k in ("owner_id", "dataset_id", "model_name", "algorithm", "features", "params", "test_size", "seed")
+        }
+        items = [(key, label) for key, label, _ in dataset_rows.items(session, job.dataset_id)]
+    try:
+        feature_params = spec["params"].get("feature_params") or {}
+        algorithm_params = spec["params"].get("algorithm_params") or {}
+
+        def on_progress(done: int, total: int) -> None:
+            _progress(job_id, round(FEATURES_SHARE * done / max(total, 1)), "features")
+
+        with worker_client() as client:
+            X, y, failed = extract_features_parallel(
+                client,
+                items,
+                functools.partial(read_object, get_settings().bucket),
+                spec["features"],
+                feature_params,
+                default_partitions(client, len(items)),
+                on_progress,
+            )
+        _progress(job_id, FEATURES_SHARE + 5, "training")
+        from chalicelib.ml.training import save_model, train_and_evaluate
+
+        outcome = train_and_evaluate(
+            X, y, algorithm=spec["algorithm"], params=algorithm_params, test_size=spec["test_size"], seed=spec["seed"]
+        )
+        _progress(job_id, 95, "saving")
+        metrics = {
+            **outcome.metrics,
+            "items": len(items),
+            "failed_items": len(failed),
+            "failed_examples": [{"key": k, "reason": r} for k, r in failed[:20]],
+            "warnings": list(outcome.warnings),
+        }
+        model_id = register_trained_model(
+            spec, job_id, save_model(outcome.model), outcome.labels, metrics, feature_params
+        )
+        with session_scope() as session:
+            job_rows.finish_job(session, job_id, "succeeded", metrics=metrics, model_id=model_id)
+        return "succeeded"
+    except JobCancelled:
+        return "cancelled"
+    except InvalidRequest as exc:
+        reason = str(exc)
+    except Exception as exc:  # the job records why it failed; nothing is left running
+        log.exception("training job %s failed", job_id)
+        reason = describe_failure(exc)
+    with session_scope() as session:
+        job_rows.finish_job(session, job_id, "failed", error=reason)
+    return "failed"
+
+
+def register_trained_model(
+    spec: dict, job_id: int, artifact: bytes, labels: list[str], metrics: dict, feature_params: dict
+) -> int:
+    from chalicelib.db import ml_models
+
+    sha256 = hashlib.sha256(artifact).hexdigest()
+    owner, name = spec["owner_id"], spec["model_name"]
+    with session_scope() as session:
+        version = ml_models.allocate_version(session, owner, name)
+        model = ml_models.create(
+            session,
+            owner_id=owner,
+            name=name,
+            version=version,
+            framework="sklearn",
+            task="classify",
+            artifact_key=f"models/{owner}/{name}/{version}/model.skops",
+            sha256=sha256,
+            size_bytes=len(artifact),
+            input_spec={"feature": spec["features"], "feature_params": feature_params},
+            labels=labels,
+            metrics=metrics,
+            description=f"trained by training job {job_id}",
+            training_job_id=job_id,
+        )
+        storage.put(model.artifact_key, artifact, "application/octet-stream")
+        return model.id
+
+
+def run_batch_item(task_id: int) -> str:
+    from chalicelib.services.task_runs import execute
+
+    return execute(task_id)
+
+
+def run_batch_job(batch_id: int) -> str:
+    """Run the batch's unfinished tasks in partitions; each task records its own outcome."""
+    from distributed import worker_client
+
+    from chalicelib.db import tasks as task_rows
+    from chalicelib.db.tables import Batch, ProcessingTask
+    from chalicelib.db.vocabulary import TASK_FINISHED
+    from chalicelib.ml.distributed import default_partitions, run_batch
+
+    with session_scope() as session:
+        batch = session.get(Batch, batch_id)
+        if batch is None or batch.status in job_rows.JOB_FINISHED:
+            return "skipped"
+        batch.status, batch.started_at = "running", batch.started_at or job_rows.now()
+        task_ids = job_rows.pending_batch_tasks(session, batch_id)
+    with worker_client() as client:
+        for outcome in run_batch(client, task_ids, run_batch_item, default_partitions(client, len(task_ids))):
+            if not outcome.ok:  # a transient fault the task could not record itself
+                with session_scope() as session:
+                    task = session.get(ProcessingTask, outcome.item)
+                    if task.status not in TASK_FINISHED:
+                        task_rows.fail(task, outcome.error or "the task could not run")
+    with session_scope() as session:
+        batch = session.get(Batch, batch_id)
+        batch.status, batch.finished_at = "succeeded", job_rows.now()
+    return "succeeded"
+
+
+def export_batch(batch_id: int) -> str:
+    """Write one row per task of the batch as Parquet under exports/ (for Athena or Spark)."""
+    import json
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+    from sqlalchemy import select
+
+    from chalicelib.db.tables import Batch, Image, ProcessingTask, Result
+
+    with session_scope() as session:
+        rows = session.execute(
+            select(
+                ProcessingTask.id,
+                ProcessingTask.image_id,
+                Image.key,
+                ProcessingTask.operation,
+                ProcessingTask.status,
+                ProcessingTask.error,
+                ProcessingTask.duration_ms,
+                Result.label,
+                Result.confidence,
+                Result.output_key,
+                Result.data,
+            )
+            .join(Image, Image.id == ProcessingTask.image_id)
+            .outerjoin(Result, Result.task_id == ProcessingTask.id)
+            .where(ProcessingTask.batch_id == batch_id)
+            .order_by(ProcessingTask.id)
+        ).all()
+    columns = [
+        "task_id",
+        "image_id",
+        "image_key",
+        "operation",
+        "status",
+        "error",
+        "duration_ms",
+        "label",
+        "confidence",
+        "output_key",
+        "data",
+    ]
+    table = pa.table(
+        {
+            name: [r[i] if name != "data" else (json.dumps(r[i]) if r[i] is not None else None) for r in rows]
+            for i, name in enumerate(columns)
+        }
+    )
+    out = io.BytesIO()
+    pq.write_table(table, out, compression="zstd")
+    key = f"exports/batches/{batch_id}/results.parquet"
+    storage.put(key, out.getvalue(), "application/vnd.apache.parquet")
+    with session_scope() as session:
+        session.get(Batch, batch_id).export_key = key
+    return key

@@ -1,0 +1,86 @@
+"""Ingest: an object created under uploads/ → a ready (or failed) image.
+
+The `uploads` queue handler (chalicelib/events/uploads.py) calls it once per object. A file that is not an acceptable image ends as a
+`failed` image with the reason and the message is consumed; a transient fault (database or
+S3 unreachable) reports only that record as failed (ReportBatchItemFailures), so SQS retries
+it and, after maxReceiveCount, moves it to the dead-letter queue.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+from chalicelib import storage
+from chalicelib.config import get_settings
+from chalicelib.db import direct
+
+log = logging.getLogger("pixelake.ingest")
+
+
+@dataclass(frozen=True)
+class UploadedObject:
+    bucket: str
+    key: str
+    size: int
+    etag: str | None
+
+
+def ingest_object(obj: UploadedObject) -> str:
+    """Ingest one uploaded object; returns the image's final status. Raises on transient faults."""
+    from chalicelib.imaging.imageio import ImageRejected
+    from chalicelib.imaging.ingest import analyze_upload
+
+    settings = get_settings()
+    owner_id = storage.owner_from_upload_key(obj.key)
+    with direct.transaction() as db:
+        if owner_id is None or not direct.user_exists(db, owner_id):
+            log.warning("ignoring %s: its key names no known user (uploads/<user id>/<name>)", obj.key)
+            return "ignored"
+        image = direct.claim_image_for_ingest(
+            db, owner_id=owner_id, bucket=obj.bucket, key=obj.key, size_bytes=obj.size, etag=obj.etag
+        )
+        if image["status"] in ("ready", "failed") and image["etag"] == obj.etag:
+            return image["status"]  # a duplicate delivery: done already
+        seen = {"etag": obj.etag, "size_bytes": obj.size}
+        if obj.size > settings.max_upload_bytes:
+            # A presigned POST's size condition is not enforced by every S3 emulator: check again.
+            return direct.mark_image_failed(
+                db, image["id"], f"the file is {obj.size:,} bytes; the limit is {settings.max_upload_bytes:,}", **seen
+            )
+        data = storage.get(obj.key, bucket=obj.bucket)
+        try:
+            outcome = analyze_upload(
+                data,
+                max_pixels=settings.max_pixels,
+                max_frames=settings.max_frames,
+                thumbnail_sizes=settings.thumbnail_sizes,
+                analyzers=settings.ingest_analyzers,
+            )
+        except ImageRejected as exc:
+            return direct.mark_image_failed(db, image["id"], str(exc), **seen)
+        except Exception as exc:  # decoders raise many types on hostile input: the file is at fault, not us
+            log.warning("could not process %s", obj.key, exc_info=True)
+            return direct.mark_image_failed(
+                db, image["id"], f"the image could not be decoded ({type(exc).__name__})", **seen
+            )
+        thumbnails = []
+        for thumb in outcome.thumbnails:
+            key = f"thumbnails/{image['id']}/{thumb.size}.{thumb.format}"
+            storage.put(key, thumb.data, thumb.content_type, bucket=obj.bucket)
+            thumbnails.append(
+                {
+                    "size": thumb.size,
+                    "width": thumb.width,
+                    "height": thumb.height,
+                    "format": thumb.format,
+                    "key": key,
+                    "size_bytes": len(thumb.data),
+                }
+            )
+        status = direct.mark_image_ready(db, image["id"], outcome, thumbnails, **seen)
+        for name, (data, duration_ms) in outcome.analyses.items():
+            direct.record_finished_analysis(
+                db, owner_id=image["owner_id"], image_id=image["id"], name=name, data=data, duration_ms=duration_ms
+            )
+        return status

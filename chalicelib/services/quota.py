@@ -1,0 +1,37 @@
+"""Per-user storage quota: the sum of the sizes of a user's images.
+
+users.quota_bytes overrides PIXELAKE_USER_QUOTA_BYTES for one user; 0 (in either) means
+unlimited. The check locks the user's row, so two concurrent uploads cannot both squeeze
+under the limit.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from chalicelib.config import get_settings
+from chalicelib.errors import ApiError
+
+if TYPE_CHECKING:
+    from sqlalchemy.orm import Session
+
+
+def enforce_upload_quota(session: Session, user_id: int, size_bytes: int) -> None:
+    """Raise a 403 `quota_exceeded` unless the user may store size_bytes more (call in the upload's transaction)."""
+    from chalicelib.db import users
+
+    user = users.lock_for_upload(session, user_id)
+    if user is None:
+        return
+    quota = get_settings().user_quota_bytes if user.quota_bytes is None else user.quota_bytes
+    if not quota:
+        return
+    used = users.storage_used(session, user_id)
+    if used + size_bytes > quota:
+        raise ApiError(
+            403,
+            "quota_exceeded",
+            f"this upload ({size_bytes:,} bytes) would exceed your storage quota: {used:,} of {quota:,} bytes used",
+            used_bytes=used,
+            quota_bytes=quota,
+        )
