@@ -38,3 +38,7 @@ class InvalidRequest(ValueError):
         super().__init__(message)
         self.code = code
         self.allowed = allowed
+
+
+class DatabaseNotConfigured(RuntimeError):
+    """DATABASE_URL is empty: the process was started without a database to talk to."""

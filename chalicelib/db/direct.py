@@ -27,6 +27,7 @@ from urllib.parse import parse_qsl, unquote, urlsplit
 
 from chalicelib.config import get_settings
 from chalicelib.db.vocabulary import TASK_FINISHED
+from chalicelib.errors import DatabaseNotConfigured
 
 if TYPE_CHECKING:
     import pg8000.native
@@ -76,8 +77,6 @@ def _password_source():
 
 def _open() -> pg8000.native.Connection:
     import pg8000.native
-
-    from chalicelib.db.session import DatabaseNotConfigured
 
     url = get_settings().database_url
     if not url:

@@ -8,16 +8,13 @@ from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
 from chalicelib.config import get_settings
+from chalicelib.errors import DatabaseNotConfigured
 
 # SQLAlchemy is imported by the functions that need it: the api's handlers import
 # session_scope at module level, and its import must stay cheap (issue 9: cold starts).
 if TYPE_CHECKING:
     from sqlalchemy import Engine
     from sqlalchemy.orm import Session, sessionmaker
-
-
-class DatabaseNotConfigured(RuntimeError):
-    pass
 
 
 def normalize_url(url: str) -> str:

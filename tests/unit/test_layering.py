@@ -1,0 +1,155 @@
+"""The layout is the architecture: no import cycles, and lower layers never import higher ones.
+
+Every import counts, at module level or inside a function: a lazy import keeps a cold start
+short, but it is a dependency all the same (docs/architecture.md has the map).
+"""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+
+# Each layer and the layers it may import (besides itself). Checked by prefix, most specific first.
+LAYERS: dict[str, set[str]] = {
+    "app": {"chalicelib.api", "chalicelib.events", "chalicelib.config", "chalicelib.aws_secrets", "chalicelib.logs"},
+    "chalicelib.api": {
+        "chalicelib.services",
+        "chalicelib.db",
+        "chalicelib.registry",
+        "chalicelib.imaging",
+        "chalicelib.ml",
+        "chalicelib.storage",
+        "chalicelib.queues",
+        "chalicelib.compute",
+        "chalicelib.config",
+        "chalicelib.errors",
+        "chalicelib.logs",
+        "chalicelib",
+    },
+    "chalicelib.events": {
+        "chalicelib.services",
+        "chalicelib.storage",
+        "chalicelib.config",
+        "chalicelib.errors",
+        "chalicelib.logs",
+    },
+    "chalicelib.services": {
+        "chalicelib.db",
+        "chalicelib.registry",
+        "chalicelib.imaging",
+        "chalicelib.ml",
+        "chalicelib.storage",
+        "chalicelib.queues",
+        "chalicelib.compute",
+        "chalicelib.config",
+        "chalicelib.errors",
+        "chalicelib.logs",
+        "chalicelib.aws_secrets",
+        "chalicelib",
+    },
+    "chalicelib.ml": {"chalicelib.imaging", "chalicelib.registry", "chalicelib.config", "chalicelib.errors"},
+    "chalicelib.imaging": {"chalicelib.registry", "chalicelib.config", "chalicelib.errors"},
+    "chalicelib.db": {"chalicelib.config", "chalicelib.errors", "chalicelib.aws_secrets"},
+    "chalicelib.registry": {"chalicelib.errors"},
+    "chalicelib.storage": {"chalicelib.config", "chalicelib.errors", "chalicelib.aws"},
+    "chalicelib.queues": {"chalicelib.config", "chalicelib.errors", "chalicelib.aws"},
+    "chalicelib.compute": {"chalicelib.config", "chalicelib.errors"},
+    "chalicelib.aws_secrets": {"chalicelib.config"},
+    "chalicelib.logs": {"chalicelib.config"},
+    "chalicelib.config": set(),
+    "chalicelib": set(),  # the package itself: __version__
+    "chalicelib.errors": set(),
+}
+
+
+def module_name(path: Path) -> str:
+    parts = list(path.relative_to(ROOT).with_suffix("").parts)
+    if parts[-1] == "__init__":
+        parts.pop()
+    return ".".join(parts)
+
+
+def sources() -> dict[str, Path]:
+    files = [ROOT / "app.py", *(ROOT / "chalicelib").rglob("*.py")]
+    return {module_name(f): f for f in files if "migrations" not in f.parts}
+
+
+def imports_of(path: Path, modules: set[str]) -> set[str]:
+    """The Pixelake modules a file imports (`from pkg import mod` counts as importing pkg.mod)."""
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            found.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            for alias in node.names:
+                candidate = f"{node.module}.{alias.name}"
+                found.add(candidate if candidate in modules else node.module)
+    return {name for name in found if name in modules and name != "chalicelib"}
+
+
+@pytest.fixture(scope="module")
+def graph() -> dict[str, set[str]]:
+    mods = sources()
+    return {name: imports_of(path, set(mods)) - {name} for name, path in mods.items()}
+
+
+def layer_of(module: str) -> str | None:
+    """The most specific layer a module belongs to (the package root counts for itself only)."""
+    layers = [
+        layer for layer in LAYERS if module == layer or (layer != "chalicelib" and module.startswith(layer + "."))
+    ]
+    return max(layers, key=len) if layers else None
+
+
+def test_every_module_belongs_to_a_layer(graph):
+    assert not [module for module in graph if layer_of(module) is None]
+
+
+def test_lower_layers_never_import_higher_ones(graph):
+    wrong = []
+    for module, targets in graph.items():
+        layer = layer_of(module)
+        for target in targets:
+            target_layer = layer_of(target)
+            if layer is None or (target_layer != layer and target_layer not in LAYERS[layer]):
+                wrong.append(f"{module} → {target}")
+    assert not wrong, "imports against the layering (docs/architecture.md):\n" + "\n".join(sorted(wrong))
+
+
+def test_no_import_cycles(graph):
+    """Tarjan's strongly connected components: any component of more than one module is a cycle."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    on_stack: set[str] = set()
+    cycles: list[list[str]] = []
+
+    def visit(node: str) -> None:
+        index[node] = low[node] = len(index)
+        stack.append(node)
+        on_stack.add(node)
+        for target in graph.get(node, ()):
+            if target not in index:
+                visit(target)
+                low[node] = min(low[node], low[target])
+            elif target in on_stack:
+                low[node] = min(low[node], index[target])
+        if low[node] == index[node]:
+            component = []
+            while True:
+                member = stack.pop()
+                on_stack.discard(member)
+                component.append(member)
+                if member == node:
+                    break
+            if len(component) > 1:
+                cycles.append(sorted(component))
+
+    for node in sorted(graph):
+        if node not in index:
+            visit(node)
+    assert not cycles, f"import cycles: {cycles}"
