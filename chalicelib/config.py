@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 
@@ -187,16 +188,16 @@ class Settings:
                 raise ValueError("PIXELAKE_CORS_ORIGINS must list origins on a deployed stage, not '*'")
 
     @classmethod
-    def from_env(cls, environ: dict[str, str] | None = None) -> Settings:
-        environ = os.environ if environ is None else environ
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
+        env: Mapping[str, str] = os.environ if environ is None else environ
         values = {}
         for f in dataclasses.fields(cls):
-            raw = environ.get(f.metadata["env"])
+            raw = env.get(f.metadata["env"])
             if raw is None and f.name == "aws_region":
-                raw = environ.get("AWS_REGION")
+                raw = env.get("AWS_REGION")
             if raw is None or raw == "":
                 continue
-            values[f.name] = _parse(raw, f.type)
+            values[f.name] = _parse(raw, str(f.type))  # already a string: this module postpones annotations
         return cls(**values)
 
 

@@ -146,7 +146,8 @@ def sign_in(body: SignInRequest):
         valid = verify_password(user.password_hash if user else None, body.password)
         if user is not None:
             note_audit(request, user_id=user.id)
-        if not valid or user is None:
+        # verify_password is never true without a stored hash; the check also tells the type checker so.
+        if not valid or user is None or user.password_hash is None:
             note_audit(request, details={"reason": "unknown email" if user is None else "wrong password"})
             raise unauthorized("wrong email or password")
         if not user.is_active:
@@ -167,6 +168,8 @@ def me():
     principal = current_principal(auth_api.current_request)
     with session_scope() as session:
         user = users.get(session, principal.user_id)
+        if user is None:  # deleted since the credential was checked
+            raise unauthorized("the signed-in user no longer exists")
         return {**user_json(user, users.storage_used(session, user.id)), "authenticated_by": principal.via}
 
 
@@ -227,11 +230,11 @@ def list_api_keys(query: KeyListQuery):
 def revoke_api_key(key_id: str):
     from chalicelib.db import users
 
-    key_id = parse_id(key_id, "API key")
+    wanted_id = parse_id(key_id, "API key")
     principal = current_principal(auth_api.current_request)
     with session_scope() as session:
-        api_key = users.get_api_key_for_owner(session, key_id, principal.owner_filter)
+        api_key = users.get_api_key_for_owner(session, wanted_id, principal.owner_filter)
         if api_key is None:
-            raise not_found("API key", key_id)
+            raise not_found("API key", wanted_id)
         users.revoke_api_key(api_key)
     return Response(body="", status_code=204)

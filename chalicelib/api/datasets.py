@@ -135,6 +135,7 @@ def _labelled_items(
         text = storage.get(body.manifest_key).decode("utf-8", "replace")
         pairs, source = items_from_manifest(text, principal), {"type": "manifest", "key": body.manifest_key}
     else:
+        assert body.manifest is not None  # the one source given (checked above)
         pairs, source = items_from_manifest(body.manifest, principal), {"type": "manifest"}
     ids = dataset_rows.image_ids_by_key(session, bucket, [key for key, _ in pairs])
     return source, [(key, label, ids.get(key)) for key, label in pairs]
@@ -225,11 +226,11 @@ def list_datasets(query: PageQuery):
 def get_dataset(dataset_id: str):
     from chalicelib.db import datasets as dataset_rows
 
-    dataset_id = parse_id(dataset_id, "dataset")
+    wanted_id = parse_id(dataset_id, "dataset")
     principal = current_principal(datasets_api.current_request)
     with session_scope() as session:
-        dataset = found(dataset_rows.get_for_owner(session, dataset_id, principal.owner_filter), "dataset", dataset_id)
-        return dataset_json(dataset, dataset_rows.label_counts(session, dataset_id))
+        dataset = found(dataset_rows.get_for_owner(session, wanted_id, principal.owner_filter), "dataset", wanted_id)
+        return dataset_json(dataset, dataset_rows.label_counts(session, wanted_id))
 
 
 @route(
@@ -243,16 +244,16 @@ def get_dataset(dataset_id: str):
 def delete_dataset(dataset_id: str):
     from chalicelib.db import datasets as dataset_rows
 
-    dataset_id = parse_id(dataset_id, "dataset")
+    wanted_id = parse_id(dataset_id, "dataset")
     principal = current_principal(datasets_api.current_request)
     with session_scope() as session:
-        dataset = found(dataset_rows.get_for_owner(session, dataset_id, principal.owner_filter), "dataset", dataset_id)
-        jobs = dataset_rows.training_job_ids(session, dataset_id)
+        dataset = found(dataset_rows.get_for_owner(session, wanted_id, principal.owner_filter), "dataset", wanted_id)
+        jobs = dataset_rows.training_job_ids(session, wanted_id)
         if jobs:  # deleting would cascade to their history and metrics
             raise ApiError(
                 409,
                 "dataset_in_use",
-                f"training jobs {jobs[:10]} were trained on dataset {dataset_id}; "
+                f"training jobs {jobs[:10]} were trained on dataset {wanted_id}; "
                 "it is kept so their history stays complete",
             )
         dataset_rows.delete_dataset(session, dataset)

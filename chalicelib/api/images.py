@@ -11,7 +11,7 @@ from chalice import Blueprint
 from msgspec import Meta
 
 from chalicelib import storage
-from chalicelib.api.multipart import MultipartError, parse_multipart
+from chalicelib.api.multipart import MultipartError, parse_multipart, request_bytes
 from chalicelib.api.routing import Cursor, created, cursor_id, paginated, parse_id, route
 from chalicelib.config import get_settings
 from chalicelib.db.session import session_scope
@@ -116,7 +116,7 @@ def upload():
 
     request = images_api.current_request
     try:
-        parts = parse_multipart(request.raw_body or b"", request.headers.get("content-type", ""))
+        parts = parse_multipart(request_bytes(request), request.headers.get("content-type", ""))
     except MultipartError as exc:
         raise ApiError(400, "invalid_multipart", str(exc)) from None
     part = parts.get("file")
@@ -234,11 +234,11 @@ def get_image(image_id: str):
     from chalicelib.db import images as image_rows
     from chalicelib.db import tasks as task_rows
 
-    image_id = parse_id(image_id, "image")
+    wanted_id = parse_id(image_id, "image")
     principal = current_principal(images_api.current_request)
     with session_scope() as session:
-        image = found(image_rows.get_for_owner(session, image_id, principal.owner_filter), "image", image_id)
-        return {**image_json(image), "analyses": task_rows.latest_analyses(session, image_id)}
+        image = found(image_rows.get_for_owner(session, wanted_id, principal.owner_filter), "image", wanted_id)
+        return {**image_json(image), "analyses": task_rows.latest_analyses(session, wanted_id)}
 
 
 @route(
@@ -256,13 +256,15 @@ def similar_images(image_id: str, query: SimilarQuery):
     from chalicelib.db import images as image_rows
     from chalicelib.db.tables import Image
 
-    image_id = parse_id(image_id, "image")
+    wanted_id = parse_id(image_id, "image")
     principal = current_principal(images_api.current_request)
     with session_scope() as session:
-        image = found(image_rows.get_for_owner(session, image_id, principal.owner_filter), "image", image_id)
+        image = found(image_rows.get_for_owner(session, wanted_id, principal.owner_filter), "image", wanted_id)
         if image.phash is None:
-            raise ApiError(409, "image_not_ready", f"image {image_id} is {image.status}: it has no perceptual hash yet")
+            raise ApiError(
+                409, "image_not_ready", f"image {wanted_id} is {image.status}: it has no perceptual hash yet"
+            )
         neighbours = image_rows.similar(session, image, max_distance=query.max_distance, limit=query.limit)
         by_id = {i.id: i for i in session.scalars(select(Image).where(Image.id.in_([n for n, _ in neighbours])))}
         items = [{"distance": distance, "image": image_json(by_id[n])} for n, distance in neighbours]
-    return {"image_id": image_id, "max_distance": query.max_distance, "items": items}
+    return {"image_id": wanted_id, "max_distance": query.max_distance, "items": items}

@@ -17,7 +17,7 @@ from msgspec import Meta
 
 from chalicelib import storage
 from chalicelib.api import routing
-from chalicelib.api.multipart import MultipartError, parse_multipart
+from chalicelib.api.multipart import MultipartError, parse_multipart, request_bytes
 from chalicelib.api.routing import created, route
 from chalicelib.config import get_settings
 from chalicelib.db.session import session_scope
@@ -192,7 +192,7 @@ def register_model():
     content_type = (request.headers.get("content-type") or "").lower()
     if content_type.startswith("multipart/form-data"):
         try:
-            parts = parse_multipart(request.raw_body or b"", request.headers.get("content-type", ""))
+            parts = parse_multipart(request_bytes(request), request.headers.get("content-type", ""))
         except MultipartError as exc:
             raise ApiError(400, "invalid_multipart", str(exc)) from None
         if "metadata" not in parts or "file" not in parts or not parts["file"].data:
@@ -210,7 +210,7 @@ def register_model():
         spec = check_request(body)
         staged = model_sources.stage_bytes(user_id, bytes(parts["file"].data))
     else:
-        raw = request.raw_body or b""
+        raw = request_bytes(request)
         if not raw.strip():
             raise ApiError(400, "invalid_request", "the request needs a JSON body")
         body = _decode_registration(raw)
@@ -222,11 +222,11 @@ def register_model():
                 "(from POST /api/models/uploads), or send the file as multipart",
             )
         spec = check_request(body)
-        staged = (
-            model_sources.stage_url(user_id, body.url)
-            if body.url is not None
-            else model_sources.hash_staged(user_id, body.upload_id)
-        )
+        if body.url is not None:
+            staged = model_sources.stage_url(user_id, body.url)
+        else:
+            assert body.upload_id is not None  # exactly one of the two (checked above)
+            staged = model_sources.hash_staged(user_id, body.upload_id)
     model = register(user_id, body, spec, staged)
     return created(model, f"/api/models/{model['name']}")
 

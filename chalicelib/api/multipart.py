@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from python_multipart import MultipartParser
 from python_multipart.multipart import parse_options_header
+
+if TYPE_CHECKING:
+    from chalice.app import Request
 
 
 class MultipartError(ValueError):
@@ -26,6 +30,12 @@ def _disposition(header_value: bytes) -> tuple[str, str | None]:
     return options.get(b"name", b"").decode("utf-8", "replace"), (
         filename.decode("utf-8", "replace") if filename is not None else None
     )
+
+
+def request_bytes(request: Request) -> bytes:
+    """The body as bytes: Chalice declares `raw_body` as `str | bytes`, though it encodes a str body itself."""
+    raw = request.raw_body
+    return raw if isinstance(raw, bytes) else raw.encode("utf-8")
 
 
 def parse_multipart(body: bytes, content_type: str) -> dict[str, Part]:

@@ -69,7 +69,7 @@ def asset(name: str) -> tuple[bytes, str]:
 
 def wants_html(request) -> bool:
     """True when the client prefers HTML (a browser) over JSON; curl, requests and fetch send */*."""
-    ranks = {}
+    ranks: dict[str, float] = {}
     for item in (request.headers.get("accept") or "").split(","):
         media, *params = [part.strip() for part in item.split(";")]
         quality = 1.0
@@ -175,7 +175,11 @@ def ui_file(name: str, query: AssetQuery):
     request = web_api.current_request
     etag = f'"{digest}"'
     versioned = query.v == digest
-    headers = {"ETag": etag, "Cache-Control": IMMUTABLE if versioned else REVALIDATE, **SECURITY_HEADERS}
+    headers: dict[str, str | list[str]] = {
+        "ETag": etag,
+        "Cache-Control": IMMUTABLE if versioned else REVALIDATE,
+        **SECURITY_HEADERS,
+    }
     if etag in [tag.strip() for tag in (request.headers.get("if-none-match") or "").split(",")]:
         return Response(body="", status_code=304, headers=headers)
     return Response(body=data.decode(), status_code=200, headers={"Content-Type": content_type, **headers})

@@ -35,7 +35,8 @@ def create(
 
 
 def name_taken(session: Session, owner_id: int, name: str) -> bool:
-    return session.scalar(select(func.count()).where(Dataset.owner_id == owner_id, Dataset.name == name)) > 0
+    query = select(func.count()).where(Dataset.owner_id == owner_id, Dataset.name == name)
+    return session.execute(query).scalar_one() > 0
 
 
 def get_for_owner(session: Session, dataset_id: int, owner_id: int | None) -> Dataset | None:
@@ -62,7 +63,7 @@ def items(session: Session, dataset_id: int) -> list[tuple[str, str, int | None]
         .where(DatasetItem.dataset_id == dataset_id)
         .order_by(DatasetItem.id)
     )
-    return [tuple(r) for r in rows]
+    return [(key, label, image_id) for key, label, image_id in rows]
 
 
 def training_job_ids(session: Session, dataset_id: int) -> list[int]:

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     import numpy as np
+    from numpy.typing import ArrayLike
 
 CSS3_COLORS: dict[str, str] = {
     "aliceblue": "#f0f8ff",
@@ -171,7 +172,7 @@ def hex_color(bgr) -> str:
     return f"#{r:02x}{g:02x}{b:02x}"
 
 
-def bgr_to_lab(bgr: np.ndarray) -> np.ndarray:
+def bgr_to_lab(bgr: ArrayLike) -> np.ndarray:
     """(N, 3) B, G, R values on 0..255 → (N, 3) float32 CIE L*a*b* (L* on 0..100)."""
     import cv2
     import numpy as np

@@ -132,8 +132,8 @@ def _iso_time(value: Any, offset: Any, subsec: Any) -> str | None:
 def _degrees(dms: Any, ref: Any, negative_ref: str) -> float | None:
     if not isinstance(dms, (tuple, list)) or len(dms) != 3:
         return None
-    parts = [_number(p) for p in dms]
-    if any(p is None for p in parts):
+    parts = [number for number in map(_number, dms) if number is not None]
+    if len(parts) != 3:
         return None
     degrees = parts[0] + parts[1] / 60 + parts[2] / 3600
     if (_text(ref) or "").upper().startswith(negative_ref):

@@ -134,7 +134,8 @@ def _nms(boxes: np.ndarray, scores: np.ndarray, iou: float) -> np.ndarray:
     if len(boxes) == 0:
         return np.empty(0, np.int64)
     rects = np.column_stack([boxes[:, :2], boxes[:, 2:] - boxes[:, :2]]).astype(np.float64)
-    return np.asarray(cv2.dnn.NMSBoxes(rects, scores.astype(np.float32), 0.0, iou), np.int64).reshape(-1)
+    kept = cv2.dnn.NMSBoxes(rects.tolist(), scores.astype(np.float32).tolist(), 0.0, iou)
+    return np.asarray(kept, np.int64).reshape(-1)
 
 
 def _squared(boxes: np.ndarray) -> np.ndarray:
@@ -158,7 +159,9 @@ def _proposals(pyramid: list) -> tuple[np.ndarray, np.ndarray]:
     import numpy as np
 
     pnet = _nets()[0]
-    boxes, scores, offsets = [], [], []
+    boxes: list[np.ndarray] = []
+    scores: list[np.ndarray] = []
+    offsets: list[np.ndarray] = []
     for level, (sx, sy) in pyramid:
         pnet.setInput(_network_input(level))
         level_offsets, probability = pnet.forward(["conv2d_4", "softmax"])
@@ -166,7 +169,7 @@ def _proposals(pyramid: list) -> tuple[np.ndarray, np.ndarray]:
         if len(xs) == 0:
             continue
         corner = np.column_stack([xs, ys]).astype(np.float32) * PNET_STRIDE
-        level_boxes = np.hstack([corner, corner + PNET_WINDOW]) / np.float32([sx, sy, sx, sy])
+        level_boxes = np.hstack([corner, corner + PNET_WINDOW]) / np.array([sx, sy, sx, sy], np.float32)
         level_scores = probability[0, xs, ys, 1]
         keep = _nms(level_boxes, level_scores, NMS_IOU)
         boxes.append(level_boxes[keep])
@@ -174,9 +177,9 @@ def _proposals(pyramid: list) -> tuple[np.ndarray, np.ndarray]:
         offsets.append(level_offsets[0, xs, ys][keep])
     if not boxes:
         return np.empty((0, 4), np.float32), np.empty(0, np.float32)
-    boxes, scores, offsets = np.concatenate(boxes), np.concatenate(scores), np.concatenate(offsets)
-    keep = _nms(boxes, scores, NMS_IOU)  # the same face found at neighbouring levels
-    return _squared(_regressed(boxes[keep], offsets[keep])), scores[keep]
+    all_boxes, all_scores = np.concatenate(boxes), np.concatenate(scores)
+    keep = _nms(all_boxes, all_scores, NMS_IOU)  # the same face found at neighbouring levels
+    return _squared(_regressed(all_boxes[keep], np.concatenate(offsets)[keep])), all_scores[keep]
 
 
 def _crops(sources: list, boxes: np.ndarray, side: int) -> np.ndarray:
@@ -199,7 +202,7 @@ def _crops(sources: list, boxes: np.ndarray, side: int) -> np.ndarray:
     for index in np.unique(chosen):
         image, (sx, sy) = sources[index]
         for picked in _chunks(np.flatnonzero(chosen == index), REMAP_LIMIT // side):
-            box = boxes[picked] * np.float32([sx, sy, sx, sy])
+            box = boxes[picked] * np.array([sx, sy, sx, sy], np.float32)
             xs = box[:, :1] + steps * (box[:, 2:3] - box[:, :1]) - 0.5  # pixel centres: n, side
             ys = box[:, 1:2] + steps * (box[:, 3:4] - box[:, 1:2]) - 0.5
             map_x = np.broadcast_to(xs[:, None, :], (len(picked), side, side)).reshape(-1, side)

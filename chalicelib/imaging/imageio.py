@@ -143,7 +143,8 @@ def decode(data: bytes, *, max_pixels: int, min_longest_side: int | None = None)
         img = Image.open(io.BytesIO(data), formats=list(CONTENT_TYPES))
         original_size = img.size
         if min_longest_side and img.format == "JPEG" and max(img.size) > min_longest_side:
-            img.draft("RGB", reduced_request(*img.size, min_longest_side))
+            width, height = img.size
+            img.draft("RGB", reduced_request(width, height, min_longest_side))
         img.load()
     except (OSError, ValueError, SyntaxError, EOFError) as exc:
         raise ImageRejected(f"the image data is damaged or truncated: {exc}") from None

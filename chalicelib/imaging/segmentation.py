@@ -91,12 +91,13 @@ def _kmeans_labels(bgr: np.ndarray, k: int) -> np.ndarray:
     import cv2
     import numpy as np
 
-    lab = cv2.cvtColor(bgr, cv2.COLOR_BGR2Lab)
+    lab: np.ndarray = cv2.cvtColor(bgr, cv2.COLOR_BGR2Lab)  # uint8, as the picture is
     sample = shrink_array(lab, KMEANS_FIT_SIDE).reshape(-1, 3).astype(np.float32)
     k = max(1, min(k, len(np.unique(sample, axis=0))))
     cv2.setRNGSeed(0)  # the same image gives the same segments
     criteria = (cv2.TERM_CRITERIA_EPS | cv2.TERM_CRITERIA_MAX_ITER, 20, 0.5)
-    _, _, centers = cv2.kmeans(sample, k, None, criteria, 3, cv2.KMEANS_PP_CENTERS)
+    # OpenCV's stubs require bestLabels, which the binding takes as None (no initial labels).
+    _, _, centers = cv2.kmeans(sample, k, None, criteria, 3, cv2.KMEANS_PP_CENTERS)  # type: ignore[call-overload]
     # Nearest centre for every full-size pixel through a table over Lab quantised to 6 bits a
     # channel (64³ cells, exact to 4 levels of 8-bit Lab): 20× faster than distances per pixel.
     cells = np.stack(np.meshgrid(*[np.arange(64, dtype=np.float32) * 4 + 1.5] * 3, indexing="ij"), -1).reshape(-1, 3)

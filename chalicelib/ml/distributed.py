@@ -148,7 +148,7 @@ def extract_features_parallel(
         client.cancel([future for future in futures if not future.done()])
 
     kept = np.flatnonzero(worked)
-    labels = [items[position][1] for position in kept]
+    labels = [items[position][1] for position in kept.tolist()]
     return rows[kept], labels, [(key, reason) for _, key, reason in sorted(failed)]
 
 

@@ -191,3 +191,8 @@ def extract(data: bytes, feature: str, params: dict | None = None) -> np.ndarray
     longest = math.ceil(side * max(info.width, info.height) / min(info.width, info.height))
     img = decode(data, max_pixels=max_pixels, min_longest_side=longest)
     return entry.func(img, **clean)
+
+
+def extract_from_image(img: Image.Image, feature: str, params: dict | None = None) -> np.ndarray:
+    """One feature vector of an already decoded picture; raises InvalidRequest like `extract`."""
+    return FEATURES.get(feature).func(img, **clean_feature_params(feature, params))

@@ -304,7 +304,8 @@ class OnnxModel:
             pixels = cv2.cvtColor(image, cv2.COLOR_BGR2GRAY)[:, :, None]
         else:
             pixels = image[:, :, ::-1] if spec.channel_order == "RGB" else image
-        x = (pixels.astype(np.float32) * np.float32(spec.scale) - np.float32(spec.mean)) / np.float32(spec.std)
+        mean, std = np.array(spec.mean, np.float32), np.array(spec.std, np.float32)
+        x = (pixels.astype(np.float32) * np.float32(spec.scale) - mean) / std
         x = x[None]  # NHWC
         return np.ascontiguousarray(x.transpose(0, 3, 1, 2) if spec.layout == "NCHW" else x, dtype=np.float32)
 
@@ -473,12 +474,14 @@ class SklearnModel:
 
     def classify(self, source: AnalysisInput, top_k: int = 5) -> list[dict]:
         """Image → the model's feature vector (numpy + Pillow only) → top_k labels."""
-        from chalicelib.ml.features import extract
+        from chalicelib.ml.features import extract, extract_from_image
 
         if self.feature is None:
             raise InvalidRequest(
                 "the model does not say which feature it takes (input_spec 'feature')", code="invalid_model"
             )
+        if source.data is None:  # pixels alone (no file to decode at a reduced scale)
+            return self.predict(extract_from_image(source.pil, self.feature, self.feature_params), top_k)
         return self.predict(extract(source.data, self.feature, self.feature_params), top_k)
 
     @property

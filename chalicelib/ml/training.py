@@ -221,8 +221,8 @@ def clean_algorithm_params(algorithm: str, params: dict | None) -> dict:
     return ALGORITHMS.get(algorithm).clean_params(params)
 
 
-def check_split(labels: Sequence[str], test_size: float) -> None:
-    """Raise InvalidRequest unless a stratified split of these labels is possible."""
+def check_split(labels: Sequence[str], test_size: object) -> None:
+    """Raise InvalidRequest unless a stratified split of these labels is possible (test_size as requested)."""
     if (
         isinstance(test_size, bool)
         or not isinstance(test_size, (int, float))
@@ -257,7 +257,13 @@ def check_split(labels: Sequence[str], test_size: float) -> None:
 
 
 def train_and_evaluate(
-    X: np.ndarray, y: Sequence, *, algorithm: str, params: dict | None, test_size: float = 0.25, seed: int = 0
+    X: np.ndarray,
+    y: Sequence | np.ndarray,
+    *,
+    algorithm: str,
+    params: dict | None,
+    test_size: float = 0.25,
+    seed: int = 0,
 ) -> TrainingOutcome:
     """Fit on a stratified (1 − test_size) share of (X, y), evaluate on the rest.
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from typing import TypedDict
 
 from chalicelib import storage
 from chalicelib.config import get_settings
@@ -24,6 +25,13 @@ class UploadedObject:
     key: str
     size: int
     etag: str | None
+
+
+class _Seen(TypedDict):
+    """What the ingest saw of the object, written with the image's final status."""
+
+    etag: str | None
+    size_bytes: int
 
 
 def ingest_object(obj: UploadedObject) -> str:
@@ -42,7 +50,7 @@ def ingest_object(obj: UploadedObject) -> str:
         )
         if image["status"] in ("ready", "failed") and image["etag"] == obj.etag:
             return image["status"]  # a duplicate delivery: done already
-        seen = {"etag": obj.etag, "size_bytes": obj.size}
+        seen = _Seen(etag=obj.etag, size_bytes=obj.size)
         if obj.size > settings.max_upload_bytes:
             # A presigned POST's size condition is not enforced by every S3 emulator: check again.
             return direct.mark_image_failed(
@@ -79,8 +87,8 @@ def ingest_object(obj: UploadedObject) -> str:
                 }
             )
         status = direct.mark_image_ready(db, image["id"], outcome, thumbnails, **seen)
-        for name, (data, duration_ms) in outcome.analyses.items():
+        for name, (result, duration_ms) in outcome.analyses.items():
             direct.record_finished_analysis(
-                db, owner_id=image["owner_id"], image_id=image["id"], name=name, data=data, duration_ms=duration_ms
+                db, owner_id=image["owner_id"], image_id=image["id"], name=name, data=result, duration_ms=duration_ms
             )
         return status

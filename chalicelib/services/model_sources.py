@@ -74,7 +74,7 @@ class _HashingReader:
         self.size = 0
         self.head = b""
 
-    def read(self, size: int = -1) -> bytes:
+    def read(self, size: int | None = -1) -> bytes:
         if size is None or size < 0:
             return b"".join(iter(lambda: self.read(CHUNK), b""))
         chunk = self.stream.read(size)
@@ -144,7 +144,7 @@ def check_url(url: str) -> None:
     except OSError as exc:
         raise ApiError(400, "download_failed", f"cannot resolve {parsed.hostname}: {exc}") from None
     for address in addresses:
-        if not ipaddress.ip_address(address.split("%")[0]).is_global:
+        if not ipaddress.ip_address(str(address).split("%")[0]).is_global:
             raise ApiError(400, "invalid_url", f"{parsed.hostname} resolves to a non-public address ({address})")
 
 

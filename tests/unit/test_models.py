@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import math
 import operator
 
@@ -12,7 +13,8 @@ import pytest
 import skops.io
 from onnx import TensorProto, helper, numpy_helper
 from onnx_nets import detector_net
-from sklearn.datasets import load_digits, load_iris
+from PIL import Image
+from sklearn.datasets import load_digits, load_iris, load_sample_image
 from sklearn.ensemble import RandomForestClassifier
 from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import make_pipeline
@@ -21,6 +23,8 @@ from sklearn.svm import LinearSVC
 
 from chalicelib.config import reset_settings
 from chalicelib.errors import InvalidRequest
+from chalicelib.imaging.analyzers import AnalysisInput
+from chalicelib.ml.features import extract
 from chalicelib.ml.runtimes import (
     ArtifactMismatch,
     InputSpec,
@@ -299,3 +303,24 @@ def test_sklearn_refuses_untrusted_types_and_wrong_features():
         model.predict([1.0, 2.0, float("nan"), 0.0])
     with pytest.raises(InvalidRequest, match="classifier"):
         SklearnModel.load(skops.io.dumps(StandardScaler().fit(iris.data)))
+
+
+def test_sklearn_classifies_pixels_alone_as_it_does_the_file():
+    # An AnalysisInput made from pixels has no file bytes: the feature is computed from the pixels
+    # (it used to be handed None as the file and fail).
+    photos = {name: load_sample_image(f"{name}.jpg") for name in ("china", "flower")}  # RGB, from scikit-learn
+    files = {}
+    for name, rgb in photos.items():
+        out = io.BytesIO()
+        Image.fromarray(rgb).save(out, "PNG")  # lossless: the file decodes to exactly these pixels
+        files[name] = out.getvalue()
+    params = {"bins": 8}
+    X = [extract(files[name], "color_histogram", params) for name in photos]
+    estimator = LogisticRegression(max_iter=500).fit(X, list(photos))
+    model = SklearnModel(estimator, feature="color_histogram", feature_params=params)
+    for name, rgb in photos.items():
+        from_file = model.classify(AnalysisInput.from_bytes(files[name]), top_k=2)
+        from_pixels = model.classify(AnalysisInput(array=np.ascontiguousarray(rgb[:, :, ::-1])), top_k=2)  # BGR
+        assert from_pixels[0]["label"] == name
+        assert [p["label"] for p in from_pixels] == [p["label"] for p in from_file]
+        assert [p["confidence"] for p in from_pixels] == pytest.approx([p["confidence"] for p in from_file], abs=1e-9)

@@ -170,6 +170,15 @@ def test_bad_requests_are_refused_with_what_is_allowed(operation, params, expect
     assert expected in str(caught.value)
 
 
+def test_direct_calls_without_a_size_are_refused_like_requests(china):
+    # Code that calls the functions without the registry's checks gets the same error, not a TypeError.
+    with pytest.raises(InvalidRequest, match="needs 'width' or 'height'"):
+        ops.resize(china)
+    with pytest.raises(InvalidRequest, match="either 'aspect'"):
+        ops.smart_crop(china, width=100)
+    assert ops.resize(china, height=100).shape[0] == 100  # one side is enough
+
+
 def test_unknown_operation_lists_every_operation():
     with pytest.raises(InvalidRequest) as caught:
         OPERATIONS.get("sepia")

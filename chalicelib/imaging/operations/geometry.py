@@ -39,9 +39,12 @@ def resize_geometry(
     def cap(scale: float) -> float:
         return scale if upscale else min(scale, 1.0)
 
-    if width is None or height is None:
-        scale = cap(width / in_width if width is not None else height / in_height)
-        scale_x = scale_y = scale
+    if width is not None and height is None:
+        scale_x = scale_y = cap(width / in_width)
+    elif height is not None and width is None:
+        scale_x = scale_y = cap(height / in_height)
+    elif width is None or height is None:  # neither; requests are refused by _check_resize first
+        raise InvalidRequest("'resize' needs 'width' or 'height' (or both)", allowed=["width", "height"])
     elif fit == "fill":
         scale_x, scale_y = cap(width / in_width), cap(height / in_height)
     else:
@@ -201,7 +204,7 @@ def rotate(image: np.ndarray, *, angle: float, expand: bool = True, background: 
     import cv2
 
     angle = angle % 360
-    quarter = {90: cv2.ROTATE_90_CLOCKWISE, 180: cv2.ROTATE_180, 270: cv2.ROTATE_90_COUNTERCLOCKWISE}
+    quarter: dict[float, int] = {90: cv2.ROTATE_90_CLOCKWISE, 180: cv2.ROTATE_180, 270: cv2.ROTATE_90_COUNTERCLOCKWISE}
     if angle == 0:
         return image.copy()
     if angle in quarter and (expand or angle == 180):

@@ -132,9 +132,14 @@ def smart_crop(
     height: int | None = None,
     focus: str = "auto",
 ) -> np.ndarray:
-    ratio = aspect_ratio(aspect) if aspect else width / height
+    if aspect:
+        ratio = aspect_ratio(aspect)
+    elif width is not None and height is not None:
+        ratio = width / height
+    else:  # a direct call; requests are refused by _check_smart_crop first
+        raise InvalidRequest("'smart_crop' needs either 'aspect' (like '16:9') or both 'width' and 'height'")
     x, y, box_width, box_height = smart_crop_box(image, ratio, focus)
     cropped = image[y : y + box_height, x : x + box_width]
-    if width is None:
+    if width is None or height is None:
         return cropped.copy()
     return resample(cropped, width, height)
