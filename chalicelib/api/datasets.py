@@ -51,7 +51,7 @@ class DatasetUpload(msgspec.Struct, forbid_unknown_fields=True):
 
 
 def owned_prefixes(principal: Principal) -> tuple[str, ...]:
-    return (f"datasets/{principal.user_id}/", f"{storage.UPLOAD_PREFIX}{principal.user_id}/")
+    return (storage.dataset_prefix(principal.user_id), storage.user_upload_prefix(principal.user_id))
 
 
 def check_readable(principal: Principal, key: str) -> None:
@@ -197,7 +197,7 @@ def presign_dataset_upload(body: DatasetUpload):
     if body.size > get_settings().max_upload_bytes:
         raise ApiError(413, "file_too_large", f"the limit is {get_settings().max_upload_bytes:,} bytes")
     principal = current_principal(datasets_api.current_request)
-    key = f"datasets/{principal.user_id}/{body.path}"
+    key = storage.dataset_key(principal.user_id, body.path)
     post = storage.presign_post(key, body.content_type, max_bytes=body.size)
     return created({"key": key, "url": post["url"], "fields": post["fields"]}, "/api/datasets")
 

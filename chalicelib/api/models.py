@@ -138,7 +138,7 @@ def register(user_id: int, body: RegisterRequest, spec: dict, staged: StagedArti
         check_artifact(body.framework, staged)
         with session_scope() as session:
             version = model_rows.allocate_version(session, user_id, body.name)
-            key = f"models/{user_id}/{body.name}/{version}/model.{ARTIFACT_EXTENSIONS[body.framework]}"
+            key = storage.model_key(user_id, body.name, version, ARTIFACT_EXTENSIONS[body.framework])
             model_sources.promote(staged, key)
             model = model_rows.create(
                 session,
