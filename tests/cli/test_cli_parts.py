@@ -148,3 +148,22 @@ def test_api_url_and_key_come_from_the_environment(monkeypatch):
     args = build_parser().parse_args(["stats"])
     assert args.api_url.endswith("/api") and args.api_key == "pk_test"
     assert build_parser().parse_args(["--api-url", "http://x", "stats"]).api_url == "http://x"
+
+
+def test_the_cli_reads_only_fields_the_api_documents():
+    """Every snake_case key the CLI reads is a field of a response type (or a training metric)."""
+    import re
+    from pathlib import Path
+
+    documented = {
+        field.encode_name
+        for struct in vars(responses).values()
+        if isinstance(struct, type) and issubclass(struct, msgspec.Struct)
+        for field in msgspec.structs.fields(struct)
+    }
+    metrics = {"confusion_matrix"}  # chalicelib/ml/training.py's metrics, a free-form body
+    read = set()
+    for path in (Path(__file__).resolve().parents[2] / "cli" / "pixelake_cli").glob("*.py"):
+        read |= set(re.findall(r'(?:\[|\.get\()\s*"([a-z][a-z0-9]*_[a-z0-9_]+)"', path.read_text()))
+    assert len(read) > 5
+    assert read - documented - metrics == set()
