@@ -92,8 +92,8 @@ def media_types_of(declared: ResponseBody) -> tuple[str, ...]:
 
 
 def _content_type(response: Response) -> str:
-    headers = {k.lower(): v for k, v in (response.headers or {}).items()}
-    return headers.get("content-type", JSON_CONTENT_TYPE).split(";")[0].strip().lower()
+    value = next((v for k, v in (response.headers or {}).items() if k.lower() == "content-type"), JSON_CONTENT_TYPE)
+    return str(value).split(";")[0].strip().lower()
 
 
 @dataclass(frozen=True)
