@@ -1,7 +1,14 @@
 """S3: put, get, head, delete, and presigned URLs. Honours AWS_ENDPOINT_URL (moto, LocalStack).
 
-Key layout: uploads/<user>/<uuid>.<ext> (written by clients, never by processing),
-thumbnails/, results/, models/, exports/ (written by Pixelake).
+Every key is built by a function of this module, so the layout below is the only one:
+
+    uploads/<user>/<uuid>.<ext>                  images, written by clients (never by processing)
+    datasets/<user>/<path>                       dataset files, written by clients
+    thumbnails/<image>/<size>.<format>           written by the ingest
+    results/<task>.<format>, results/<task>-mask.png   written by the task workers
+    models/<user>/<name>/<version>/model.<ext>   registered model artifacts
+    models/staging/<user>/<upload id>            model files before registration
+    exports/batches/<batch>/results.parquet      batch exports, written on Dask
 """
 
 from __future__ import annotations
@@ -12,6 +19,8 @@ import uuid
 from chalicelib.config import get_settings
 
 UPLOAD_PREFIX = "uploads/"
+DATASET_PREFIX = "datasets/"
+MODEL_STAGING_PREFIX = "models/staging/"
 UPLOAD_EXTENSIONS = {
     "image/jpeg": "jpg",
     "image/png": "png",
@@ -47,6 +56,44 @@ def s3_client():
 def new_upload_key(user_id: int, content_type: str) -> str:
     """A server-chosen key: the client's filename never becomes part of a key."""
     return f"{UPLOAD_PREFIX}{user_id}/{uuid.uuid4().hex}.{UPLOAD_EXTENSIONS.get(content_type, 'bin')}"
+
+
+def user_upload_prefix(user_id: int) -> str:
+    return f"{UPLOAD_PREFIX}{user_id}/"
+
+
+def dataset_prefix(user_id: int) -> str:
+    return f"{DATASET_PREFIX}{user_id}/"
+
+
+def dataset_key(user_id: int, path: str) -> str:
+    """A dataset file; `path` is checked by the caller (folders and a file name, no `..`)."""
+    return f"{dataset_prefix(user_id)}{path}"
+
+
+def thumbnail_key(image_id: int, size: int, image_format: str) -> str:
+    return f"thumbnails/{image_id}/{size}.{image_format}"
+
+
+def result_key(task_id: int, image_format: str) -> str:
+    return f"results/{task_id}.{image_format}"
+
+
+def result_mask_key(task_id: int) -> str:
+    return f"results/{task_id}-mask.png"
+
+
+def model_key(owner_id: int, name: str, version: int, extension: str) -> str:
+    return f"models/{owner_id}/{name}/{version}/model.{extension}"
+
+
+def model_staging_key(user_id: int, upload_id: str) -> str:
+    """Where a model file waits until it is registered (the id is checked by the caller)."""
+    return f"{MODEL_STAGING_PREFIX}{user_id}/{upload_id}"
+
+
+def batch_export_key(batch_id: int) -> str:
+    return f"exports/batches/{batch_id}/results.parquet"
 
 
 def owner_from_upload_key(key: str) -> int | None:

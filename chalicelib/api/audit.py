@@ -9,6 +9,7 @@ import msgspec
 from chalice import Blueprint
 from msgspec import Meta
 
+from chalicelib.api import responses
 from chalicelib.api.routing import Cursor, cursor_id, paginated, route
 from chalicelib.db.session import session_scope
 from chalicelib.db.vocabulary import AUDIT_OUTCOMES
@@ -59,6 +60,7 @@ def audit_json(entry: AuditLog) -> dict:
     summary="The audit log, newest first (administrators): filter by user_id, action, outcome, resource_type, "
     "since, until",
     responses={403: "not an administrator"},
+    response=responses.AuditPage,
 )
 def list_audit(query: AuditQuery):
     from chalicelib.db import audit

@@ -14,6 +14,7 @@ import msgspec
 from chalice import Blueprint, Response
 from msgspec import Meta
 
+from chalicelib.api import responses
 from chalicelib.api.routing import Cursor, created, cursor_id, note_audit, paginated, parse_id, route
 from chalicelib.config import get_settings
 from chalicelib.db.session import session_scope
@@ -110,6 +111,7 @@ def api_key_json(api_key: ApiKey) -> dict:
     action="auth.register",
     summary="Create an account with an email and a password",
     responses={201: "the new user", 409: "the email is registered already"},
+    response={201: responses.User},
 )
 def register(body: Credentials):
     from chalicelib.db import users
@@ -135,6 +137,7 @@ def register(body: Credentials):
     action="auth.sign_in",
     summary="Sign in: an access token for `Authorization: Bearer <token>`",
     responses={200: "{access_token, token_type: bearer, expires_in}", 401: "wrong email or password"},
+    response=responses.AccessToken,
 )
 def sign_in(body: SignInRequest):
     from chalicelib.db import users
@@ -161,7 +164,14 @@ def sign_in(body: SignInRequest):
     return {"access_token": token, "token_type": "bearer", "expires_in": lifetime}
 
 
-@route(auth_api, "/api/me", methods=["GET"], tag="auth", summary="The signed-in user, with storage used and quota")
+@route(
+    auth_api,
+    "/api/me",
+    methods=["GET"],
+    tag="auth",
+    summary="The signed-in user, with storage used and quota",
+    response=responses.Me,
+)
 def me():
     from chalicelib.db import users
 
@@ -182,6 +192,7 @@ def me():
     action="api_key.create",
     summary="Create an API key for `X-API-Key`; the key is in this answer only",
     responses={201: "{id, name, prefix, key, created_at}"},
+    response={201: responses.NewApiKey},
 )
 def create_api_key(body: NewApiKey):
     from chalicelib.db import users
@@ -207,6 +218,7 @@ def create_api_key(body: NewApiKey):
     query=KeyListQuery,
     tag="auth",
     summary="Your API keys, newest first (never the keys themselves)",
+    response=responses.ApiKeyPage,
 )
 def list_api_keys(query: KeyListQuery):
     from chalicelib.db import users
@@ -226,6 +238,7 @@ def list_api_keys(query: KeyListQuery):
     action="api_key.revoke",
     summary="Revoke an API key: it stops working at once",
     responses={204: "revoked", 404: "no such key"},
+    response={204: None},
 )
 def revoke_api_key(key_id: str):
     from chalicelib.db import users

@@ -13,6 +13,7 @@ from chalice import Blueprint, Response
 from msgspec import Meta
 
 from chalicelib import storage
+from chalicelib.api import responses
 from chalicelib.api.routing import PageQuery, created, cursor_id, paginated, parse_id, route
 from chalicelib.config import get_settings
 from chalicelib.db.session import session_scope
@@ -51,7 +52,7 @@ class DatasetUpload(msgspec.Struct, forbid_unknown_fields=True):
 
 
 def owned_prefixes(principal: Principal) -> tuple[str, ...]:
-    return (f"datasets/{principal.user_id}/", f"{storage.UPLOAD_PREFIX}{principal.user_id}/")
+    return (storage.dataset_prefix(principal.user_id), storage.user_upload_prefix(principal.user_id))
 
 
 def check_readable(principal: Principal, key: str) -> None:
@@ -154,6 +155,7 @@ def _labelled_items(
         403: "prefix outside your storage",
         409: "name taken",
     },
+    response={201: responses.Dataset},
 )
 def create_dataset(body: CreateDataset):
     from chalicelib.db import datasets as dataset_rows
@@ -185,6 +187,7 @@ def create_dataset(body: CreateDataset):
     tag="datasets",
     summary="Presigned POST for a dataset file at datasets/<you>/<path> (e.g. digits/3/img-001.png)",
     responses={201: "url and fields", 400: "bad path", 415: "not an image type"},
+    response={201: responses.DatasetUploadTicket},
 )
 def presign_dataset_upload(body: DatasetUpload):
     if not SAFE_PATH.match(body.path) or any(part in (".", "..") for part in body.path.split("/")):
@@ -198,12 +201,20 @@ def presign_dataset_upload(body: DatasetUpload):
     if body.size > get_settings().max_upload_bytes:
         raise ApiError(413, "file_too_large", f"the limit is {get_settings().max_upload_bytes:,} bytes")
     principal = current_principal(datasets_api.current_request)
-    key = f"datasets/{principal.user_id}/{body.path}"
+    key = storage.dataset_key(principal.user_id, body.path)
     post = storage.presign_post(key, body.content_type, max_bytes=body.size)
     return created({"key": key, "url": post["url"], "fields": post["fields"]}, "/api/datasets")
 
 
-@route(datasets_api, "/api/datasets", methods=["GET"], query=PageQuery, tag="datasets", summary="Your datasets")
+@route(
+    datasets_api,
+    "/api/datasets",
+    methods=["GET"],
+    query=PageQuery,
+    tag="datasets",
+    summary="Your datasets",
+    response=responses.DatasetPage,
+)
 def list_datasets(query: PageQuery):
     from chalicelib.db import datasets as dataset_rows
 
@@ -222,6 +233,7 @@ def list_datasets(query: PageQuery):
     tag="datasets",
     summary="One dataset with its label counts",
     responses={404: "no such dataset"},
+    response=responses.Dataset,
 )
 def get_dataset(dataset_id: str):
     from chalicelib.db import datasets as dataset_rows
@@ -240,6 +252,7 @@ def get_dataset(dataset_id: str):
     tag="datasets",
     summary="Delete a dataset (its items; the images and S3 objects stay)",
     responses={404: "no such dataset", 409: "training jobs used it"},
+    response={204: None},
 )
 def delete_dataset(dataset_id: str):
     from chalicelib.db import datasets as dataset_rows

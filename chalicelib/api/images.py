@@ -11,6 +11,7 @@ from chalice import Blueprint
 from msgspec import Meta
 
 from chalicelib import storage
+from chalicelib.api import responses
 from chalicelib.api.multipart import MultipartError, parse_multipart, request_bytes
 from chalicelib.api.routing import Cursor, created, cursor_id, paginated, parse_id, route
 from chalicelib.config import get_settings
@@ -110,6 +111,7 @@ def _content_type_of(data: bytes) -> str:
         413: "too large",
         415: "not an image",
     },
+    response={202: responses.Image},
 )
 def upload():
     from chalicelib.db import images as image_rows
@@ -163,6 +165,7 @@ def upload():
         413: "too large",
         415: "not an image type",
     },
+    response={201: responses.ImageUploadTicket},
 )
 def presign_upload(body: PresignRequest):
     from chalicelib.db import images as image_rows
@@ -206,6 +209,7 @@ def presign_upload(body: PresignRequest):
     query=ImageListQuery,
     tag="images",
     summary="List images, newest first (cursor pagination)",
+    response=responses.ImagePage,
 )
 def list_images(query: ImageListQuery):
     from chalicelib.db import images as image_rows
@@ -229,6 +233,7 @@ def list_images(query: ImageListQuery):
     tag="images",
     summary="One image with its thumbnails",
     responses={404: "no such image"},
+    response=responses.ImageDetail,
 )
 def get_image(image_id: str):
     from chalicelib.db import images as image_rows
@@ -249,6 +254,7 @@ def get_image(image_id: str):
     tag="images",
     summary="Near-duplicates of an image among yours, by Hamming distance of perceptual hashes (nearest first)",
     responses={404: "no such image", 409: "the image has no hash yet"},
+    response=responses.SimilarImages,
 )
 def similar_images(image_id: str, query: SimilarQuery):
     from sqlalchemy import select

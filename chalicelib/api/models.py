@@ -16,7 +16,7 @@ from chalice import Blueprint
 from msgspec import Meta
 
 from chalicelib import storage
-from chalicelib.api import routing
+from chalicelib.api import responses, routing
 from chalicelib.api.multipart import MultipartError, parse_multipart, request_bytes
 from chalicelib.api.routing import created, route
 from chalicelib.config import get_settings
@@ -138,7 +138,7 @@ def register(user_id: int, body: RegisterRequest, spec: dict, staged: StagedArti
         check_artifact(body.framework, staged)
         with session_scope() as session:
             version = model_rows.allocate_version(session, user_id, body.name)
-            key = f"models/{user_id}/{body.name}/{version}/model.{ARTIFACT_EXTENSIONS[body.framework]}"
+            key = storage.model_key(user_id, body.name, version, ARTIFACT_EXTENSIONS[body.framework])
             model_sources.promote(staged, key)
             model = model_rows.create(
                 session,
@@ -185,6 +185,7 @@ def _decode_registration(raw: bytes) -> RegisterRequest:
         404: "no such upload",
         413: "file too large",
     },
+    response={201: responses.Model},
 )
 def register_model():
     request = models_api.current_request
@@ -249,6 +250,7 @@ _document_body("/api/models", "POST", RegisterRequest)
     tag="models",
     summary="Start a direct upload of a model file to S3: a presigned POST; then POST /api/models with its upload_id",
     responses={201: "upload_id, url and fields", 413: "too large"},
+    response={201: responses.ModelUploadTicket},
 )
 def presign_model_upload(body: ModelUploadRequest):
     if body.size > get_settings().max_model_bytes:
@@ -273,6 +275,7 @@ def presign_model_upload(body: ModelUploadRequest):
     methods=["GET"],
     tag="models",
     summary="Your models: each name with its number of versions, latest version and active version",
+    response=responses.ModelList,
 )
 def list_models():
     from chalicelib.db import ml_models as model_rows
@@ -334,6 +337,7 @@ def no_such_model(name: str, version: int | None = None) -> ApiError:
     tag="models",
     summary="The versions of one model, newest first",
     responses={404: "no such model"},
+    response=responses.ModelVersions,
 )
 def get_model(name: str):
     from chalicelib.db import ml_models as model_rows
@@ -355,6 +359,7 @@ def get_model(name: str):
     tag="models",
     summary="Make this version the one the name runs (the previously active version becomes inactive)",
     responses={404: "no such model version"},
+    response=responses.Model,
 )
 def activate_model(name: str, version: str):
     from chalicelib.db import ml_models as model_rows
@@ -376,6 +381,7 @@ def activate_model(name: str, version: str):
     tag="models",
     summary="Retire this version (if it was active, the name has no active version until one is activated)",
     responses={404: "no such model version"},
+    response=responses.Model,
 )
 def archive_model(name: str, version: str):
     from chalicelib.db import ml_models as model_rows

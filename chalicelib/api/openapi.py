@@ -1,7 +1,8 @@
 """`GET /openapi.json`: the OpenAPI 3.1 document, generated from the route declarations.
 
-Bodies and query strings come from the msgspec Structs the routes validate with (so the
-document cannot drift from what the API accepts), path parameters from `{name}` in the
+Request bodies, query strings and response bodies come from the msgspec Structs the routes
+validate and encode with (chalicelib/api/responses.py; so the document cannot drift from what
+the API accepts and answers), path parameters from `{name}` in the
 path, security from each route's `auth`.
 """
 
@@ -14,7 +15,8 @@ import msgspec
 from chalice import Blueprint
 
 from chalicelib import __version__
-from chalicelib.api.routing import ROUTES, RouteDoc, route
+from chalicelib.api.responses import OpenApiDocument
+from chalicelib.api.routing import JSON_CONTENT_TYPE, ROUTES, RouteDoc, json_type, media_types_of, route
 
 openapi_api = Blueprint(__name__)
 
@@ -57,6 +59,7 @@ SECURITY_SCHEMES = {
     },
 }
 ERROR_DESCRIPTIONS = {400: "invalid request", 401: "missing or invalid credentials", 413: "request body too large"}
+STATUS_DESCRIPTIONS = {200: "OK", 201: "created", 202: "accepted", 204: "no content", 304: "not modified"}
 
 
 def _without_null(schema: dict) -> dict:
@@ -91,8 +94,21 @@ def _query_parameters(query_schema: dict, components: dict) -> list[dict]:
     ]
 
 
-def _responses(doc: RouteDoc) -> dict:
+def _content(declared: Any, schema_of: dict) -> dict:
+    """The media types and schemas of one declared response body."""
+    content: dict[str, Any] = {}
+    body_type = json_type(declared)
+    if body_type is not None:
+        content[JSON_CONTENT_TYPE] = {"schema": schema_of[body_type]}
+    for media_type in media_types_of(declared):
+        content[media_type] = {"schema": {"type": "string"}}
+    return content
+
+
+def _responses(doc: RouteDoc, schema_of: dict) -> dict:
     declared = dict(doc.responses)
+    for status in doc.response or {}:
+        declared.setdefault(status, STATUS_DESCRIPTIONS.get(status, "OK"))
     if not any(200 <= status < 300 for status in declared):
         declared[200] = "OK"
     implied = []
@@ -107,8 +123,12 @@ def _responses(doc: RouteDoc) -> dict:
     responses = {}
     for status in sorted(declared):
         response: dict[str, Any] = {"description": declared[status]}
-        if status >= 400:
-            response["content"] = {"application/json": {"schema": {"$ref": REF.format(name="Error")}}}
+        if doc.response is not None and status in doc.response:
+            content = _content(doc.response[status], schema_of)
+            if content:
+                response["content"] = content
+        elif status >= 400:
+            response["content"] = {JSON_CONTENT_TYPE: {"schema": {"$ref": REF.format(name="Error")}}}
         responses[str(status)] = response
     return responses
 
@@ -118,7 +138,7 @@ def _operation(doc: RouteDoc, schema_of: dict, components: dict) -> dict:
         "operationId": doc.operation_id or f"{doc.method.lower()}_{doc.path}",
         "summary": doc.summary,
         "tags": [doc.tag],
-        "responses": _responses(doc),
+        "responses": _responses(doc, schema_of),
     }
     parameters = [_path_parameter(name) for name in doc.path_params]
     if doc.query is not None:
@@ -139,7 +159,9 @@ def _operation(doc: RouteDoc, schema_of: dict, components: dict) -> dict:
 
 def openapi_document(routes: list[RouteDoc] | None = None) -> dict:
     routes = ROUTES if routes is None else routes
-    types = list(dict.fromkeys(t for r in routes for t in (r.body, r.query) if t is not None))
+    request_types = [t for r in routes for t in (r.body, r.query)]
+    response_types = [json_type(body) for r in routes for body in (r.response or {}).values()]
+    types = list(dict.fromkeys(t for t in [*request_types, *response_types] if t is not None))
     schemas, components = msgspec.json.schema_components(types, ref_template=REF)
     schema_of = dict(zip(types, schemas))
     paths: dict[str, dict] = {}
@@ -165,7 +187,13 @@ def _cached_document(route_count: int) -> dict:
 
 
 @route(
-    openapi_api, "/openapi.json", methods=["GET"], tag="system", auth=False, summary="This API's OpenAPI 3.1 document"
+    openapi_api,
+    "/openapi.json",
+    methods=["GET"],
+    tag="system",
+    auth=False,
+    summary="This API's OpenAPI 3.1 document",
+    response=OpenApiDocument,
 )
 def openapi_json():
     # Routes are declared at import: the document only changes when a route is added.

@@ -2,8 +2,9 @@
 CORS and the audit log.
 
 A route is declared once with its request schemas (msgspec Structs for the JSON body and the
-query string); the declaration validates requests and generates the OpenAPI document
-(GET /openapi.json). Errors are always `{"error": {"code", "message"}}` with a 4xx that says
+query string) and its response types (chalicelib/api/responses.py, per status code); the
+declaration validates requests, encodes every answer through its declared type and generates
+the OpenAPI document (GET /openapi.json). Errors are always `{"error": {"code", "message"}}` with a 4xx that says
 what was wrong. Every route requires a principal (identity.current_principal) unless it is
 declared with `auth=False`; every mutating request (POST/PUT/PATCH/DELETE) is written to the
 audit log after its view ran, with the outcome its status code says.
@@ -56,6 +57,45 @@ def to_json(value: Any) -> Any:
     return msgspec.to_builtins(value)
 
 
+JSON_CONTENT_TYPE = "application/json"
+
+
+class MediaBody:
+    """A response body that is not JSON (a page, a script): the media types it may have."""
+
+    def __init__(self, *media_types: str):
+        self.media_types = media_types
+
+    def __repr__(self) -> str:
+        return f"MediaBody{self.media_types!r}"
+
+
+# What a route answers with one status code: a response Struct (or another msgspec type), a
+# MediaBody, a tuple of both (chosen by the response's Content-Type) or None for no body (204, 304).
+ResponseBody = Any
+
+
+class UndeclaredResponse(RuntimeError):
+    """A view answered with a status or body its route does not declare: a bug, answered as a 500."""
+
+
+def _alternatives(declared: ResponseBody) -> tuple:
+    return declared if isinstance(declared, tuple) else (declared,)
+
+
+def json_type(declared: ResponseBody) -> Any:
+    return next((t for t in _alternatives(declared) if t is not None and not isinstance(t, MediaBody)), None)
+
+
+def media_types_of(declared: ResponseBody) -> tuple[str, ...]:
+    return tuple(m for t in _alternatives(declared) if isinstance(t, MediaBody) for m in t.media_types)
+
+
+def _content_type(response: Response) -> str:
+    value = next((v for k, v in (response.headers or {}).items() if k.lower() == "content-type"), JSON_CONTENT_TYPE)
+    return str(value).split(";")[0].strip().lower()
+
+
 @dataclass(frozen=True)
 class RouteDoc:
     path: str
@@ -67,6 +107,9 @@ class RouteDoc:
     content_types: tuple[str, ...] = ("application/json",)
     responses: dict[int, str] = field(default_factory=dict)
     auth: bool = True
+    # The body of each status the view answers with (errors are `Error`, declared by the wrapper);
+    # None when the route declares no response types.
+    response: dict[int, ResponseBody] | None = None
     operation_id: str = ""
     action: str = ""  # the audit log's name for a mutating request: "<tag>.<view>" unless declared
     form: dict | None = None  # JSON Schema of a multipart body's fields (OpenAPI only)
@@ -167,9 +210,43 @@ def _respond(view: Callable, request, doc: RouteDoc, kwargs: dict) -> Response:
     if doc.query is not None:
         kwargs["query"] = query
     result = view(**kwargs)
-    if isinstance(result, Response):
-        return result
-    return Response(body=to_json(result), status_code=200, headers={"Content-Type": "application/json"})
+    if not isinstance(result, Response):
+        result = Response(body=result, status_code=200, headers={"Content-Type": JSON_CONTENT_TYPE})
+    return _encoded(doc, result)
+
+
+def _encoded(doc: RouteDoc, response: Response) -> Response:
+    """The response with its body encoded through the type its route declares for its status.
+
+    The body becomes JSON text here (msgspec encodes faster than Chalice's json.dumps would), so
+    a field the type does not name, a missing one or a wrong type is an UndeclaredResponse.
+    """
+    status = response.status_code
+    if doc.response is None or (status >= 300 and status not in doc.response):
+        if not isinstance(response.body, (str, bytes)):
+            response.body = to_json(response.body)
+        return response
+    if status not in doc.response:
+        raise UndeclaredResponse(f"{doc.method} {doc.path} answered {status}, which it does not declare")
+    declared = doc.response[status]
+    if declared is None:
+        if response.body not in ("", b"", None):
+            raise UndeclaredResponse(f"{doc.method} {doc.path} declares no body for {status}")
+        return response
+    content_type = _content_type(response)
+    if content_type in media_types_of(declared):
+        return response
+    body_type = json_type(declared)
+    if body_type is None or content_type != JSON_CONTENT_TYPE:
+        raise UndeclaredResponse(f"{doc.method} {doc.path} answered {status} as {content_type}, not as declared")
+    try:
+        body = msgspec.convert(response.body, body_type)
+    except msgspec.ValidationError as exc:
+        raise UndeclaredResponse(
+            f"{doc.method} {doc.path} answered {status} with a body unlike its type: {exc}"
+        ) from None
+    response.body = msgspec.json.encode(body).decode()
+    return response
 
 
 # --- CORS: origins from configuration; a list, which Chalice's single-origin CORSConfig cannot express ---
@@ -290,15 +367,26 @@ def route(
     query: type | None = None,
     content_types: list[str] | None = None,
     responses: dict[int, str] | None = None,
+    response: ResponseBody | dict[int, ResponseBody] = ...,
     auth: bool = True,
     action: str | None = None,
     form: dict | None = None,
 ) -> Callable[[Callable], Callable]:
     """Register a view on a blueprint with its declared schemas, authentication, CORS, audit and JSON errors.
 
+    `response` is the body of each status the view answers with, e.g. `response=Image` (200),
+    `response={201: Dataset}`, `response={204: None}`; every answer is encoded through it.
+    `responses` describes statuses (errors included) in words for the document.
     `auth=False` only for what must work signed out (health, the OpenAPI document, signing in).
     `query` must declare every query parameter the view reads: any other is a 400.
     """
+    declared: dict[int, ResponseBody] | None
+    if response is ...:
+        declared = None
+    elif isinstance(response, dict):
+        declared = dict(response)
+    else:
+        declared = {200: response}
 
     def decorate(view: Callable) -> Callable:
         docs = [
@@ -312,6 +400,7 @@ def route(
                 tuple(content_types or ["application/json"]),
                 responses or {},
                 auth,
+                response=declared,
                 operation_id=view.__name__ if len(methods) == 1 else f"{view.__name__}_{method.lower()}",
                 action=action or f"{tag}.{view.__name__}",
                 form=form,
@@ -350,9 +439,8 @@ def route(
 
 
 def created(body: Any, location: str, status: int = 201) -> Response:
-    return Response(
-        body=to_json(body), status_code=status, headers={"Content-Type": "application/json", "Location": location}
-    )
+    """A 201 (or 202) with a Location; the body is encoded through the route's declared type."""
+    return Response(body=body, status_code=status, headers={"Content-Type": JSON_CONTENT_TYPE, "Location": location})
 
 
 # --- no secrets in logs ---

@@ -7,7 +7,8 @@ import time
 from chalice import Blueprint, Response
 
 from chalicelib import __version__, storage
-from chalicelib.api.routing import ROUTES, route, to_json
+from chalicelib.api import responses
+from chalicelib.api.routing import ROUTES, MediaBody, route
 from chalicelib.api.web import page, wants_html
 from chalicelib.config import get_settings
 from chalicelib.db.session import session_scope
@@ -22,6 +23,7 @@ system_api = Blueprint(__name__)
     tag="system",
     auth=False,
     summary="Name, version and the list of endpoints; the web page for clients that accept text/html",
+    response=(responses.Index, MediaBody("text/html")),
 )
 def index():
     if wants_html(system_api.current_request):
@@ -33,7 +35,7 @@ def index():
         "stage": get_settings().stage,
         "endpoints": [{"method": r.method, "path": r.path, "summary": r.summary} for r in ROUTES],
     }
-    return Response(body=to_json(body), status_code=200, headers={"Content-Type": "application/json", "Vary": "Accept"})
+    return Response(body=body, status_code=200, headers={"Content-Type": "application/json", "Vary": "Accept"})
 
 
 def _check(probe) -> dict:
@@ -60,6 +62,7 @@ def _database() -> None:
     auth=False,
     summary="Health of the database and storage: 200 when all are up, 503 otherwise",
     responses={503: "a component is down"},
+    response={200: responses.Health, 503: responses.Health},
 )
 def health():
     components = {"database": _check(_database), "storage": _check(storage.ping)}

@@ -27,7 +27,7 @@ from chalice import Blueprint, Response
 from msgspec import Meta
 
 from chalicelib import __version__
-from chalicelib.api.routing import route
+from chalicelib.api.routing import MediaBody, route
 from chalicelib.config import get_settings
 from chalicelib.errors import ApiError
 
@@ -166,6 +166,7 @@ class AssetQuery(msgspec.Struct, forbid_unknown_fields=True):
     query=AssetQuery,
     summary="A file of the web page (scripts, styles, icon); only the page's own files are served",
     responses={304: "not modified", 404: "no such file"},
+    response={200: MediaBody(*sorted({t.split(";")[0] for t in ASSETS.values()})), 304: None},
 )
 def ui_file(name: str, query: AssetQuery):
     content_type = ASSETS.get(name)

@@ -120,7 +120,7 @@ def register_trained_model(
             version=version,
             framework="sklearn",
             task="classify",
-            artifact_key=f"models/{owner}/{name}/{version}/model.skops",
+            artifact_key=storage.model_key(owner, name, version, "skops"),
             sha256=sha256,
             size_bytes=len(artifact),
             input_spec={"feature": spec["features"], "feature_params": feature_params},
@@ -218,7 +218,7 @@ def export_batch(batch_id: int) -> str:
     )
     out = io.BytesIO()
     pq.write_table(table, out, compression="zstd")
-    key = f"exports/batches/{batch_id}/results.parquet"
+    key = storage.batch_export_key(batch_id)
     storage.put(key, out.getvalue(), "application/vnd.apache.parquet")
     with session_scope() as session:
         session.get(Batch, batch_id).export_key = key

@@ -74,7 +74,7 @@ def ingest_object(obj: UploadedObject) -> str:
             )
         thumbnails = []
         for thumb in outcome.thumbnails:
-            key = f"thumbnails/{image['id']}/{thumb.size}.{thumb.format}"
+            key = storage.thumbnail_key(image["id"], thumb.size, thumb.format)
             storage.put(key, thumb.data, thumb.content_type, bucket=obj.bucket)
             thumbnails.append(
                 {

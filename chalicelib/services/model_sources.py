@@ -25,7 +25,6 @@ from chalicelib import storage
 from chalicelib.config import get_settings
 from chalicelib.errors import ApiError
 
-STAGING_PREFIX = "models/staging/"
 UPLOAD_ID = re.compile(r"^[0-9a-f]{32}$")
 CHUNK = 1 << 20
 DOWNLOAD_TIMEOUT_S = 20
@@ -51,7 +50,7 @@ def staging_key(user_id: int, upload_id: str) -> str:
         raise ApiError(
             400, "invalid_upload_id", "upload_id must be the 32 hex digits POST /api/models/uploads returned"
         )
-    return f"{STAGING_PREFIX}{user_id}/{upload_id}"
+    return storage.model_staging_key(user_id, upload_id)
 
 
 def too_large(size: int | None = None) -> ApiError:

@@ -48,7 +48,7 @@ def perform(task: TaskInput, data: bytes) -> list[ResultRow]:
         output = run_operation(
             data, task.operation, task.params, max_pixels=get_settings().max_pixels, source_format=task.image_format
         )
-        key = f"results/{task.task_id}.{output.format}"
+        key = storage.result_key(task.task_id, output.format)
         storage.put(key, output.data, output.content_type, bucket=task.bucket)
         return [
             ResultRow(
@@ -85,7 +85,7 @@ def analysis_result(data: dict, *, mask=None, task: TaskInput | None = None) -> 
         from chalicelib.imaging import imageio
 
         png = imageio.encode(imageio.from_array(mask), "PNG")
-        result.output_key = f"results/{task.task_id}-mask.png"
+        result.output_key = storage.result_mask_key(task.task_id)
         storage.put(result.output_key, png, "image/png", bucket=task.bucket)
         result.output_format, result.size_bytes = "png", len(png)
         result.height, result.width = mask.shape[:2]

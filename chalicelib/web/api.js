@@ -93,20 +93,10 @@ export async function listAll(path, { query = {}, max = 300 } = {}) {
   let cursor = null;
   do {
     const page = await api(path, { query: { ...query, limit: 100, cursor } });
-    items.push(...(page.items || []));
+    items.push(...page.items);
     cursor = page.next_cursor;
   } while (cursor && items.length < max);
   return items;
-}
-
-// A list endpoint's items whatever the envelope: {items: [...]}, {<name>: [...]} or [...].
-export function itemsOf(payload, name) {
-  if (Array.isArray(payload)) return payload;
-  if (!payload) return [];
-  if (Array.isArray(payload.items)) return payload.items;
-  if (name && Array.isArray(payload[name])) return payload[name];
-  const firstList = Object.values(payload).find(Array.isArray);
-  return firstList || [];
 }
 
 // Wait for a task to finish, long-polling GET /api/tasks/{id}?wait=…

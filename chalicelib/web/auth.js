@@ -52,7 +52,7 @@ export async function renderSignIn(main, { returnTo = "#/", onSignedIn }) {
     try {
       if (register) await api("api/auth/register", { method: "POST", body: { email, password } });
       const answer = await api("api/auth/token", { method: "POST", body: { email, password } });
-      const token = answer.access_token || answer.token;
+      const token = answer.access_token;
       if (!token) throw new ApiError(500, "no_token", "The API answered without a token.");
       credentials.useToken(token, email);
       onSignedIn();

@@ -8,7 +8,7 @@ const PAGE = 48;
 const BUSY = new Set(["pending", "processing"]);
 
 function smallestThumbnail(image) {
-  const thumbnails = [...(image.thumbnails || [])].sort((a, b) => a.width - b.width);
+  const thumbnails = [...image.thumbnails].sort((a, b) => a.width - b.width);
   return thumbnails[0];
 }
 

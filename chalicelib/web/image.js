@@ -2,7 +2,7 @@
 // its facts, dominant colours, near-duplicates, the forms to run operations and analyses, and
 // its tasks, kept live while anything is running.
 
-import { api, endpointMissing, itemsOf } from "./api.js";
+import { api, endpointMissing } from "./api.js";
 import { catalogueForm } from "./forms.js";
 import { announce, details, formatBytes, formatDate, formatNumber, h, heading, notice, poller, statusBadge } from "./dom.js";
 import { boxElement, boxesFrom, maskCanvas } from "./overlays.js";
@@ -11,7 +11,7 @@ const BUSY = new Set(["pending", "processing", "running"]);
 const NEAR_DUPLICATE_BITS = 7;  // the API finds every neighbour this close through its band indexes
 
 function largestThumbnail(image) {
-  const thumbnails = [...(image.thumbnails || [])].sort((a, b) => b.width - a.width);
+  const thumbnails = [...image.thumbnails].sort((a, b) => b.width - a.width);
   return thumbnails[0];
 }
 
@@ -117,7 +117,7 @@ async function nearDuplicates(image, container) {
   container.replaceChildren(h("h2", { id: "duplicates-title" }, "Near-duplicates"), h("p", { class: "hint" }, "Searching…"));
   // The API searches all your images on indexed bands of the perceptual hash.
   const answer = await api(`api/images/${image.id}/similar`, { query: { max_distance: NEAR_DUPLICATE_BITS } });
-  const close = answer.items || [];
+  const close = answer.items;
   const note = h("p", { class: "hint" },
     `Your images whose perceptual hash differs from this one in at most ${NEAR_DUPLICATE_BITS} of 64 bits.`);
   if (!close.length) {
@@ -125,7 +125,7 @@ async function nearDuplicates(image, container) {
     return;
   }
   container.replaceChildren(container.firstChild, h("ul", { class: "duplicates" }, close.map(({ image: other, distance: bits }) => {
-    const thumbnail = [...(other.thumbnails || [])].sort((a, b) => a.width - b.width)[0];
+    const thumbnail = [...other.thumbnails].sort((a, b) => a.width - b.width)[0];
     return h("li", {}, h("a", { href: `#/images/${other.id}` },
       thumbnail ? h("img", { src: thumbnail.url, alt: "", width: thumbnail.width, height: thumbnail.height, loading: "lazy" }) : null,
       h("span", {}, `${other.filename || `Image ${other.id}`} · ${bits === 0 ? "identical hash" : `${bits} bits apart`}`)));
@@ -181,12 +181,12 @@ export async function renderImage(main, { id }) {
   }
   const [catalogue, models] = await Promise.all([
     api("api/operations"),
-    api("api/models").then((answer) => itemsOf(answer, "models")).catch((error) => {
+    api("api/models").then((answer) => answer.items).catch((error) => {
       if (endpointMissing(error)) return [];
       throw error;
     }),
   ]);
-  let tasks = itemsOf(await api(`api/images/${image.id}/tasks`, { query: { limit: 50 } }), "items");
+  let tasks = (await api(`api/images/${image.id}/tasks`, { query: { limit: 50 } })).items;
 
   const viewerSlot = h("section", { class: "viewer-slot", "aria-label": "Image and results" });
   const facts = h("div", { class: "facts-slot" });
@@ -210,7 +210,7 @@ export async function renderImage(main, { id }) {
     const imageBefore = image.status;
     [image, tasks] = await Promise.all([
       api(`api/images/${image.id}`),
-      api(`api/images/${image.id}/tasks`, { query: { limit: 50 } }).then((answer) => itemsOf(answer, "items")),
+      api(`api/images/${image.id}/tasks`, { query: { limit: 50 } }).then((answer) => answer.items),
     ]);
     const changed = imageBefore !== image.status || tasks.some((t) => before.get(t.id) !== t.status);
     for (const task of tasks) {
@@ -234,17 +234,18 @@ export async function renderImage(main, { id }) {
   };
   const operationForm = catalogueForm({
     id: "run-operation", legend: "Run an operation", submitLabel: "Run",
-    groups: [{ label: "Operations", entries: catalogue.operations || [] }],
+    groups: [{ label: "Operations", entries: catalogue.operations }],
     onSubmit: async (entry, params) => submitted(await api("api/process", {
       method: "POST", body: { image_id: image.id, operation: entry.name, params } })),
   });
-  const modelEntries = models.map((model) => ({
-    name: model.name, description: model.description || `${model.framework || ""} ${model.task || ""} model`.trim(),
+  // A name runs its active version: names without one cannot be chosen.
+  const modelEntries = models.filter((model) => model.active).map(({ name, active }) => ({
+    name, description: active.description || `${active.framework} ${active.task} model, version ${active.version}`,
     params: { properties: {} },
   }));
   const analysisForm = catalogueForm({
     id: "run-analysis", legend: "Analyze", submitLabel: "Analyze",
-    groups: [{ label: "Built-in analyzers", entries: catalogue.analyzers || [] }, { label: "Your models", entries: modelEntries }],
+    groups: [{ label: "Built-in analyzers", entries: catalogue.analyzers }, { label: "Your models", entries: modelEntries }],
     onSubmit: async (entry, params) => submitted(await api("api/analyze", {
       method: "POST", body: { image_id: image.id, model: entry.name, params } })),
   });

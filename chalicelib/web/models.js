@@ -1,7 +1,7 @@
 // The model registry: models by name with their versions (GET /api/models, GET /api/models/{name}),
 // and registering one from a URL.
 
-import { api, endpointMissing, itemsOf } from "./api.js";
+import { api, endpointMissing } from "./api.js";
 import { details, formatBytes, formatDate, formatNumber, h, heading, notice, statusBadge } from "./dom.js";
 import { fetchOrMissing } from "./datasets.js";
 
@@ -24,7 +24,7 @@ function registerForm() {
     status.textContent = "Registering…";
     try {
       const model = await api("api/models", { method: "POST", body: data });
-      location.hash = `#/models/${encodeURIComponent(model.name || data.name)}`;
+      location.hash = `#/models/${encodeURIComponent(model.name)}`;
     } catch (error) {
       status.textContent = endpointMissing(error) ? "Registering models is not available on this deployment yet." : error.message;
       status.className = "form-status is-error";
@@ -33,27 +33,22 @@ function registerForm() {
   return form;
 }
 
-function latest(model) {
-  const versions = model.versions || [];
-  return versions.length ? versions.reduce((a, b) => (a.version > b.version ? a : b)) : model;
-}
-
 export async function renderModels(main) {
   const answer = await fetchOrMissing(main, "Models", "Models", "api/models");
   if (answer === undefined) return null;
-  const models = itemsOf(answer, "models");
+  const models = answer.items;  // one entry per name: its version count, latest and active version
   main.replaceChildren(heading("Models"),
     models.length ? h("div", { class: "table-wrap" }, h("table", {},
       h("caption", { class: "visually-hidden" }, "Registered models"),
-      h("thead", {}, h("tr", {}, ["Name", "Latest version", "Framework", "Task", "Status", "Updated"].map((c) => h("th", { scope: "col" }, c)))),
+      h("thead", {}, h("tr", {}, ["Name", "Latest version", "Active version", "Framework", "Task", "Registered"].map((c) => h("th", { scope: "col" }, c)))),
       h("tbody", {}, models.map((model) => {
-        const newest = latest(model);
+        const active = model.active;
         return h("tr", {},
           h("td", {}, h("a", { href: `#/models/${encodeURIComponent(model.name)}` }, model.name)),
-          h("td", {}, String(newest.version ?? model.latest_version ?? "—")),
-          h("td", {}, newest.framework || model.framework || "—"), h("td", {}, newest.task || model.task || "—"),
-          h("td", {}, newest.status || model.status ? statusBadge(newest.status || model.status) : "—"),
-          h("td", {}, formatDate(newest.updated_at || newest.created_at || model.created_at)));
+          h("td", {}, String(model.latest_version)),
+          h("td", {}, active ? String(active.version) : statusBadge("inactive")),
+          h("td", {}, active ? active.framework : "—"), h("td", {}, active ? active.task : "—"),
+          h("td", {}, active ? formatDate(active.created_at) : "—"));
       })))) : notice("No models registered yet. Train one or register an ONNX file."),
     registerForm());
   return null;
@@ -71,20 +66,19 @@ export async function renderModel(main, { name }) {
     throw error;
   }
   if (model === undefined) return null;
-  const versions = [...(model.versions || [model])].sort((a, b) => (b.version || 0) - (a.version || 0));
+  const versions = [...model.versions].sort((a, b) => b.version - a.version);
   main.replaceChildren(
-    h("p", { class: "breadcrumbs" }, h("a", { href: "#/models" }, "Models"), " / ", model.name || name),
-    heading(model.name || name),
-    model.description ? h("p", {}, model.description) : null,
+    h("p", { class: "breadcrumbs" }, h("a", { href: "#/models" }, "Models"), " / ", model.name),
+    heading(model.name),
     h("section", { "aria-labelledby": "versions-title" }, h("h2", { id: "versions-title" }, "Versions"),
       h("ol", { class: "cards", reversed: true }, versions.map((version) => h("li", { class: "card" },
-        h("h3", {}, `Version ${version.version ?? "?"}`, " ", version.status ? statusBadge(version.status) : null),
+        h("h3", {}, `Version ${version.version}`, " ", statusBadge(version.status)),
+        version.description ? h("p", {}, version.description) : null,
         details([["Framework", version.framework], ["Task", version.task], ["Size", version.size_bytes ? formatBytes(version.size_bytes) : null],
           ["SHA-256", version.sha256 ? h("code", { class: "hash" }, version.sha256) : null],
-          ["Labels", Array.isArray(version.labels) && version.labels.length ? version.labels.slice(0, 30).join(", ") : null],
-          ["Training job", version.training_job_id ? h("a", { href: `#/training/${version.training_job_id}` }, `#${version.training_job_id}`) : null],
+          ["Labels", version.labels.length ? version.labels.slice(0, 30).join(", ") : null],
           ["Registered", formatDate(version.created_at)]]),
-        version.metrics && Object.keys(version.metrics).length ? details(Object.entries(version.metrics)
+        Object.keys(version.metrics).length ? details(Object.entries(version.metrics)
           .filter(([, v]) => typeof v === "number").map(([k, v]) => [k.replaceAll("_", " "), formatNumber(v, 3)])) : null)))),
   );
   return null;

@@ -8,9 +8,9 @@ import { formatNumber, h, heading, notice, poller } from "./dom.js";
 const TASK_STATUSES = ["succeeded", "failed", "running", "pending"];
 
 function tiles(stats) {
-  const images = stats.images || {};
+  const images = stats.images;
   const totalImages = Object.values(images).reduce((a, b) => a + b, 0);
-  const tasks = stats.tasks || [];
+  const tasks = stats.tasks;
   const totalTasks = tasks.reduce((sum, row) => sum + row.count, 0);
   const failed = tasks.filter((row) => row.status === "failed").reduce((sum, row) => sum + row.count, 0);
   const finished = tasks.filter((row) => row.status === "succeeded" || row.status === "failed").reduce((sum, row) => sum + row.count, 0);
@@ -25,9 +25,9 @@ function tiles(stats) {
 }
 
 function charts(stats) {
-  const images = stats.images || {};
+  const images = stats.images;
   const byOperation = new Map();
-  for (const row of stats.tasks || []) {
+  for (const row of stats.tasks) {
     if (!byOperation.has(row.operation)) byOperation.set(row.operation, []);
     byOperation.get(row.operation).push(row);
   }
@@ -35,7 +35,7 @@ function charts(stats) {
   const durations = operations
     .map((operation) => byOperation.get(operation).find((row) => row.status === "succeeded"))
     .filter((row) => row && row.p50_duration_ms !== null);
-  const days = [...(stats.per_day || [])].sort((a, b) => String(a.day).localeCompare(String(b.day)));
+  const days = [...stats.per_day].sort((a, b) => String(a.day).localeCompare(String(b.day)));
   return [
     barChart({
       title: "Images by status",

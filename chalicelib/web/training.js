@@ -1,17 +1,15 @@
 // Training jobs: the list, a form to start one, and one job with live progress, its metrics
 // and its confusion matrix drawn as a picture.
 
-import { api, endpointMissing, itemsOf } from "./api.js";
+import { api, endpointMissing } from "./api.js";
 import { confusionMatrix } from "./charts.js";
 import { announce, details, formatDate, formatNumber, h, heading, notice, poller, statusBadge } from "./dom.js";
 import { fetchOrMissing } from "./datasets.js";
 
-const BUSY = new Set(["pending", "queued", "running"]);
+const BUSY = new Set(["pending", "running"]);
 
 function progressOf(job) {
-  const progress = job.progress || {};
-  const percent = typeof progress === "number" ? progress : progress.percent;
-  return { percent: typeof percent === "number" ? percent : (job.status === "succeeded" ? 100 : 0), stage: progress.stage || job.status };
+  return { percent: job.progress.percent, stage: job.progress.stage || job.status };
 }
 
 function progressBar(job, id) {
@@ -28,7 +26,7 @@ function startForm(datasets, preselect) {
     h("h2", { id: "new-job" }, "Train a model"),
     datasets.length
       ? field("Dataset", h("select", { id: "job-dataset", name: "dataset_id", required: true },
-        datasets.map((d) => h("option", { value: d.id, selected: String(d.id) === preselect }, d.name || `Dataset ${d.id}`))))
+        datasets.map((d) => h("option", { value: d.id, selected: String(d.id) === preselect }, d.name))))
       : field("Dataset id", h("input", { id: "job-dataset", name: "dataset_id", type: "number", min: "1", required: true, value: preselect || undefined })),
     field("Model name", h("input", { id: "job-model", name: "model_name", required: true, maxlength: "100", pattern: "[A-Za-z0-9_.\\-]+" })),
     // Suggestions only: the API validates against the algorithms and features it declares.
@@ -66,7 +64,7 @@ function startForm(datasets, preselect) {
 export async function renderTrainingJobs(main, params, query) {
   const answer = await fetchOrMissing(main, "Training", "Training jobs", "api/training-jobs");
   if (answer === undefined) return null;
-  const datasets = await api("api/datasets").then((a) => itemsOf(a, "datasets")).catch((error) => {
+  const datasets = await api("api/datasets").then((a) => a.items).catch((error) => {
     if (endpointMissing(error)) return [];
     throw error;
   });
@@ -76,14 +74,14 @@ export async function renderTrainingJobs(main, params, query) {
     h("thead", {}, h("tr", {}, ["Job", "Model", "Algorithm", "Status", "Progress", "Started"].map((c) => h("th", { scope: "col" }, c)))),
     h("tbody", {}, jobs.map((job) => h("tr", {},
       h("td", {}, h("a", { href: `#/training/${job.id}` }, `#${job.id}`)),
-      h("td", {}, job.model_name || "—"), h("td", {}, job.algorithm || "—"),
+      h("td", {}, job.model_name), h("td", {}, job.algorithm),
       h("td", {}, statusBadge(job.status)), h("td", {}, progressBar(job, `job-progress-${job.id}`)),
       h("td", {}, formatDate(job.started_at || job.created_at)))))) : notice("No training jobs yet."));
-  const jobs = itemsOf(answer, "training_jobs");
+  const jobs = answer.items;
   draw(jobs);
   main.replaceChildren(heading("Training"), table, startForm(datasets, query.get("dataset")));
   const live = poller(async () => {
-    const fresh = itemsOf(await api("api/training-jobs"), "training_jobs");
+    const fresh = (await api("api/training-jobs")).items;
     draw(fresh);
     return fresh.some((job) => BUSY.has(job.status));
   }, 2000);
@@ -95,7 +93,7 @@ function metricsSection(metrics) {
   if (!metrics || !Object.keys(metrics).length) return null;
   const scalars = Object.entries(metrics).filter(([, value]) => typeof value === "number" || typeof value === "string");
   const matrix = metrics.confusion_matrix;
-  const perClass = metrics.per_class || metrics.classification_report;
+  const perClass = metrics.per_class;
   return h("section", { "aria-labelledby": "metrics-title" },
     h("h2", { id: "metrics-title" }, "Metrics"),
     details(scalars.map(([name, value]) => [name.replaceAll("_", " "), formatNumber(value, 3)])),
@@ -122,13 +120,13 @@ export async function renderTrainingJob(main, { id }) {
       progressBar(job, "job-progress"), job.error ? notice(job.error, "error") : null),
     details([["Status", statusBadge(job.status)], ["Dataset", job.dataset_id ? h("a", { href: `#/datasets/${job.dataset_id}` }, `#${job.dataset_id}`) : null],
       ["Algorithm", job.algorithm], ["Features", job.features], ["Parameters", job.params ? JSON.stringify(job.params) : null],
-      ["Model", job.model_name ? h("a", { href: `#/models/${encodeURIComponent(job.model_name)}` }, job.model_name) : null],
+      ["Model", job.model ? h("a", { href: `#/models/${encodeURIComponent(job.model.name)}` }, `${job.model.name} v${job.model.version}`) : job.model_name],
       ["Queued", formatDate(job.created_at)], ["Started", formatDate(job.started_at)], ["Finished", formatDate(job.finished_at)]]),
     metricsSection(job.metrics));
   draw();
   main.replaceChildren(
     h("p", { class: "breadcrumbs" }, h("a", { href: "#/training" }, "Training"), " / ", `#${job.id}`),
-    heading(`Training job #${job.id}${job.model_name ? `: ${job.model_name}` : ""}`), body);
+    heading(`Training job #${job.id}: ${job.model_name}`), body);
   const live = poller(async () => {
     const before = job.status;
     job = await api(`api/training-jobs/${job.id}`);

@@ -90,8 +90,8 @@ class PixelakeClient:
         cursor = None
         while True:
             page = self.get(path, limit=100, cursor=cursor, **params)
-            items.extend(page.get("items", []))
-            cursor = page.get("next_cursor")
+            items.extend(page["items"])
+            cursor = page["next_cursor"]
             if not cursor or (limit is not None and len(items) >= limit):
                 return items[:limit] if limit is not None else items
 

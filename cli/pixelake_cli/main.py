@@ -100,7 +100,7 @@ def cmd_upload(client: PixelakeClient, args) -> int:
             "images": {str(k): v for k, v in images.items()},
         },
     )
-    failed_processing = any(image.get("status") == "failed" for image in images.values())
+    failed_processing = any(image["status"] == "failed" for image in images.values())
     return EXIT_FAILED if report.failed or failed_processing else 0
 
 
@@ -121,10 +121,10 @@ def cmd_status(client: PixelakeClient, args) -> int:
     lines = []
     for image in images:
         counts[image["status"]] = counts.get(image["status"], 0) + 1
-        size = f"{image['width']}×{image['height']}" if image.get("width") else ""
+        size = f"{image['width']}×{image['height']}" if image["width"] else ""
         lines.append(
-            f"{image['id']:>8}  {image['status']:<10} {size:<11} {image.get('filename') or ''}"
-            + (f"  ({image['error']})" if image.get("error") else "")
+            f"{image['id']:>8}  {image['status']:<10} {size:<11} {image['filename'] or ''}"
+            + (f"  ({image['error']})" if image["error"] else "")
         )
     summary = ", ".join(f"{count} {status}" for status, count in sorted(counts.items())) or "no images"
     out(args, "\n".join([summary, *lines]), images)
@@ -132,11 +132,11 @@ def cmd_status(client: PixelakeClient, args) -> int:
 
 
 def _show_task(args, task: dict) -> int:
-    result = task.get("result") or {}
+    result = task["result"] or {}  # free-form: the operation's, analyzer's or model's; `url` for an image output
     human = f"task {task['id']} {task['operation']}: {task['status']}"
-    if task.get("duration_ms") is not None:
+    if task["duration_ms"] is not None:
         human += f" in {task['duration_ms']} ms"
-    if task.get("error"):
+    if task["error"]:
         human += f"\n  {task['error']}"
     if result:
         summary = {k: v for k, v in result.items() if k not in ("url",)}
@@ -153,7 +153,7 @@ def _submit(client: PixelakeClient, args, path: str, body: dict) -> int:
         task = client.wait_for_task(task["id"], timeout=args.timeout)
     code = _show_task(args, task)
     output = getattr(args, "output", None)
-    url = (task.get("result") or {}).get("url")
+    url = (task["result"] or {}).get("url")
     if output and url:
         import requests
 
@@ -200,22 +200,16 @@ def cmd_operations(client: PixelakeClient, args) -> int:
     return 0
 
 
+JOB_FINISHED = ("succeeded", "failed", "cancelled")
+
+
 def _fraction(job: dict) -> tuple[float, str]:
-    """(0..100, stage) from a job's progress, whatever form it takes."""
-    progress = job.get("progress")
-    if isinstance(progress, dict):
-        percent = progress.get("percent")
-        if percent is None and progress.get("total"):
-            percent = 100.0 * (progress.get("done", 0) + progress.get("failed", 0)) / progress["total"]
-        return float(percent or 0), str(progress.get("stage") or job.get("status"))
-    if isinstance(progress, (int, float)):
-        return float(progress), str(job.get("status"))
-    counts = job.get("counts") or {}
-    total = job.get("total") or sum(counts.values())
-    if total:
-        finished = sum(v for k, v in counts.items() if k in ("succeeded", "failed"))
-        return 100.0 * finished / total, str(job.get("status"))
-    return (100.0 if job.get("status") in ("succeeded", "failed") else 0.0), str(job.get("status"))
+    """(0..100, what it is doing) of a batch or a training job (chalicelib/api/responses.py:
+    a batch's progress is {percent, finished} of its `total`, a training job's {percent, stage})."""
+    progress = job["progress"]
+    if "stage" in progress:  # a training job
+        return float(progress["percent"]), str(progress["stage"] or job["status"])
+    return float(progress["percent"]), f"{job['status']}, {progress['finished']}/{job['total']}"
 
 
 def _follow(client: PixelakeClient, args, path: str, job: dict, what: str) -> dict:
@@ -228,7 +222,7 @@ def _follow(client: PixelakeClient, args, path: str, job: dict, what: str) -> di
         bar.update(max(0.0, percent - shown))
         shown = max(shown, percent)
         bar.set_postfix_str(stage, refresh=True)
-        if job.get("status") in ("succeeded", "failed", "cancelled", "completed") or time.monotonic() > deadline:
+        if job["status"] in JOB_FINISHED or time.monotonic() > deadline:
             bar.close()
             return job
         time.sleep(POLL_S)
@@ -254,13 +248,12 @@ def cmd_batch(client: PixelakeClient, args) -> int:
     )
     if not args.no_watch:
         batch = _follow(client, args, "api/batches", batch, "batch")
-    human = f"batch {batch['id']} {batch.get('operation', args.operation)}: {batch.get('status')}"
-    if batch.get("counts"):
-        human += " (" + ", ".join(f"{v} {k}" for k, v in batch["counts"].items()) + ")"
-    if batch.get("error"):
+    counts = ", ".join(f"{batch[status]} {status}" for status in ("succeeded", "failed", "pending", "running"))
+    human = f"batch {batch['id']} {batch['operation']}: {batch['status']} ({counts} of {batch['total']})"
+    if batch["error"]:
         human += f"\n  {batch['error']}"
     out(args, human, batch)
-    return EXIT_FAILED if batch.get("status") == "failed" else 0
+    return EXIT_FAILED if batch["status"] == "failed" else 0
 
 
 def confusion_text(confusion: dict) -> str:
@@ -285,47 +278,42 @@ def cmd_train(client: PixelakeClient, args) -> int:
     job = call(lambda: client.post("api/training-jobs", body))
     if not args.no_watch:
         job = _follow(client, args, "api/training-jobs", job, "training job")
-    lines = [f"training job {job['id']} ({job.get('model_name', args.model_name)}): {job.get('status')}"]
-    if job.get("error"):
+    lines = [f"training job {job['id']} ({job['model_name']}): {job['status']}"]
+    if job["model"]:
+        lines.append(f"  registered model {job['model']['name']} version {job['model']['version']}")
+    if job["error"]:
         lines.append(f"  {job['error']}")
-    metrics = job.get("metrics") or {}
+    metrics = job["metrics"]
     for name, value in metrics.items():
         if isinstance(value, (int, float)):
             lines.append(f"  {name:<20} {value:.4f}" if isinstance(value, float) else f"  {name:<20} {value}")
     if isinstance(metrics.get("confusion_matrix"), dict):
         lines.append(confusion_text(metrics["confusion_matrix"]))
     out(args, "\n".join(lines), job)
-    return EXIT_FAILED if job.get("status") == "failed" else 0
+    return EXIT_FAILED if job["status"] == "failed" else 0
 
 
-def _items(payload: Any, name: str) -> list:
-    if isinstance(payload, list):
-        return payload
-    if isinstance(payload, dict):
-        for key in ("items", name):
-            if isinstance(payload.get(key), list):
-                return payload[key]
-    return []
+def _model_line(entry: dict) -> str:
+    """One name of GET /api/models: its latest version and what its active version is."""
+    active = entry["active"]
+    about = (
+        f"{active['framework']:<8} {active['task']:<15} active v{active['version']}" if active else "no active version"
+    )
+    return f"{entry['name']:<24} v{entry['latest_version']!s:<4} {about}"
 
 
 def cmd_models(client: PixelakeClient, args) -> int:
     if args.models_command == "list":
-        models = _items(call(lambda: client.get("api/models")), "models")
-        lines = [
-            f"{m.get('name', ''):<24} v{m.get('latest_version', m.get('version', '?'))!s:<4} "
-            f"{m.get('framework', '') or '':<8} {m.get('task', '') or '':<15} {m.get('status', '') or ''}"
-            for m in models
-        ]
-        out(args, "\n".join(lines) or "no models registered", models)
+        models = call(lambda: client.get("api/models"))["items"]
+        out(args, "\n".join(_model_line(m) for m in models) or "no models registered", models)
         return 0
     if args.models_command == "show":
         model = call(lambda: client.get(f"api/models/{args.name}"))
-        versions = model.get("versions") or [model]
-        lines = [model.get("name", args.name)]
-        for version in versions:
+        lines = [model["name"]]
+        for version in model["versions"]:
             lines.append(
-                f"  v{version.get('version', '?')}  {version.get('framework', '')}  {version.get('task', '')}  "
-                f"{version.get('status', '')}  sha256 {str(version.get('sha256', ''))[:12]}"
+                f"  v{version['version']}  {version['framework']}  {version['task']}  "
+                f"{version['status']}  sha256 {version['sha256'][:12]}"
             )
         out(args, "\n".join(lines), model)
         return 0
@@ -348,20 +336,20 @@ def cmd_models(client: PixelakeClient, args) -> int:
                     files={"file": (path.name, stream, "application/octet-stream")},
                 )
             )
-    out(args, f"registered {model.get('name', args.name)} version {model.get('version', '?')}", model)
+    out(args, f"registered {model['name']} version {model['version']}", model)
     return 0
 
 
 def cmd_stats(client: PixelakeClient, args) -> int:
     stats = client.get("api/stats")
-    lines = ["images: " + ", ".join(f"{count} {status}" for status, count in stats.get("images", {}).items())]
-    if stats.get("tasks"):
+    lines = ["images: " + ", ".join(f"{count} {status}" for status, count in stats["images"].items())]
+    if stats["tasks"]:
         lines.append(f"{'operation':<16} {'status':<10} {'count':>6} {'p50 ms':>8} {'p95 ms':>8}")
         for row in stats["tasks"]:
-            p50 = "" if row.get("p50_duration_ms") is None else f"{row['p50_duration_ms']:.0f}"
-            p95 = "" if row.get("p95_duration_ms") is None else f"{row['p95_duration_ms']:.0f}"
+            p50 = "" if row["p50_duration_ms"] is None else f"{row['p50_duration_ms']:.0f}"
+            p95 = "" if row["p95_duration_ms"] is None else f"{row['p95_duration_ms']:.0f}"
             lines.append(f"{row['operation']:<16} {row['status']:<10} {row['count']:>6} {p50:>8} {p95:>8}")
-    for day in stats.get("per_day", [])[:14]:
+    for day in stats["per_day"][:14]:
         lines.append(f"{day['day']}  {day['tasks']} tasks")
     out(args, "\n".join(lines), stats)
     return 0

@@ -140,11 +140,17 @@ def test_stats_and_operations(stack, uploaded):
     assert "resize" in operations and "params: " in operations
 
 
+def test_a_batch_reports_its_counts_as_the_api_sends_them(stack, uploaded):
+    ids = sorted(uploaded[0]["uploaded"].values())
+    result = pixelake(stack, "batch", "grayscale", "--images", ",".join(map(str, ids)), "--no-progress", check=True)
+    head = result.stdout.splitlines()[0]
+    assert head.endswith(f"grayscale: succeeded ({len(ids)} succeeded, 0 failed, 0 pending, 0 running of {len(ids)})")
+
+
 @pytest.mark.parametrize(
     "args",
     [
         ("models", "list"),
-        ("batch", "grayscale", "--images", "1", "--no-progress"),
         ("train", "--dataset", "1", "--model-name", "digits", "--no-watch"),
     ],
 )

@@ -147,3 +147,42 @@ def test_the_api_reads_no_web_file_until_the_page_is_asked_for():
         env={"PATH": "/usr/bin:/bin", "PIXELAKE_STAGE": "local"},
     )
     assert json.loads(result.stdout.strip().splitlines()[-1]) == 0
+
+
+# Keys of free-form bodies (`dict[str, Any]` in chalicelib/api/responses.py) that the page shows:
+# what produces them, so that a rename there is found here.
+FREE_FORM_KEYS = {
+    "confusion_matrix": "training metrics (chalicelib/ml/training.py)",
+    "per_class": "training metrics (chalicelib/ml/training.py)",
+    "dominant_colors": "the properties analyzer (chalicelib/imaging/analyzers.py)",
+    "css_name": "the properties analyzer (chalicelib/imaging/analyzers.py)",
+    "pixel_percentage": "the properties analyzer (chalicelib/imaging/analyzers.py)",
+    "mask_value": "the segment analyzer (chalicelib/imaging/segmentation.py)",
+}
+
+
+def test_the_page_reads_only_fields_the_api_documents():
+    """API fields are snake_case, the page's own names camelCase: every snake_case property the
+    page reads is a field of a response type, or a key of a free-form body named above."""
+    import msgspec
+
+    from chalicelib.api import responses
+
+    documented = {
+        field.encode_name
+        for struct in vars(responses).values()
+        if isinstance(struct, type) and issubclass(struct, msgspec.Struct)
+        for field in msgspec.structs.fields(struct)
+    }
+    read = {}
+    for path in (PROJECT_DIR / "chalicelib" / "web").glob("*.js"):
+        for match in re.finditer(
+            r'(?:\?\.|\.)([a-z][a-z0-9]*_[a-z0-9_]+)\b|\[\s*"([a-z][a-z0-9]*_[a-z0-9_]+)"\s*\]', path.read_text()
+        ):
+            read.setdefault(match.group(1) or match.group(2), path.name)
+    assert len(read) > 10
+    assert {name: where for name, where in read.items() if name not in documented | set(FREE_FORM_KEYS)} == {}
+    sources = {
+        name: (PROJECT_DIR / where.split("(")[1].rstrip(")")).read_text() for name, where in FREE_FORM_KEYS.items()
+    }
+    assert [name for name, source in sources.items() if name not in source] == []
