@@ -38,7 +38,14 @@ def create(
 
 
 def get_for_owner(session: Session, task_id: int, owner_id: int | None) -> ProcessingTask | None:
-    task = owned.get(session, ProcessingTask, task_id, owner_id, selectinload(ProcessingTask.results))
+    task = owned.get(
+        session,
+        ProcessingTask,
+        task_id,
+        owner_id,
+        selectinload(ProcessingTask.results),
+        selectinload(ProcessingTask.model),
+    )
     settle_stalled([task] if task is not None else [])
     return task
 
@@ -47,7 +54,7 @@ def list_for_image(session: Session, image_id: int, *, limit: int, before_id: in
     query = (
         select(ProcessingTask)
         .where(ProcessingTask.image_id == image_id)
-        .options(selectinload(ProcessingTask.results))
+        .options(selectinload(ProcessingTask.results), selectinload(ProcessingTask.model))
         .order_by(ProcessingTask.id.desc())
         .limit(limit)
     )
