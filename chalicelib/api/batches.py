@@ -89,8 +89,8 @@ def list_batches(query: PageQuery):
     responses={404: "no such batch"},
 )
 def get_batch(batch_id: str):
-    batch_id = parse_id(batch_id, "batch")
-    state = batch_service.get(current_principal(batches_api.current_request), batch_id)
+    number = parse_id(batch_id, "batch")
+    state = batch_service.get(current_principal(batches_api.current_request), number)
     return batch_json(state.batch, state.counts)
 
 
@@ -103,12 +103,12 @@ def get_batch(batch_id: str):
     responses={404: "no such batch", 409: "batch not finished", 202: "export still being written"},
 )
 def export_batch(batch_id: str):
-    batch_id = parse_id(batch_id, "batch")
-    export = batch_service.export(current_principal(batches_api.current_request), batch_id)
+    number = parse_id(batch_id, "batch")
+    export = batch_service.export(current_principal(batches_api.current_request), number)
     if export is None:
         return Response(
             body={"status": "writing"},
             status_code=202,
-            headers={"Content-Type": "application/json", "Location": f"/api/batches/{batch_id}/export"},
+            headers={"Content-Type": "application/json", "Location": f"/api/batches/{number}/export"},
         )
     return export

@@ -135,8 +135,8 @@ def analyze(body: AnalyzeRequest, query: WaitQuery):
     responses={404: "no such task"},
 )
 def get_task(task_id: str, query: WaitQuery):
-    task_id = parse_id(task_id, "task")
-    return task_json(task_service.get(current_principal(tasks_api.current_request), task_id, query.wait))
+    number = parse_id(task_id, "task")
+    return task_json(task_service.get(current_principal(tasks_api.current_request), number, query.wait))
 
 
 @route(
@@ -149,10 +149,10 @@ def get_task(task_id: str, query: WaitQuery):
     responses={404: "no such image"},
 )
 def list_image_tasks(image_id: str, query: PageQuery):
-    image_id = parse_id(image_id, "image")
+    number = parse_id(image_id, "image")
     rows = task_service.list_for_image(
         current_principal(tasks_api.current_request),
-        image_id,
+        number,
         limit=query.limit + 1,
         before_id=cursor_id(query.cursor),
     )

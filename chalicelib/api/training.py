@@ -102,8 +102,8 @@ def list_training_jobs(query: PageQuery):
     responses={404: "no such job"},
 )
 def get_training_job(job_id: str):
-    job_id = parse_id(job_id, "training job")
-    return job_json(*training_service.get(current_principal(training_api.current_request), job_id))
+    number = parse_id(job_id, "training job")
+    return job_json(*training_service.get(current_principal(training_api.current_request), number))
 
 
 @route(
@@ -115,5 +115,5 @@ def get_training_job(job_id: str):
     responses={404: "no such job", 409: "already finished"},
 )
 def cancel_training_job(job_id: str):
-    job_id = parse_id(job_id, "training job")
-    return job_json(*training_service.cancel(current_principal(training_api.current_request), job_id))
+    number = parse_id(job_id, "training job")
+    return job_json(*training_service.cancel(current_principal(training_api.current_request), number))

@@ -187,7 +187,7 @@ def choose_model(user_id: int, name: Any, *, task: str | None = None) -> ChosenM
         model = (
             model_rows.resolve(session, user_id, name)
             if name is not None
-            else model_rows.newest_active(session, user_id, task)
+            else model_rows.newest_active(session, user_id, task or "classify")
         )
         if model is None:
             raise no_model(

@@ -72,10 +72,10 @@ def perform(task: TaskInput, data: bytes) -> list[ResultRow]:
     if plan.kind == resolver.ANALYSIS:
         from chalicelib.imaging.analyzers import AnalysisInput, analyze
 
-        output = analyze(
+        analysis = analyze(
             plan.operation, AnalysisInput.from_bytes(data, max_pixels=get_settings().max_pixels), plan.params
         )
-        return [analysis_result(output.data, mask=output.image, task=task)]
+        return [analysis_result(analysis.data, mask=analysis.image, task=task)]
     from chalicelib.services import model_runs as model_runner
 
     assert task.model is not None  # resolver.stored refused a model task without its model
