@@ -20,7 +20,7 @@ from dataclasses import dataclass
 
 from chalicelib import storage
 from chalicelib.config import get_settings
-from chalicelib.db import direct
+from chalicelib.db import direct, transitions
 from chalicelib.db.direct import ResultRow
 from chalicelib.services import resolver
 from chalicelib.services.model_runs import ModelArtifact
@@ -118,12 +118,12 @@ def _is_transient(exc: Exception) -> bool:
 def execute(task_id: int) -> str:
     """Run one task; returns its final status ('skipped' for a finished or unknown task)."""
     with direct.transaction() as db:
-        task = direct.claim_task(db, task_id)
+        task = transitions.task_running(db, task_id)
         if task is None:
             return "skipped"
         image = direct.task_image(db, task["image_id"])
         if image["status"] != "ready":  # a batch may include images that failed ingest
-            direct.fail_task(
+            transitions.task_failed(
                 db,
                 task_id,
                 f"image {image['id']} is {image['status']}" + (f": {image['error']}" if image["error"] else ""),
@@ -151,7 +151,7 @@ def execute(task_id: int) -> str:
             reason = f"gave up after {work.attempt} attempts: {reason}"
         log.info("task %s failed: %s", task_id, reason)
         with direct.transaction() as db:
-            direct.fail_task(db, task_id, reason)
+            transitions.task_failed(db, task_id, reason)
         return "failed"
     with direct.transaction() as db:
         direct.succeed_task(db, task_id, results)

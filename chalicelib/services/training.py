@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from chalicelib import compute
+from chalicelib.db import transitions
 from chalicelib.db.session import session_scope
 from chalicelib.db.vocabulary import JOB_FINISHED
 from chalicelib.errors import ApiError, found
@@ -100,6 +101,6 @@ def cancel(principal: Principal, job_id: int) -> JobState:
         job = found(job_rows.get_job(session, job_id, principal.owner_filter), "training job", job_id)
         if job.status in JOB_FINISHED:
             raise ApiError(409, "job_finished", f"training job {job_id} is already {job.status}")
-        job_rows.finish_job(session, job_id, "cancelled")
+        transitions.job_finished(transitions.on_session(session), job_id, "cancelled")
         session.refresh(job)
         return _state(session, job)
