@@ -28,7 +28,7 @@ class Runner(Protocol):
 
 
 class SessionRunner:
-    """Statements run on an ORM session's connection, inside its transaction."""
+    """Statements run on an ORM session's connection, inside the session's transaction."""
 
     def __init__(self, session: Session):
         self.session = session
@@ -36,7 +36,8 @@ class SessionRunner:
     def run(self, sql: str, **params: Any) -> list[tuple] | None:
         from sqlalchemy import text
 
-        result = self.session.execute(text(sql), params)
+        self.session.flush()  # the statement sees the session's pending rows
+        result = self.session.connection().execute(text(sql), params)
         return [tuple(row) for row in result.all()] if result.returns_rows else None
 
 
