@@ -160,12 +160,14 @@ def claim_image_for_ingest(
         size_bytes=size_bytes,
         etag=etag,
     )
-    return one(
+    row = one(
         db,
         "SELECT id, owner_id, status, etag FROM images WHERE bucket = :bucket AND key = :key FOR UPDATE",
         bucket=bucket,
         key=key,
     )
+    assert row is not None  # inserted above, or there already
+    return row
 
 
 # --- tasks and results (worker, and the analyses ingest runs) ---------------------------------
@@ -200,7 +202,9 @@ def analysis_result(data: dict, kind: str = "analysis") -> ResultRow:
 
 
 def task_image(db: pg8000.native.Connection, image_id: int) -> dict:
-    return one(db, "SELECT id, status, error, key, bucket, format FROM images WHERE id = :id", id=image_id)
+    image = one(db, "SELECT id, status, error, key, bucket, format FROM images WHERE id = :id", id=image_id)
+    assert image is not None  # a task is deleted with its image
+    return image
 
 
 def task_model(db: pg8000.native.Connection, model_id: int | None) -> dict | None:

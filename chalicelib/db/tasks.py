@@ -143,7 +143,7 @@ def statistics(session: Session, owner_id: int | None, *, max_age_s: int = 0) ->
     refresh_statistics(session, max_age_s)
     owner_clause = "" if owner_id is None else "WHERE owner_id = :owner"
     params = {} if owner_id is None else {"owner": owner_id}
-    images = dict(
+    images: dict[str, int] = dict(
         session.execute(text(f"SELECT status, count(*) FROM images {owner_clause} GROUP BY status"), params).all()
     )
     tasks = (

@@ -217,5 +217,7 @@ def export_batch(batch_id: int) -> str:
     key = f"exports/batches/{batch_id}/results.parquet"
     storage.put(key, out.getvalue(), "application/vnd.apache.parquet")
     with session_scope() as session:
-        session.get(Batch, batch_id).export_key = key
+        batch = session.get(Batch, batch_id)
+        assert batch is not None  # the export was asked for an existing batch
+        batch.export_key = key
     return key
