@@ -4,13 +4,14 @@ from chalice import Chalice
 
 from chalicelib.api.audit import audit_api
 from chalicelib.api.auth import auth_api
+from chalicelib.api.batches import batches_api
 from chalicelib.api.datasets import datasets_api
 from chalicelib.api.images import images_api
-from chalicelib.api.jobs import jobs_api
 from chalicelib.api.models import models_api
 from chalicelib.api.openapi import openapi_api
 from chalicelib.api.system import system_api
 from chalicelib.api.tasks import tasks_api
+from chalicelib.api.training import training_api
 from chalicelib.api.web import web_api
 from chalicelib.aws_secrets import resolve_secret_environment
 from chalicelib.config import get_settings
@@ -29,7 +30,8 @@ for blueprint in (
     tasks_api,
     models_api,
     datasets_api,
-    jobs_api,
+    training_api,
+    batches_api,
     audit_api,
     openapi_api,
     web_api,

@@ -12,8 +12,8 @@ scikit-learn: the api Lambda has none of them. Heavy imports go inside the funct
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, fields
 from typing import Any
 
 from chalicelib.errors import InvalidRequest
@@ -86,15 +86,20 @@ class Param:
         return schema
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class Entry:
+    """What every registry entry has. Each registry has its own subclass naming the hooks its
+    runner calls; `Registry.register` accepts exactly those fields as keywords."""
+
     name: str
     func: Callable
     params: tuple[Param, ...]
     runtime: str = IMAGING
     description: str = ""
     produces_image: bool = True
-    extra: dict = field(default_factory=dict)
+    # Rules that tie parameters together ("width or height"): the cleaned parameters in, the
+    # parameters to use out; raises InvalidRequest.
+    check_params: Callable[[dict], dict] | None = None
 
     def clean_params(self, params: dict | None) -> dict:
         """Validated parameters with defaults filled in; raises InvalidRequest."""
@@ -116,9 +121,7 @@ class Entry:
                 raise InvalidRequest(f"'{self.name}' needs parameter '{name}'")
             else:
                 clean[name] = param.default
-        # Rules that tie parameters together ("width or height") live with the entry.
-        check = self.extra.get("check_params")
-        return check(clean) if check else clean
+        return self.check_params(clean) if self.check_params else clean
 
     def json_schema(self) -> dict:
         return {
@@ -138,27 +141,79 @@ class Entry:
         }
 
 
-class Registry:
-    """Name → Entry. `kind` names the things in messages ("operation", "analyzer")."""
+@dataclass(frozen=True, kw_only=True)
+class OperationEntry(Entry):
+    """An image operation (chalicelib.imaging.operations); the hooks are run_operation's."""
 
-    def __init__(self, kind: str):
+    # How the step relates to the decode size: (params, width, height) → SameScale, Resamples or
+    # None (needs full resolution); absent: full resolution.
+    scale_plan: Callable[[dict, float, float], Any] | None = None
+    # Parameters in pixels of the full-size image, rescaled for a reduced decode: (params, factor) → overrides.
+    rescale: Callable[[dict, float], dict] | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class AnalyzerEntry(Entry):
+    """An image analyzer (chalicelib.imaging.analyzers)."""
+
+    # Which view of the image the function takes: an AnalysisInput attribute ("array", "pil", "original").
+    takes: str = "array"
+
+
+@dataclass(frozen=True, kw_only=True)
+class FeatureEntry(Entry):
+    """A feature extractor for training (chalicelib.ml.features)."""
+
+    length: Callable[..., int]  # (**params) → length of the vector
+    decode_side: Callable[..., int]  # (**params) → the short side the image must be decoded at
+
+
+@dataclass(frozen=True, kw_only=True)
+class AlgorithmEntry(Entry):
+    """A scikit-learn estimator builder (chalicelib.ml.training)."""
+
+    # (params, training labels) → keyword arguments of fit(); e.g. sample weights.
+    fit_params: Callable[[dict, Any], dict] | None = None
+    # (params, training labels) → None; raises InvalidRequest when the data cannot fit these params.
+    check_fit: Callable[[dict, Any], None] | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class ModelTaskEntry(Entry):
+    """What a registered model does with an image (chalicelib.ml.runtimes)."""
+
+
+# The fields a registration does not give as keywords.
+_BUILT_FIELDS = {"name", "func", "params"}
+
+
+class Registry[E: Entry]:
+    """Name → entry of type `entry_type`. `kind` names the things in messages ("operation", "analyzer")."""
+
+    def __init__(self, kind: str, entry_type: type[E]):
         self.kind = kind
-        self._entries: dict[str, Entry] = {}
+        self.entry_type = entry_type
+        self.keywords = frozenset(f.name for f in fields(entry_type)) - _BUILT_FIELDS
+        self._entries: dict[str, E] = {}
 
-    def register(
-        self,
-        name: str,
-        *params: Param,
-        runtime: str = IMAGING,
-        description: str = "",
-        produces_image: bool = True,
-        **extra: Any,
-    ) -> Callable[[Callable], Callable]:
+    def register(self, name: str, *params: Param, **keywords: Any) -> Callable[[Callable], Callable]:
+        """Register the decorated function; `keywords` are the entry type's fields, nothing else
+        (a misspelt hook would otherwise be silently ignored)."""
+        unknown = sorted(set(keywords) - self.keywords)
+        if unknown:
+            raise TypeError(
+                f"{self.kind} {name!r}: unknown keyword(s) {unknown}; "
+                f"{self.entry_type.__name__} takes {sorted(self.keywords)}"
+            )
+
         def decorate(func: Callable) -> Callable:
             if name in self._entries:
                 raise ValueError(f"{self.kind} '{name}' is registered twice")
-            doc = description or (func.__doc__ or "").strip().split("\n")[0]
-            self._entries[name] = Entry(name, func, tuple(params), runtime, doc, produces_image, extra)
+            given = {
+                **keywords,
+                "description": keywords.get("description") or (func.__doc__ or "").strip().split("\n")[0],
+            }
+            self._entries[name] = self.entry_type(name=name, func=func, params=tuple(params), **given)
             return func
 
         return decorate
@@ -166,13 +221,13 @@ class Registry:
     def __contains__(self, name: object) -> bool:
         return name in self._entries
 
-    def __iter__(self):
+    def __iter__(self) -> Iterator[E]:
         return iter(self._entries.values())
 
     def names(self) -> list[str]:
         return sorted(self._entries)
 
-    def get(self, name: str) -> Entry:
+    def get(self, name: str) -> E:
         try:
             return self._entries[name]
         except (KeyError, TypeError):

@@ -19,6 +19,7 @@ from chalicelib.config import get_settings
 from chalicelib.db.session import session_scope
 from chalicelib.errors import ApiError, found
 from chalicelib.imaging.imageio import ACCEPTED_CONTENT_TYPES
+from chalicelib.services.access import check_readable
 from chalicelib.services.identity import Principal, current_principal
 
 if TYPE_CHECKING:
@@ -49,22 +50,6 @@ class DatasetUpload(msgspec.Struct, forbid_unknown_fields=True):
     path: Annotated[str, Meta(min_length=1, max_length=500)]
     content_type: Annotated[str, Meta(max_length=100)]
     size: Annotated[int, Meta(ge=1)]
-
-
-def owned_prefixes(principal: Principal) -> tuple[str, ...]:
-    return (storage.dataset_prefix(principal.user_id), storage.user_upload_prefix(principal.user_id))
-
-
-def check_readable(principal: Principal, key: str) -> None:
-    """Users read only their own namespaces of the bucket; admins read anything."""
-    if principal.is_admin:
-        return
-    if ".." in key.split("/") or not key.startswith(owned_prefixes(principal)):
-        raise ApiError(
-            403,
-            "forbidden_prefix",
-            f"{key!r} is outside your storage; use a key under one of {list(owned_prefixes(principal))}",
-        )
 
 
 def items_from_prefix(prefix: str) -> list[tuple[str, str]]:

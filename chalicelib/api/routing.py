@@ -169,7 +169,7 @@ def _decode_body(request, body_type: type) -> Any:
     if not raw.strip():
         raise ApiError(400, "invalid_request", "the request needs a JSON body")
     try:
-        body = msgspec.json.decode(raw, type=body_type)
+        body: Any = msgspec.json.decode(raw, type=body_type)
     except msgspec.ValidationError as exc:
         raise ApiError(400, "invalid_request", f"invalid request body: {exc}") from None
     except msgspec.DecodeError as exc:
@@ -273,7 +273,7 @@ def _with_cors(request, response: Response) -> Response:
 def _register_preflight(bp: Blueprint, path: str) -> None:
     def preflight(**_: Any) -> Response:
         request = bp.current_request
-        headers = {
+        headers: dict[str, str | list[str]] = {
             "Access-Control-Allow-Methods": ", ".join([*_METHODS_BY_PATH[path], "OPTIONS"]),
             "Access-Control-Allow-Headers": CORS_ALLOWED_HEADERS,
             "Access-Control-Max-Age": str(CORS_MAX_AGE_S),
@@ -316,7 +316,7 @@ def _resource(doc: RouteDoc, kwargs: dict, response: Response) -> tuple[str | No
         segments = doc.path.strip("/").split("/")
         index = segments.index(f"{{{params[-1]}}}")
         return (segments[index - 1] if index > 0 else None), str(kwargs.get(params[-1], ""))[:100] or None
-    location = (response.headers or {}).get("Location", "")
+    location = str((response.headers or {}).get("Location", ""))
     match = re.fullmatch(r"/api/([\w-]+)/(\d+)", location)
     return (match.group(1), match.group(2)) if match else (None, None)
 

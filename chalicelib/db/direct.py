@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import contextlib
 import functools
-import json
 import threading
 import time
 from collections.abc import Iterator, MutableMapping
@@ -26,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl, unquote, urlsplit
 
 from chalicelib.config import get_settings
-from chalicelib.db.vocabulary import TASK_FINISHED
+from chalicelib.db import transitions
 from chalicelib.errors import DatabaseNotConfigured
 
 if TYPE_CHECKING:
@@ -137,9 +136,7 @@ def one(db: pg8000.native.Connection, sql: str, **params) -> dict | None:
     return {column["name"]: value for column, value in zip(db.columns, rows[0])}
 
 
-def as_json(value: Any) -> str:
-    return json.dumps(value)
-
+# Status changes are chalicelib/db/transitions.py's, run on this connection.
 
 # --- users and images (ingest) ----------------------------------------------------------------
 
@@ -162,51 +159,14 @@ def claim_image_for_ingest(
         size_bytes=size_bytes,
         etag=etag,
     )
-    return one(
+    row = one(
         db,
         "SELECT id, owner_id, status, etag FROM images WHERE bucket = :bucket AND key = :key FOR UPDATE",
         bucket=bucket,
         key=key,
     )
-
-
-def mark_image_failed(
-    db: pg8000.native.Connection, image_id: int, reason: str, *, etag: str | None, size_bytes: int
-) -> str:
-    db.run(
-        "UPDATE images SET status = 'failed', error = :error, etag = :etag, size_bytes = :size_bytes, "
-        "processed_at = now(), updated_at = now() WHERE id = :id",
-        error=reason,
-        etag=etag,
-        size_bytes=size_bytes,
-        id=image_id,
-    )
-    return "failed"
-
-
-def mark_image_ready(
-    db: pg8000.native.Connection, image_id: int, outcome, thumbnails: list[dict], *, etag: str | None, size_bytes: int
-) -> str:
-    """Record what the ingest found (chalicelib.imaging.ingest's outcome) and the stored thumbnails."""
-    db.run(
-        "UPDATE images SET status = 'ready', error = NULL, etag = :etag, size_bytes = :size_bytes, "
-        "format = :format, content_type = :content_type, width = :width, height = :height, mode = :mode, "
-        "sha256 = :sha256, phash = :phash, metadata = CAST(:metadata AS jsonb), "
-        "thumbnails = CAST(:thumbnails AS jsonb), processed_at = now(), updated_at = now() WHERE id = :id",
-        etag=etag,
-        size_bytes=size_bytes,
-        format=outcome.format,
-        content_type=outcome.content_type,
-        width=outcome.width,
-        height=outcome.height,
-        mode=outcome.mode,
-        sha256=outcome.sha256,
-        phash=outcome.phash,
-        metadata=as_json(outcome.metadata),
-        thumbnails=as_json(thumbnails),
-        id=image_id,
-    )
-    return "ready"
+    assert row is not None  # inserted above, or there already
+    return row
 
 
 # --- tasks and results (worker, and the analyses ingest runs) ---------------------------------
@@ -240,34 +200,10 @@ def analysis_result(data: dict, kind: str = "analysis") -> ResultRow:
     return ResultRow(kind=kind, data=data, label=label, confidence=confidence)
 
 
-# Durations from the database's clock: started and finished in different transactions.
-_FINISH = (
-    "finished_at = clock_timestamp(), updated_at = now(), "
-    "duration_ms = floor(extract(epoch FROM clock_timestamp() - coalesce(started_at, clock_timestamp())) * 1000)"
-)
-
-
-def claim_task(db: pg8000.native.Connection, task_id: int) -> dict | None:
-    """Mark the task running and return it, unless it is finished (a redelivered message) or gone."""
-    task = one(
-        db,
-        "SELECT id, owner_id, image_id, model_id, kind, operation, params, status, attempts "
-        "FROM processing_tasks WHERE id = :id FOR UPDATE",
-        id=task_id,
-    )
-    if task is None or task["status"] in TASK_FINISHED:
-        return None
-    db.run(
-        "UPDATE processing_tasks SET status = 'running', started_at = clock_timestamp(), "
-        "attempts = attempts + 1, updated_at = now() WHERE id = :id",
-        id=task_id,
-    )
-    task["attempts"] += 1  # this attempt's number
-    return task
-
-
 def task_image(db: pg8000.native.Connection, image_id: int) -> dict:
-    return one(db, "SELECT id, status, error, key, bucket, format FROM images WHERE id = :id", id=image_id)
+    image = one(db, "SELECT id, status, error, key, bucket, format FROM images WHERE id = :id", id=image_id)
+    assert image is not None  # a task is deleted with its image
+    return image
 
 
 def task_model(db: pg8000.native.Connection, model_id: int | None) -> dict | None:
@@ -282,14 +218,6 @@ def task_model(db: pg8000.native.Connection, model_id: int | None) -> dict | Non
     )
 
 
-def fail_task(db: pg8000.native.Connection, task_id: int, reason: str) -> None:
-    db.run(
-        f"UPDATE processing_tasks SET status = 'failed', error = :error, {_FINISH} WHERE id = :id",
-        error=reason,
-        id=task_id,
-    )
-
-
 def _insert_results(db: pg8000.native.Connection, task_id: int, results: list[ResultRow]) -> None:
     for result in results:
         db.run(
@@ -300,7 +228,7 @@ def _insert_results(db: pg8000.native.Connection, task_id: int, results: list[Re
             kind=result.kind,
             label=result.label,
             confidence=result.confidence,
-            data=as_json(result.data),
+            data=transitions.as_json(result.data),
             output_key=result.output_key,
             output_format=result.output_format,
             width=result.width,
@@ -313,7 +241,7 @@ def succeed_task(db: pg8000.native.Connection, task_id: int, results: list[Resul
     # A retry after a crash may have written results already: replace them, never duplicate.
     db.run("DELETE FROM results WHERE task_id = :id", id=task_id)
     _insert_results(db, task_id, results)
-    db.run(f"UPDATE processing_tasks SET status = 'succeeded', error = NULL, {_FINISH} WHERE id = :id", id=task_id)
+    transitions.task_succeeded(db, task_id)
 
 
 def record_finished_analysis(

@@ -53,6 +53,8 @@ def phash_band(value: int, band: int) -> int:
 
 def similar_query(image: Image, *, max_distance: int, limit: int) -> tuple[str, dict]:
     """The SQL and parameters of the near-duplicate search (separate so its plan can be inspected)."""
+    if image.phash is None:
+        raise ValueError(f"image {image.id} has no perceptual hash: it is not ready")
     bands = " OR ".join(f"((phash >> {8 * b}) & 255) = :b{b}" for b in range(PHASH_BANDS))
     # Beyond the banded guarantee every hash must be compared: the owner's images, scanned.
     candidates = f"AND ({bands})" if max_distance <= BAND_GUARANTEED_DISTANCE else ""

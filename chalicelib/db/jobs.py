@@ -1,20 +1,14 @@
-"""Training jobs and batches: created by the API, advanced by jobs running on Dask."""
+"""Training jobs and batches: created by the API, advanced by jobs running on Dask (their status
+changes are chalicelib/db/transitions.py's)."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
-
-from sqlalchemy import func, select, update
+from sqlalchemy import func, select
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session
 
 from chalicelib.db import owned
 from chalicelib.db.tables import Batch, ProcessingTask, TrainingJob
-from chalicelib.db.vocabulary import JOB_FINISHED
-
-
-def now() -> datetime:
-    return datetime.now(UTC)
 
 
 def get_job(session: Session, job_id: int, owner_id: int | None) -> TrainingJob | None:
@@ -23,47 +17,6 @@ def get_job(session: Session, job_id: int, owner_id: int | None) -> TrainingJob 
 
 def list_jobs(session: Session, owner_id: int | None, *, limit: int, before_id: int | None) -> list[TrainingJob]:
     return owned.page(session, TrainingJob, owner_id, limit=limit, before_id=before_id)
-
-
-def set_progress(session: Session, job_id: int, *, progress: int, stage: str) -> str:
-    """Record progress unless the job was cancelled meanwhile; returns the job's status."""
-    status = session.scalar(
-        update(TrainingJob)
-        .where(TrainingJob.id == job_id, TrainingJob.status.notin_(JOB_FINISHED))
-        .values(progress=progress, stage=stage)
-        .returning(TrainingJob.status)
-    )
-    return status or "cancelled"
-
-
-def start_job(session: Session, job_id: int) -> TrainingJob | None:
-    job = session.scalars(select(TrainingJob).where(TrainingJob.id == job_id).with_for_update()).one_or_none()
-    if job is None or job.status in JOB_FINISHED:
-        return None
-    job.status, job.started_at, job.stage, job.progress = "running", now(), "loading", 0
-    return job
-
-
-def finish_job(
-    session: Session,
-    job_id: int,
-    status: str,
-    *,
-    error: str | None = None,
-    metrics: dict | None = None,
-    model_id: int | None = None,
-) -> None:
-    """Finish a job unless it was cancelled meanwhile (a cancel wins over a late result)."""
-    values = {"status": status, "error": error, "finished_at": now(), "stage": status}
-    if status == "succeeded":
-        values["progress"] = 100
-    if metrics is not None:
-        values["metrics"] = metrics
-    if model_id is not None:
-        values["model_id"] = model_id
-    session.execute(
-        update(TrainingJob).where(TrainingJob.id == job_id, TrainingJob.status.notin_(JOB_FINISHED)).values(**values)
-    )
 
 
 def get_batch(session: Session, batch_id: int, owner_id: int | None) -> Batch | None:

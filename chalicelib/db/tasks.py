@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 from sqlalchemy import select
 from sqlalchemy.orm import Session, selectinload
 
-from chalicelib.db import owned
+from chalicelib.db import owned, transitions
 from chalicelib.db.tables import ProcessingTask, Result
 
 
@@ -38,8 +38,15 @@ def create(
 
 
 def get_for_owner(session: Session, task_id: int, owner_id: int | None) -> ProcessingTask | None:
-    task = owned.get(session, ProcessingTask, task_id, owner_id, selectinload(ProcessingTask.results))
-    settle_stalled([task] if task is not None else [])
+    task = owned.get(
+        session,
+        ProcessingTask,
+        task_id,
+        owner_id,
+        selectinload(ProcessingTask.results),
+        selectinload(ProcessingTask.model),
+    )
+    settle_stalled(session, [task] if task is not None else [])
     return task
 
 
@@ -47,16 +54,18 @@ def list_for_image(session: Session, image_id: int, *, limit: int, before_id: in
     query = (
         select(ProcessingTask)
         .where(ProcessingTask.image_id == image_id)
-        .options(selectinload(ProcessingTask.results))
+        .options(selectinload(ProcessingTask.results), selectinload(ProcessingTask.model))
         .order_by(ProcessingTask.id.desc())
         .limit(limit)
     )
     if before_id is not None:
         query = query.where(ProcessingTask.id < before_id)
-    return settle_stalled(list(session.scalars(query)))
+    return settle_stalled(session, list(session.scalars(query)))
 
 
-def settle_stalled(tasks: list[ProcessingTask], *, stall_s: int | None = None) -> list[ProcessingTask]:
+def settle_stalled(
+    session: Session, tasks: list[ProcessingTask], *, stall_s: int | None = None
+) -> list[ProcessingTask]:
     """Fail the running tasks whose last attempt started more than `stall_s` ago.
 
     Every attempt restarts `started_at`, and SQS redelivers a failed attempt's message after the
@@ -73,11 +82,13 @@ def settle_stalled(tasks: list[ProcessingTask], *, stall_s: int | None = None) -
         if task.status == "running" and task.started_at is not None:
             idle_s = (now - task.started_at).total_seconds()
             if idle_s > stall_s:
-                fail(
-                    task,
+                transitions.task_failed(
+                    transitions.on_session(session),
+                    task.id,
                     f"no attempt has finished it: the last one started {idle_s / 60:.0f} minutes ago and "
                     f"its message was set aside after {task.attempts} attempts; submit the task again",
                 )
+                session.refresh(task, ["status", "error", "finished_at", "duration_ms", "updated_at"])
     return tasks
 
 
@@ -132,7 +143,7 @@ def statistics(session: Session, owner_id: int | None, *, max_age_s: int = 0) ->
     refresh_statistics(session, max_age_s)
     owner_clause = "" if owner_id is None else "WHERE owner_id = :owner"
     params = {} if owner_id is None else {"owner": owner_id}
-    images = dict(
+    images: dict[str, int] = dict(
         session.execute(text(f"SELECT status, count(*) FROM images {owner_clause} GROUP BY status"), params).all()
     )
     tasks = (
@@ -163,15 +174,3 @@ def statistics(session: Session, owner_id: int | None, *, max_age_s: int = 0) ->
         "per_day": [dict(row) for row in per_day],
         "as_of": as_of.isoformat() if as_of else None,
     }
-
-
-def _finish(task: ProcessingTask, status: str, error: str | None) -> None:
-    task.status = status
-    task.error = error
-    task.finished_at = datetime.now(UTC)
-    started = task.started_at or task.finished_at
-    task.duration_ms = int((task.finished_at - started).total_seconds() * 1000)
-
-
-def fail(task: ProcessingTask, reason: str) -> None:
-    _finish(task, "failed", reason)

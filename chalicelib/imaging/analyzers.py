@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 from chalicelib.imaging.exif import exif_summary
 from chalicelib.imaging.faces import MIN_FACE_SHARE
 from chalicelib.imaging.imageio import shrink_array
-from chalicelib.registry import IMAGING, Param, Registry
+from chalicelib.registry import IMAGING, AnalyzerEntry, Param, Registry
 
 if TYPE_CHECKING:
     import numpy as np
@@ -37,7 +37,7 @@ if TYPE_CHECKING:
 
 __all__ = ["ANALYZERS", "AnalysisInput", "AnalysisOutput", "analyze", "exif_summary"]
 
-ANALYZERS = Registry("analyzer")
+ANALYZERS = Registry("analyzer", AnalyzerEntry)
 VIEWS = ("array", "pil", "original")
 # Brightness, contrast, sharpness and noise are measured on a copy no larger than this, so the
 # numbers of one scene compare across resolutions; dominant colours on a much smaller copy.
@@ -112,7 +112,7 @@ def analyze(name: str, source: AnalysisInput, params: dict | None = None) -> Ana
     """Run the analyzer `name` on `source`; raises InvalidRequest for an unknown name or bad params."""
     entry = ANALYZERS.get(name)
     clean = entry.clean_params(params)
-    result = entry.func(getattr(source, entry.extra.get("takes", "array")), **clean)
+    result = entry.func(getattr(source, entry.takes), **clean)
     if entry.produces_image:
         data, image = result
         return AnalysisOutput(data, image)

@@ -45,7 +45,7 @@ def operation_steps(operation: str, params: dict | None) -> list[dict]:
 def decode_fraction(steps: list[dict], width: float, height: float) -> tuple[float, int]:
     """(fraction of the full resolution the steps need, how many leading steps run before resampling)."""
     for index, step in enumerate(steps):
-        plan = OPERATIONS.get(step["operation"]).extra.get("scale_plan")
+        plan = OPERATIONS.get(step["operation"]).scale_plan
         result = plan(step["params"], width, height) if plan else None
         if result is None:
             return 1.0, index
@@ -80,7 +80,7 @@ def run_operation(
     for index, step in enumerate(steps):
         entry = OPERATIONS.get(step["operation"])
         step_params = step["params"]
-        rescale = entry.extra.get("rescale")
+        rescale = entry.rescale
         if rescale and index < leading and factor < 1:
             step_params = {**step_params, **rescale(step_params, factor)}
         image = entry.func(image, **step_params)

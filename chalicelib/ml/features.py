@@ -15,13 +15,13 @@ import math
 from typing import TYPE_CHECKING
 
 from chalicelib.errors import InvalidRequest
-from chalicelib.registry import ML, Param, Registry
+from chalicelib.registry import ML, FeatureEntry, Param, Registry
 
 if TYPE_CHECKING:  # numpy and Pillow live in the Lambda layers, not in the api function
     import numpy as np
     from PIL import Image
 
-FEATURES = Registry("feature")
+FEATURES = Registry("feature", FeatureEntry)
 
 HISTOGRAM_BINS = (2, 4, 8, 16, 32, 64, 128, 256)
 
@@ -96,12 +96,13 @@ def _hog_length(size: int, orientations: int, cell_size: int, block_size: int) -
     return blocks * blocks * block_size * block_size * orientations
 
 
-def _hog_check(params: dict) -> None:
+def _hog_check(params: dict) -> dict:
     if params["size"] // params["cell_size"] < params["block_size"]:
         raise InvalidRequest(
             f"hog: a block of {params['block_size']}×{params['block_size']} cells of {params['cell_size']} px "
             f"does not fit in {params['size']}×{params['size']} px; lower cell_size or block_size, or raise size"
         )
+    return params
 
 
 @FEATURES.register(
@@ -114,7 +115,7 @@ def _hog_check(params: dict) -> None:
     produces_image=False,
     length=_hog_length,
     decode_side=lambda size, **_: size,
-    check=_hog_check,
+    check_params=_hog_check,
 )
 def hog(
     img: Image.Image, *, size: int = 64, orientations: int = 9, cell_size: int = 8, block_size: int = 2
@@ -160,17 +161,13 @@ def hog(
 def clean_feature_params(feature: str, params: dict | None) -> dict:
     """Validated parameters of a feature, defaults filled in; raises InvalidRequest."""
     entry = FEATURES.get(feature)
-    clean = entry.clean_params(params)
-    check = entry.extra.get("check")
-    if check:
-        check(clean)
-    return clean
+    return entry.clean_params(params)
 
 
 def feature_length(feature: str, params: dict | None = None) -> int:
     """The length of the vectors `feature` produces with these parameters."""
     entry = FEATURES.get(feature)
-    return entry.extra["length"](**clean_feature_params(feature, params))
+    return entry.length(**clean_feature_params(feature, params))
 
 
 def extract(data: bytes, feature: str, params: dict | None = None) -> np.ndarray:
@@ -187,7 +184,7 @@ def extract(data: bytes, feature: str, params: dict | None = None) -> np.ndarray
     max_pixels = get_settings().max_pixels
     # Big JPEGs decode at a reduced DCT scale; the short side must still cover the target side.
     info = probe(data, max_pixels=max_pixels)
-    side = entry.extra["decode_side"](**clean)
+    side = entry.decode_side(**clean)
     longest = math.ceil(side * max(info.width, info.height) / min(info.width, info.height))
     img = decode(data, max_pixels=max_pixels, min_longest_side=longest)
     return entry.func(img, **clean)

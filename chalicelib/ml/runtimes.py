@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from chalicelib.errors import InvalidRequest
-from chalicelib.registry import Entry, Param, Registry
+from chalicelib.registry import ModelTaskEntry, Param, Registry
 
 if TYPE_CHECKING:
     import numpy as np
@@ -525,7 +525,7 @@ class SklearnModel:
 # What a registered model does with an image, by the model's task, with the parameters a request
 # may give (the API validates them; the worker dispatches here). A model is an OnnxModel or a
 # SklearnModel; `source` an AnalysisInput holding the image's bytes.
-MODEL_TASKS = Registry("model task")
+MODEL_TASKS = Registry("model task", ModelTaskEntry)
 
 
 @MODEL_TASKS.register(
@@ -554,7 +554,7 @@ def detect(model: OnnxModel | SklearnModel, source: AnalysisInput, *, top_k: int
     return model.detect(source.array, min_confidence)[:top_k]
 
 
-def model_task(task: str) -> Entry:
+def model_task(task: str) -> ModelTaskEntry:
     """The MODEL_TASKS entry for a model's task; a 400 for tasks no runtime runs yet."""
     if task not in MODEL_TASKS:
         raise InvalidRequest(

@@ -23,13 +23,13 @@ from typing import TYPE_CHECKING, Any
 
 from chalicelib.errors import InvalidRequest
 from chalicelib.ml.runtimes import TRUSTED_TYPES, load_sklearn  # noqa: F401 - TRUSTED_TYPES re-exported
-from chalicelib.registry import ML, Param, Registry
+from chalicelib.registry import ML, AlgorithmEntry, Param, Registry
 
 if TYPE_CHECKING:
     import numpy as np
     from sklearn.pipeline import Pipeline
 
-ALGORITHMS = Registry("algorithm")
+ALGORITHMS = Registry("algorithm", AlgorithmEntry)
 
 TEST_SIZE_RANGE = (0.05, 0.5)
 CLASS_WEIGHTS = ("none", "balanced")
@@ -284,11 +284,10 @@ def train_and_evaluate(
     check_split(y.tolist(), test_size)
 
     X_train, X_test, y_train, y_test = train_test_split(X, y, test_size=test_size, random_state=seed, stratify=y)
-    check_fit = entry.extra.get("check_fit")
-    if check_fit:
-        check_fit(clean, y_train)
+    if entry.check_fit:
+        entry.check_fit(clean, y_train)
     model = entry.func(seed=seed, **clean)
-    fit_params = entry.extra["fit_params"](clean, y_train) if "fit_params" in entry.extra else {}
+    fit_params = entry.fit_params(clean, y_train) if entry.fit_params else {}
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         model.fit(X_train, y_train, **fit_params)

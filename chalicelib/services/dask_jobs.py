@@ -17,6 +17,7 @@ from chalicelib import storage
 from chalicelib.config import get_settings
 from chalicelib.db import datasets as dataset_rows
 from chalicelib.db import jobs as job_rows
+from chalicelib.db import transitions
 from chalicelib.db.session import session_scope
 
 log = logging.getLogger("pixelake.jobs")
@@ -35,7 +36,10 @@ def read_object(bucket: str, key: str) -> bytes:
 
 def _progress(job_id: int, percent: int, stage: str) -> None:
     with session_scope() as session:
-        if job_rows.set_progress(session, job_id, progress=percent, stage=stage) == "cancelled":
+        if (
+            transitions.job_progress(transitions.on_session(session), job_id, progress=percent, stage=stage)
+            == "cancelled"
+        ):
             raise JobCancelled()
 
 
@@ -47,14 +51,10 @@ def run_training_job(job_id: int) -> str:
     from chalicelib.ml.distributed import default_partitions, describe_failure, extract_features_parallel
 
     with session_scope() as session:
-        job = job_rows.start_job(session, job_id)
-        if job is None:
+        spec = transitions.job_running(transitions.on_session(session), job_id)
+        if spec is None:
             return "skipped"
-        spec = {
-            k: getattr(job, k)
-            for k in ("owner_id", "dataset_id", "model_name", "algorithm", "features", "params", "test_size", "seed")
-        }
-        items = [(key, label) for key, label, _ in dataset_rows.items(session, job.dataset_id)]
+        items = [(key, label) for key, label, _ in dataset_rows.items(session, spec["dataset_id"])]
     try:
         feature_params = spec["params"].get("feature_params") or {}
         algorithm_params = spec["params"].get("algorithm_params") or {}
@@ -90,7 +90,9 @@ def run_training_job(job_id: int) -> str:
             spec, job_id, save_model(outcome.model), outcome.labels, metrics, feature_params
         )
         with session_scope() as session:
-            job_rows.finish_job(session, job_id, "succeeded", metrics=metrics, model_id=model_id)
+            transitions.job_finished(
+                transitions.on_session(session), job_id, "succeeded", metrics=metrics, model_id=model_id
+            )
         return "succeeded"
     except JobCancelled:
         return "cancelled"
@@ -100,7 +102,7 @@ def run_training_job(job_id: int) -> str:
         log.exception("training job %s failed", job_id)
         reason = describe_failure(exc)
     with session_scope() as session:
-        job_rows.finish_job(session, job_id, "failed", error=reason)
+        transitions.job_finished(transitions.on_session(session), job_id, "failed", error=reason)
     return "failed"
 
 
@@ -143,27 +145,21 @@ def run_batch_job(batch_id: int) -> str:
     """Run the batch's unfinished tasks in partitions; each task records its own outcome."""
     from distributed import worker_client
 
-    from chalicelib.db import tasks as task_rows
-    from chalicelib.db.tables import Batch, ProcessingTask
-    from chalicelib.db.vocabulary import TASK_FINISHED
     from chalicelib.ml.distributed import default_partitions, run_batch
 
     with session_scope() as session:
-        batch = session.get(Batch, batch_id)
-        if batch is None or batch.status in job_rows.JOB_FINISHED:
+        if not transitions.batch_running(transitions.on_session(session), batch_id):
             return "skipped"
-        batch.status, batch.started_at = "running", batch.started_at or job_rows.now()
         task_ids = job_rows.pending_batch_tasks(session, batch_id)
     with worker_client() as client:
         for outcome in run_batch(client, task_ids, run_batch_item, default_partitions(client, len(task_ids))):
             if not outcome.ok:  # a transient fault the task could not record itself
                 with session_scope() as session:
-                    task = session.get(ProcessingTask, outcome.item)
-                    if task.status not in TASK_FINISHED:
-                        task_rows.fail(task, outcome.error or "the task could not run")
+                    transitions.task_failed(
+                        transitions.on_session(session), outcome.item, outcome.error or "the task could not run"
+                    )
     with session_scope() as session:
-        batch = session.get(Batch, batch_id)
-        batch.status, batch.finished_at = "succeeded", job_rows.now()
+        transitions.batch_succeeded(transitions.on_session(session), batch_id)
     return "succeeded"
 
 
@@ -221,5 +217,7 @@ def export_batch(batch_id: int) -> str:
     key = storage.batch_export_key(batch_id)
     storage.put(key, out.getvalue(), "application/vnd.apache.parquet")
     with session_scope() as session:
-        session.get(Batch, batch_id).export_key = key
+        batch = session.get(Batch, batch_id)
+        assert batch is not None  # the export was asked for an existing batch
+        batch.export_key = key
     return key

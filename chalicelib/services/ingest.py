@@ -14,7 +14,7 @@ from typing import TypedDict
 
 from chalicelib import storage
 from chalicelib.config import get_settings
-from chalicelib.db import direct
+from chalicelib.db import direct, transitions
 
 log = logging.getLogger("pixelake.ingest")
 
@@ -53,7 +53,7 @@ def ingest_object(obj: UploadedObject) -> str:
         seen = _Seen(etag=obj.etag, size_bytes=obj.size)
         if obj.size > settings.max_upload_bytes:
             # A presigned POST's size condition is not enforced by every S3 emulator: check again.
-            return direct.mark_image_failed(
+            return transitions.image_failed(
                 db, image["id"], f"the file is {obj.size:,} bytes; the limit is {settings.max_upload_bytes:,}", **seen
             )
         data = storage.get(obj.key, bucket=obj.bucket)
@@ -66,10 +66,10 @@ def ingest_object(obj: UploadedObject) -> str:
                 analyzers=settings.ingest_analyzers,
             )
         except ImageRejected as exc:
-            return direct.mark_image_failed(db, image["id"], str(exc), **seen)
+            return transitions.image_failed(db, image["id"], str(exc), **seen)
         except Exception as exc:  # decoders raise many types on hostile input: the file is at fault, not us
             log.warning("could not process %s", obj.key, exc_info=True)
-            return direct.mark_image_failed(
+            return transitions.image_failed(
                 db, image["id"], f"the image could not be decoded ({type(exc).__name__})", **seen
             )
         thumbnails = []
@@ -86,7 +86,7 @@ def ingest_object(obj: UploadedObject) -> str:
                     "size_bytes": len(thumb.data),
                 }
             )
-        status = direct.mark_image_ready(db, image["id"], outcome, thumbnails, **seen)
+        status = transitions.image_ready(db, image["id"], outcome, thumbnails, **seen)
         for name, (result, duration_ms) in outcome.analyses.items():
             direct.record_finished_analysis(
                 db, owner_id=image["owner_id"], image_id=image["id"], name=name, data=result, duration_ms=duration_ms

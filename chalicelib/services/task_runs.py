@@ -20,8 +20,9 @@ from dataclasses import dataclass
 
 from chalicelib import storage
 from chalicelib.config import get_settings
-from chalicelib.db import direct
+from chalicelib.db import direct, transitions
 from chalicelib.db.direct import ResultRow
+from chalicelib.services import resolver
 from chalicelib.services.model_runs import ModelArtifact
 
 log = logging.getLogger("pixelake.worker")
@@ -42,11 +43,18 @@ class TaskInput:
 
 def perform(task: TaskInput, data: bytes) -> list[ResultRow]:
     """Run the task's image function on the image bytes; pure but for what it returns."""
-    if task.kind == "operation":
+    plan = resolver.stored(
+        task.kind,
+        task.operation,
+        task.params,
+        model_task=task.model.task if task.model is not None else None,
+        framework=task.model.framework if task.model is not None else "",
+    )
+    if plan.kind == resolver.OPERATION:
         from chalicelib.imaging.operation_runner import run_operation
 
         output = run_operation(
-            data, task.operation, task.params, max_pixels=get_settings().max_pixels, source_format=task.image_format
+            data, plan.operation, plan.params, max_pixels=get_settings().max_pixels, source_format=task.image_format
         )
         key = storage.result_key(task.task_id, output.format)
         storage.put(key, output.data, output.content_type, bucket=task.bucket)
@@ -61,21 +69,17 @@ def perform(task: TaskInput, data: bytes) -> list[ResultRow]:
                 data={},
             )
         ]
-    if task.kind == "analysis":
+    if plan.kind == resolver.ANALYSIS:
         from chalicelib.imaging.analyzers import AnalysisInput, analyze
 
-        output = analyze(
-            task.operation, AnalysisInput.from_bytes(data, max_pixels=get_settings().max_pixels), task.params
+        analysis = analyze(
+            plan.operation, AnalysisInput.from_bytes(data, max_pixels=get_settings().max_pixels), plan.params
         )
-        return [analysis_result(output.data, mask=output.image, task=task)]
-    if task.kind == "model":
-        from chalicelib.errors import InvalidRequest
-        from chalicelib.services import model_runs as model_runner
+        return [analysis_result(analysis.data, mask=analysis.image, task=task)]
+    from chalicelib.services import model_runs as model_runner
 
-        if task.model is None:
-            raise InvalidRequest("the model this task was to run has been deleted", code="model_not_found")
-        return [model_runner.run(task.model, data, task.params)]
-    raise ValueError(f"unknown task kind {task.kind!r}")
+    assert task.model is not None  # resolver.stored refused a model task without its model
+    return [model_runner.run(task.model, data, plan.params)]
 
 
 def analysis_result(data: dict, *, mask=None, task: TaskInput | None = None) -> ResultRow:
@@ -114,12 +118,12 @@ def _is_transient(exc: Exception) -> bool:
 def execute(task_id: int) -> str:
     """Run one task; returns its final status ('skipped' for a finished or unknown task)."""
     with direct.transaction() as db:
-        task = direct.claim_task(db, task_id)
+        task = transitions.task_running(db, task_id)
         if task is None:
             return "skipped"
         image = direct.task_image(db, task["image_id"])
         if image["status"] != "ready":  # a batch may include images that failed ingest
-            direct.fail_task(
+            transitions.task_failed(
                 db,
                 task_id,
                 f"image {image['id']} is {image['status']}" + (f": {image['error']}" if image["error"] else ""),
@@ -147,7 +151,7 @@ def execute(task_id: int) -> str:
             reason = f"gave up after {work.attempt} attempts: {reason}"
         log.info("task %s failed: %s", task_id, reason)
         with direct.transaction() as db:
-            direct.fail_task(db, task_id, reason)
+            transitions.task_failed(db, task_id, reason)
         return "failed"
     with direct.transaction() as db:
         direct.succeed_task(db, task_id, results)

@@ -15,7 +15,6 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-import msgspec
 import numpy as np
 import pytest
 import requests
@@ -30,25 +29,6 @@ from chalicelib import storage
 from chalicelib.api import responses
 from chalicelib.api.routing import ROUTES, RouteDoc, json_type
 
-# The routes of chalicelib/api/tasks.py and the batch and training routes (chalicelib/api/jobs.py,
-# split at merge into batches.py and training.py) are being rewritten on another branch; their
-# declarations are added at merge. Until then their bodies are checked against these types here.
-WIRED_AT_MERGE: dict[tuple[str, str], dict[int, type]] = {
-    ("POST", "/api/process"): {200: responses.Task, 202: responses.Task},
-    ("POST", "/api/analyze"): {200: responses.Task, 202: responses.Task},
-    ("GET", "/api/tasks/{task_id}"): {200: responses.Task},
-    ("GET", "/api/images/{image_id}/tasks"): {200: responses.TaskPage},
-    ("GET", "/api/operations"): {200: responses.OperationCatalogue},
-    ("GET", "/api/stats"): {200: responses.Statistics},
-    ("POST", "/api/training-jobs"): {202: responses.TrainingJob},
-    ("GET", "/api/training-jobs"): {200: responses.TrainingJobPage},
-    ("GET", "/api/training-jobs/{job_id}"): {200: responses.TrainingJob},
-    ("POST", "/api/training-jobs/{job_id}/cancel"): {200: responses.TrainingJob},
-    ("POST", "/api/batches"): {200: responses.Batch, 202: responses.Batch},
-    ("GET", "/api/batches"): {200: responses.BatchPage},
-    ("GET", "/api/batches/{batch_id}"): {200: responses.Batch},
-    ("GET", "/api/batches/{batch_id}/export"): {200: responses.BatchExport, 202: responses.ExportWriting},
-}
 PROJECT_DIR = Path(__file__).resolve().parents[2]
 DIGITS = (0, 1, 7)
 PER_DIGIT = 12
@@ -58,14 +38,7 @@ def _key(doc: RouteDoc) -> tuple[str, str]:
     return doc.method, doc.path
 
 
-def _route_param(doc: RouteDoc):
-    marks = []
-    if doc.response is None and _key(doc) in WIRED_AT_MERGE:
-        marks.append(pytest.mark.xfail(reason="wired at merge", strict=True))
-    return pytest.param(doc, id=f"{doc.method} {doc.path}", marks=marks)
-
-
-ROUTE_PARAMS = [_route_param(doc) for doc in ROUTES]
+ROUTE_PARAMS = [pytest.param(doc, id=f"{doc.method} {doc.path}") for doc in ROUTES]
 
 
 @dataclass
@@ -368,15 +341,6 @@ def test_every_route_answers_as_the_document_says(doc: RouteDoc, exchanges, docu
             assert documented.get("content"), f"{status} has no schema"
     for exchange in mine:
         _validate(document, exchange)
-
-
-@pytest.mark.parametrize("key", sorted(WIRED_AT_MERGE), ids=" ".join)
-def test_the_bodies_of_the_routes_wired_at_merge_match_their_types(key, exchanges):
-    mine = [e for e in exchanges if (e.method, e.path) == key and 200 <= e.status < 300]
-    assert mine, "the scenario never got a 2xx from this route"
-    for exchange in mine:
-        assert exchange.status in WIRED_AT_MERGE[key], exchange.status
-        msgspec.json.decode(exchange.body, type=WIRED_AT_MERGE[key][exchange.status])
 
 
 def test_an_undocumented_field_is_refused_by_the_route_wrapper():

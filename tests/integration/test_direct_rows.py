@@ -4,7 +4,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from chalicelib.db import direct
+from chalicelib.db import direct, transitions
 from chalicelib.db.session import session_scope
 from chalicelib.db.tables import Image, ProcessingTask
 
@@ -56,7 +56,7 @@ def test_an_ingested_image_and_its_analyses_read_back_through_the_orm(owner_id):
         claimed = direct.claim_image_for_ingest(
             db, owner_id=owner_id, bucket="b", key="uploads/1/a.jpg", size_bytes=10, etag="e1"
         )
-        direct.mark_image_ready(
+        transitions.image_ready(
             db, claimed["id"], outcome(), [{"size": 256, "key": "thumbnails/x/256.jpeg"}], etag="e1", size_bytes=12
         )
         direct.record_finished_analysis(
@@ -81,7 +81,7 @@ def test_a_second_claim_of_the_same_object_finds_the_first_row(owner_id):
         first = direct.claim_image_for_ingest(
             db, owner_id=owner_id, bucket="b", key="uploads/1/b.jpg", size_bytes=1, etag="e"
         )
-        direct.mark_image_failed(db, first["id"], "not an image", etag="e", size_bytes=1)
+        transitions.image_failed(db, first["id"], "not an image", etag="e", size_bytes=1)
     with direct.transaction() as db:
         again = direct.claim_image_for_ingest(
             db, owner_id=owner_id, bucket="b", key="uploads/1/b.jpg", size_bytes=1, etag="e"
@@ -103,11 +103,11 @@ def test_a_finished_task_is_not_claimed_again_and_results_are_replaced_not_doubl
             session, owner_id=owner_id, image_id=image["id"], kind="operation", operation="resize", params={"width": 8}
         ).id
     with direct.transaction() as db:
-        assert direct.claim_task(db, task_id)["params"] == {"width": 8}
+        assert transitions.task_running(db, task_id)["params"] == {"width": 8}
         direct.succeed_task(db, task_id, [direct.ResultRow(kind="image", data={}, output_key="results/1.png")])
         direct.succeed_task(db, task_id, [direct.ResultRow(kind="image", data={}, output_key="results/1.png")])
     with direct.transaction() as db:
-        assert direct.claim_task(db, task_id) is None
+        assert transitions.task_running(db, task_id) is None
     with session_scope() as session:
         task = session.get(ProcessingTask, task_id)
         assert (task.status, task.attempts, len(task.results)) == ("succeeded", 1, 1)

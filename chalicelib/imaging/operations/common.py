@@ -6,12 +6,12 @@ import re
 from typing import TYPE_CHECKING, NamedTuple
 
 from chalicelib.errors import InvalidRequest
-from chalicelib.registry import Registry
+from chalicelib.registry import OperationEntry, Registry
 
 if TYPE_CHECKING:
     import numpy as np
 
-OPERATIONS = Registry("operation")
+OPERATIONS = Registry("operation", OperationEntry)
 
 MAX_SIDE = 8192  # largest width/height an operation may ask for (8192² ≈ 67 MP, under max_pixels)
 MAX_COORDINATE = 100_000

@@ -1,0 +1,213 @@
+"""Every status change of images, tasks, training jobs and batches: one function, one statement.
+
+Each path runs the same statement: the ingest and queue workers through their pg8000
+connection (chalicelib/db/direct.py, no SQLAlchemy in their cold start), the api and the Dask
+jobs through their ORM session's connection (`on_session`). Times come from the database's
+clock (started and finished are written by different processes), and a finished row is never
+changed again: a late or duplicated writer changes nothing.
+
+Imports nothing but the vocabulary: measured, the SQL text costs the workers' cold start
+nothing, where importing SQLAlchemy costs ~270 ms (benchmarks/cold_starts.py).
+"""
+
+from __future__ import annotations
+
+import json
+from typing import TYPE_CHECKING, Any, Protocol
+
+from chalicelib.db.vocabulary import JOB_FINISHED, TASK_FINISHED
+
+if TYPE_CHECKING:
+    from sqlalchemy.orm import Session
+
+
+class Runner(Protocol):
+    """What runs a statement: pg8000.native.Connection, or `on_session(session)`."""
+
+    def run(self, sql: str, **params: Any) -> Any: ...
+
+
+class SessionRunner:
+    """Statements run on an ORM session's connection, inside the session's transaction."""
+
+    def __init__(self, session: Session):
+        self.session = session
+
+    def run(self, sql: str, **params: Any) -> list[tuple] | None:
+        from sqlalchemy import text
+
+        self.session.flush()  # the statement sees the session's pending rows
+        result = self.session.connection().execute(text(sql), params)
+        return [tuple(row) for row in result.all()] if result.returns_rows else None
+
+
+def on_session(session: Session) -> SessionRunner:
+    return SessionRunner(session)
+
+
+def _sql_list(values: tuple[str, ...]) -> str:
+    return ", ".join(f"'{value}'" for value in values)
+
+
+def as_json(value: Any) -> str | None:
+    return None if value is None else json.dumps(value)
+
+
+_TASK_OPEN = f"status NOT IN ({_sql_list(TASK_FINISHED)})"
+_JOB_OPEN = f"status NOT IN ({_sql_list(JOB_FINISHED)})"
+# A task's duration from the database's clock: started and finished in different transactions.
+_TASK_FINISH = (
+    "finished_at = clock_timestamp(), updated_at = now(), "
+    "duration_ms = floor(extract(epoch FROM clock_timestamp() - coalesce(started_at, clock_timestamp())) * 1000)"
+)
+
+# --- images: pending → ready | failed (ingest) --------------------------------------------------
+
+
+def image_failed(db: Runner, image_id: int, reason: str, *, etag: str | None, size_bytes: int) -> str:
+    db.run(
+        "UPDATE images SET status = 'failed', error = :error, etag = :etag, size_bytes = :size_bytes, "
+        "processed_at = now(), updated_at = now() WHERE id = :id",
+        error=reason,
+        etag=etag,
+        size_bytes=size_bytes,
+        id=image_id,
+    )
+    return "failed"
+
+
+def image_ready(
+    db: Runner, image_id: int, outcome: Any, thumbnails: list[dict], *, etag: str | None, size_bytes: int
+) -> str:
+    """Record what the ingest found (chalicelib.imaging.ingest's outcome) and the stored thumbnails."""
+    db.run(
+        "UPDATE images SET status = 'ready', error = NULL, etag = :etag, size_bytes = :size_bytes, "
+        "format = :format, content_type = :content_type, width = :width, height = :height, mode = :mode, "
+        "sha256 = :sha256, phash = :phash, metadata = CAST(:metadata AS jsonb), "
+        "thumbnails = CAST(:thumbnails AS jsonb), processed_at = now(), updated_at = now() WHERE id = :id",
+        etag=etag,
+        size_bytes=size_bytes,
+        format=outcome.format,
+        content_type=outcome.content_type,
+        width=outcome.width,
+        height=outcome.height,
+        mode=outcome.mode,
+        sha256=outcome.sha256,
+        phash=outcome.phash,
+        metadata=as_json(outcome.metadata),
+        thumbnails=as_json(thumbnails),
+        id=image_id,
+    )
+    return "ready"
+
+
+# --- tasks: pending → running → succeeded | failed (worker, Dask, api) --------------------------
+
+TASK_COLUMNS = ("id", "owner_id", "image_id", "model_id", "kind", "operation", "params", "status", "attempts")
+
+
+def task_running(db: Runner, task_id: int) -> dict | None:
+    """Start an attempt: the task as a dict (attempts = this attempt's number), or None when it
+    is finished (a redelivered message) or gone. The row lock makes a concurrent claim wait."""
+    rows = db.run(
+        "UPDATE processing_tasks SET status = 'running', started_at = clock_timestamp(), "
+        f"attempts = attempts + 1, updated_at = now() WHERE id = :id AND {_TASK_OPEN} "
+        f"RETURNING {', '.join(TASK_COLUMNS)}",
+        id=task_id,
+    )
+    return dict(zip(TASK_COLUMNS, rows[0], strict=True)) if rows else None
+
+
+def task_failed(db: Runner, task_id: int, reason: str) -> bool:
+    """Fail an unfinished task with the reason; False when it had finished already."""
+    rows = db.run(
+        f"UPDATE processing_tasks SET status = 'failed', error = :error, {_TASK_FINISH} "
+        f"WHERE id = :id AND {_TASK_OPEN} RETURNING id",
+        error=reason,
+        id=task_id,
+    )
+    return bool(rows)
+
+
+def task_succeeded(db: Runner, task_id: int) -> None:
+    """The task's results are written (chalicelib.db.direct.succeed_task): it succeeded."""
+    db.run(
+        f"UPDATE processing_tasks SET status = 'succeeded', error = NULL, {_TASK_FINISH} WHERE id = :id",
+        id=task_id,
+    )
+
+
+# --- training jobs: pending → running → succeeded | failed | cancelled (Dask, api) ---------------
+
+JOB_SPEC_COLUMNS = ("owner_id", "dataset_id", "model_name", "algorithm", "features", "params", "test_size", "seed")
+
+
+def job_running(db: Runner, job_id: int) -> dict | None:
+    """Start the job: what it trains (JOB_SPEC_COLUMNS), or None when it is finished or gone."""
+    rows = db.run(
+        "UPDATE training_jobs SET status = 'running', started_at = clock_timestamp(), stage = 'loading', "
+        f"progress = 0, updated_at = now() WHERE id = :id AND {_JOB_OPEN} RETURNING {', '.join(JOB_SPEC_COLUMNS)}",
+        id=job_id,
+    )
+    return dict(zip(JOB_SPEC_COLUMNS, rows[0], strict=True)) if rows else None
+
+
+def job_progress(db: Runner, job_id: int, *, progress: int, stage: str) -> str:
+    """Record progress unless the job was cancelled meanwhile; returns the job's status."""
+    rows = db.run(
+        "UPDATE training_jobs SET progress = :progress, stage = :stage, updated_at = now() "
+        f"WHERE id = :id AND {_JOB_OPEN} RETURNING status",
+        progress=progress,
+        stage=stage,
+        id=job_id,
+    )
+    return rows[0][0] if rows else "cancelled"
+
+
+def job_finished(
+    db: Runner,
+    job_id: int,
+    status: str,
+    *,
+    error: str | None = None,
+    metrics: dict | None = None,
+    model_id: int | None = None,
+) -> bool:
+    """Finish a job (succeeded, failed or cancelled) unless it finished meanwhile: a cancel wins
+    over a late result. False when it had finished already."""
+    if status not in JOB_FINISHED:
+        raise ValueError(f"{status!r} is not a finished status")
+    progress = ", progress = 100" if status == "succeeded" else ""
+    rows = db.run(
+        "UPDATE training_jobs SET status = :status, error = :error, stage = :status, "
+        "finished_at = clock_timestamp(), updated_at = now(), "
+        "metrics = coalesce(CAST(:metrics AS jsonb), metrics), model_id = coalesce(CAST(:model_id AS bigint), model_id)"
+        f"{progress} WHERE id = :id AND {_JOB_OPEN} RETURNING id",
+        status=status,
+        error=error,
+        metrics=as_json(metrics),
+        model_id=model_id,
+        id=job_id,
+    )
+    return bool(rows)
+
+
+# --- batches: pending → running → succeeded (Dask) ----------------------------------------------
+
+
+def batch_running(db: Runner, batch_id: int) -> bool:
+    """Start (or, resubmitted, resume) the batch; False when it is finished or gone."""
+    rows = db.run(
+        "UPDATE batches SET status = 'running', started_at = coalesce(started_at, clock_timestamp()), "
+        f"updated_at = now() WHERE id = :id AND {_JOB_OPEN} RETURNING id",
+        id=batch_id,
+    )
+    return bool(rows)
+
+
+def batch_succeeded(db: Runner, batch_id: int) -> None:
+    """Every task of the batch has recorded its outcome."""
+    db.run(
+        "UPDATE batches SET status = 'succeeded', finished_at = clock_timestamp(), updated_at = now() WHERE id = :id",
+        id=batch_id,
+    )

@@ -1,0 +1,159 @@
+"""Batches: one operation, analyzer or model over many images, run on the Dask cluster.
+
+The request is resolved like a single task (chalicelib/services/resolver.py); each image gets a
+task of the batch, and chalicelib/services/dask_jobs.py `run_batch_job` runs them all through
+the queue workers' `execute`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from chalicelib import compute, storage
+from chalicelib.config import get_settings
+from chalicelib.db.session import session_scope
+from chalicelib.errors import ApiError, found
+from chalicelib.services import resolver
+
+if TYPE_CHECKING:
+    from sqlalchemy.orm import Session
+
+    from chalicelib.db.tables import Batch
+    from chalicelib.services.identity import Principal
+
+SOURCES = ("image_ids", "prefix", "dataset_id")
+
+
+@dataclass(frozen=True)
+class BatchState:
+    batch: Batch
+    counts: dict[str, int]  # tasks by status: pending, running, succeeded, failed
+
+
+def request_hash(owner_id: int, request: dict[str, Any]) -> str:
+    canonical = json.dumps({"owner": owner_id, **request}, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def _source_images(session: Session, principal: Principal, request: dict[str, Any]) -> tuple[dict, list[int]]:
+    """(the batch's `source`, the ids of its images): from image ids, a key prefix or a dataset."""
+    from sqlalchemy import select
+
+    from chalicelib.db import datasets as dataset_rows
+    from chalicelib.db.tables import Image
+    from chalicelib.services.access import check_readable
+
+    given = [s for s in SOURCES if request.get(s) is not None]
+    if len(given) != 1:
+        raise ApiError(400, "invalid_request", "give exactly one of 'image_ids', 'prefix' or 'dataset_id'")
+    query = select(Image.id).order_by(Image.id)
+    if principal.owner_filter is not None:
+        query = query.where(Image.owner_id == principal.owner_filter)
+    if request.get("image_ids") is not None:
+        wanted = sorted(set(request["image_ids"]))
+        existing = list(session.scalars(query.where(Image.id.in_(wanted))))
+        missing = sorted(set(wanted) - set(existing))
+        if missing:
+            raise ApiError(404, "not_found", f"images {missing[:20]} do not exist")
+        return {"image_ids": len(existing)}, existing
+    if request.get("prefix") is not None:
+        prefix = request["prefix"]
+        check_readable(principal, prefix)
+        escaped = prefix.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+        return {"prefix": prefix}, list(session.scalars(query.where(Image.key.like(escaped + "%", escape="\\"))))
+    dataset_id = request["dataset_id"]
+    found(dataset_rows.get_for_owner(session, dataset_id, principal.owner_filter), "dataset", dataset_id)
+    ids = sorted({image_id for _, _, image_id in dataset_rows.items(session, dataset_id) if image_id})
+    return {"dataset_id": dataset_id}, ids
+
+
+def create(principal: Principal, request: dict[str, Any]) -> tuple[BatchState, bool]:
+    """The batch of this request and whether it is new: the same request from the same user
+    returns the batch it made before. `request` is the POST /api/batches body, every field present.
+    """
+    from chalicelib.db import jobs as job_rows
+    from chalicelib.db.tables import Batch
+
+    plan = resolver.resolve(
+        principal.user_id, operation=request.get("operation"), model=request.get("model"), params=request.get("params")
+    )
+    digest = request_hash(principal.user_id, request)
+    with session_scope() as session:
+        existing = job_rows.find_batch(session, principal.user_id, digest)
+        if existing is not None:
+            return BatchState(existing, job_rows.batch_counts(session, existing.id)), False
+        source, image_ids = _source_images(session, principal, request)
+        if not image_ids:
+            raise ApiError(400, "empty_batch", "the source names no images")
+        limit = get_settings().max_batch_images
+        if len(image_ids) > limit:
+            raise ApiError(400, "batch_too_large", f"{len(image_ids):,} images; the limit is {limit:,}")
+        batch = Batch(
+            owner_id=principal.user_id,
+            request_hash=digest,
+            operation=plan.operation,
+            params=plan.params,
+            source=source,
+            status="pending",
+            total=len(image_ids),
+        )
+        session.add(batch)
+        session.flush()
+        job_rows.add_batch_tasks(
+            session, batch, kind=plan.kind, image_ids=image_ids, params=plan.params, model_id=plan.model_id
+        )
+        state = BatchState(batch, job_rows.batch_counts(session, batch.id))
+    from chalicelib.services.dask_jobs import run_batch_job
+
+    compute.submit_job(run_batch_job, batch.id, key=f"batch-{batch.id}")
+    return state, True
+
+
+def page(principal: Principal, *, limit: int, before_id: int | None) -> list[BatchState]:
+    from chalicelib.db import jobs as job_rows
+
+    with session_scope() as session:
+        rows = job_rows.list_batches(session, principal.owner_filter, limit=limit, before_id=before_id)
+        return [BatchState(batch, job_rows.batch_counts(session, batch.id)) for batch in rows]
+
+
+def get(principal: Principal, batch_id: int) -> BatchState:
+    """One of the caller's batches (404 otherwise); submitted again if its submission was lost."""
+    from chalicelib.db import jobs as job_rows
+    from chalicelib.services.dask_jobs import run_batch_job
+
+    with session_scope() as session:
+        batch = found(job_rows.get_batch(session, batch_id, principal.owner_filter), "batch", batch_id)
+        state = BatchState(batch, job_rows.batch_counts(session, batch_id))
+    compute.resubmit_if_stalled(
+        run_batch_job, batch_id, key=f"batch-{batch_id}", status=batch.status, created_at=batch.created_at
+    )
+    return state
+
+
+def export(principal: Principal, batch_id: int) -> dict | None:
+    """The batch's results as Parquet under exports/: key, url, format, rows; None while it is
+    still being written (after the api's longest wait). 409 while tasks are unfinished."""
+    from chalicelib.db import jobs as job_rows
+    from chalicelib.services.dask_jobs import export_batch as write_export
+
+    with session_scope() as session:
+        found(job_rows.get_batch(session, batch_id, principal.owner_filter), "batch", batch_id)
+        counts = job_rows.batch_counts(session, batch_id)
+    if counts["pending"] or counts["running"]:
+        raise ApiError(
+            409,
+            "batch_running",
+            f"batch {batch_id} still has {counts['pending'] + counts['running']} "
+            "unfinished tasks; export when it is done",
+        )
+    # pyarrow lives on the Dask workers, not in the api function: the export runs there.
+    future = compute.dask_client().submit(write_export, batch_id, pure=False)
+    try:
+        key = future.result(timeout=get_settings().max_wait_s)
+    except TimeoutError:
+        return None
+    return {"key": key, "url": storage.presign_get(key), "format": "parquet", "rows": sum(counts.values())}

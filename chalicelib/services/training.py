@@ -1,0 +1,106 @@
+"""Training jobs: validated here, run on the Dask cluster (chalicelib/services/dask_jobs.py)."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from chalicelib import compute
+from chalicelib.db import transitions
+from chalicelib.db.session import session_scope
+from chalicelib.db.vocabulary import JOB_FINISHED
+from chalicelib.errors import ApiError, found
+
+if TYPE_CHECKING:
+    from sqlalchemy.orm import Session
+
+    from chalicelib.db.tables import MLModel, TrainingJob
+    from chalicelib.services.identity import Principal
+
+# A job with the model it registered (None until it succeeds).
+JobState = tuple["TrainingJob", "MLModel | None"]
+
+
+def _state(session: Session, job: TrainingJob) -> JobState:
+    from chalicelib.db.tables import MLModel
+
+    return job, session.get(MLModel, job.model_id) if job.model_id else None
+
+
+def create(
+    principal: Principal,
+    *,
+    dataset_id: int,
+    model_name: str,
+    algorithm: str,
+    features: str,
+    params: dict[str, Any],
+    feature_params: dict[str, Any],
+    test_size: float,
+    seed: int,
+) -> JobState:
+    """A pending job on one of the caller's datasets, submitted to the cluster; 400 for a bad
+    algorithm, features or parameters, or a dataset that cannot be split; 404 for no such dataset."""
+    from chalicelib.db import datasets as dataset_rows
+    from chalicelib.db.tables import TrainingJob
+    from chalicelib.ml.features import clean_feature_params
+    from chalicelib.ml.training import check_split, clean_algorithm_params
+    from chalicelib.services.dask_jobs import run_training_job
+
+    algorithm_params = clean_algorithm_params(algorithm, params)
+    clean_features = clean_feature_params(features, feature_params)
+    with session_scope() as session:
+        found(dataset_rows.get_for_owner(session, dataset_id, principal.owner_filter), "dataset", dataset_id)
+        counts = dataset_rows.label_counts(session, dataset_id)
+        check_split([label for label, n in counts.items() for _ in range(n)], test_size)
+        job = TrainingJob(
+            owner_id=principal.user_id,
+            dataset_id=dataset_id,
+            model_name=model_name,
+            algorithm=algorithm,
+            features=features,
+            test_size=test_size,
+            seed=seed,
+            params={"algorithm_params": algorithm_params, "feature_params": clean_features},
+            status="pending",
+            stage="queued",
+        )
+        session.add(job)
+        session.flush()
+        state = _state(session, job)
+    compute.submit_job(run_training_job, job.id, key=f"training-job-{job.id}")
+    return state
+
+
+def page(principal: Principal, *, limit: int, before_id: int | None) -> list[JobState]:
+    from chalicelib.db import jobs as job_rows
+
+    with session_scope() as session:
+        rows = job_rows.list_jobs(session, principal.owner_filter, limit=limit, before_id=before_id)
+        return [_state(session, job) for job in rows]
+
+
+def get(principal: Principal, job_id: int) -> JobState:
+    """One of the caller's jobs (404 otherwise); submitted again if its submission was lost."""
+    from chalicelib.db import jobs as job_rows
+    from chalicelib.services.dask_jobs import run_training_job
+
+    with session_scope() as session:
+        job = found(job_rows.get_job(session, job_id, principal.owner_filter), "training job", job_id)
+        state = _state(session, job)
+    compute.resubmit_if_stalled(
+        run_training_job, job_id, key=f"training-job-{job_id}", status=job.status, created_at=job.created_at
+    )
+    return state
+
+
+def cancel(principal: Principal, job_id: int) -> JobState:
+    """Cancel a pending or running job (it stops at its next progress step); 409 once finished."""
+    from chalicelib.db import jobs as job_rows
+
+    with session_scope() as session:
+        job = found(job_rows.get_job(session, job_id, principal.owner_filter), "training job", job_id)
+        if job.status in JOB_FINISHED:
+            raise ApiError(409, "job_finished", f"training job {job_id} is already {job.status}")
+        transitions.job_finished(transitions.on_session(session), job_id, "cancelled")
+        session.refresh(job)
+        return _state(session, job)
