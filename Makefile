@@ -26,7 +26,7 @@ venv: $(STAMP)
 dev: venv
 	PORT=$(PORT) $(PY) -m infra.local
 
-test: venv system-packages
+test: venv system-packages lint
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 # ruff (lint + format check) over everything, mypy over app.py, chalicelib/ and cli/ (pyproject.toml).
