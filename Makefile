@@ -16,7 +16,7 @@ PACKAGE_REGION := $(or $(AWS_REGION),$(AWS_DEFAULT_REGION),us-east-1)
 
 $(STAMP): requirements.txt requirements-dev.txt $(wildcard layers/*/requirements.txt) pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q --upgrade "pip<26.3"  # chalice 1.34 (chalice package runs pip) declares pip<26.3
 	$(PY) -m pip install -q -r requirements-dev.txt
 	$(PY) -m pip install -q -e .   # the `pixelake` command (cli/)
 	rm -f $(VENV)/.installed-* && touch $@
