@@ -38,3 +38,10 @@ class InvalidRequest(ValueError):
         super().__init__(message)
         self.code = code
         self.allowed = allowed
+
+
+class ComputeUnavailable(Exception):
+    """The Dask cluster cannot run a job (no scheduler, different versions or code, a misconfigured worker).
+
+    Raised at submit, before anything is queued: the caller records it as the job's failure reason.
+    """

@@ -28,6 +28,7 @@ def s3_client():
     from botocore.config import Config
 
     settings = get_settings()
+    settings.refuse_real_aws_on_local_stage()
     # Path-style addressing on a local endpoint: no wildcard DNS for bucket sub-domains there.
     addressing = {"addressing_style": "path"} if settings.aws_endpoint_url else {}
     return boto3.client(

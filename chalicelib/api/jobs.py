@@ -117,9 +117,11 @@ def create_training_job(body: CreateTrainingJob):
         session.add(job)
         session.flush()
         job_body = _job_body(session, job)
-    from chalicelib.services.dask_jobs import run_training_job
+    from chalicelib.services import dask_submit
 
-    compute.submit_job(run_training_job, job_body["id"], key=f"training-job-{job_body['id']}")
+    if dask_submit.submit_training_job(job_body["id"]):  # the cluster could not take it: the row says why
+        with session_scope() as session:
+            job_body = _job_body(session, session.get(TrainingJob, job_body["id"]))
     return created(job_body, f"/api/training-jobs/{job_body['id']}", status=202)
 
 
@@ -151,11 +153,9 @@ def get_training_job(job_id: str):
     with session_scope() as session:
         job = found(job_rows.get_job(session, job_id, principal.owner_filter), "training job", job_id)
         body = _job_body(session, job)
-    from chalicelib.services.dask_jobs import run_training_job
+    from chalicelib.services import dask_submit
 
-    compute.resubmit_if_stalled(
-        run_training_job, job_id, key=f"training-job-{job_id}", status=job.status, created_at=job.created_at
-    )
+    dask_submit.recheck_training_job(job_id, status=job.status, created_at=job.created_at)
     return body
 
 
@@ -294,9 +294,13 @@ def create_batch(body: CreateBatch):
         session.flush()
         job_rows.add_batch_tasks(session, batch, kind=kind, image_ids=image_ids, params=params, model_id=model_id)
         batch_body = batch_json(batch, job_rows.batch_counts(session, batch.id))
-    from chalicelib.services.dask_jobs import run_batch_job
+    from chalicelib.services import dask_submit
 
-    compute.submit_job(run_batch_job, batch_body["id"], key=f"batch-{batch_body['id']}")
+    if dask_submit.submit_batch(batch_body["id"]):  # the cluster could not take it: the row says why
+        with session_scope() as session:
+            batch_body = batch_json(
+                session.get(Batch, batch_body["id"]), job_rows.batch_counts(session, batch_body["id"])
+            )
     return created(batch_body, f"/api/batches/{batch_body['id']}", status=202)
 
 
@@ -328,11 +332,9 @@ def get_batch(batch_id: str):
     with session_scope() as session:
         batch = found(job_rows.get_batch(session, batch_id, principal.owner_filter), "batch", batch_id)
         body = batch_json(batch, job_rows.batch_counts(session, batch_id))
-    from chalicelib.services.dask_jobs import run_batch_job
+    from chalicelib.services import dask_submit
 
-    compute.resubmit_if_stalled(
-        run_batch_job, batch_id, key=f"batch-{batch_id}", status=batch.status, created_at=batch.created_at
-    )
+    dask_submit.recheck_batch(batch_id, status=batch.status, created_at=batch.created_at)
     return body
 
 

@@ -162,9 +162,18 @@ def run_batch_job(batch_id: int) -> str:
                     if task.status not in TASK_FINISHED:
                         task_rows.fail(task, outcome.error or "the task could not run")
     with session_scope() as session:
-        batch = session.get(Batch, batch_id)
-        batch.status, batch.finished_at = "succeeded", job_rows.now()
-    return "succeeded"
+        batch = session.get_one(Batch, batch_id)
+        batch.status, batch.error = batch_outcome(job_rows.batch_counts(session, batch_id))
+        batch.finished_at = job_rows.now()
+        return batch.status
+
+
+def batch_outcome(counts: dict[str, int]) -> tuple[str, str | None]:
+    """A finished batch's status and error: `failed` when no task succeeded, else `succeeded` (the counts say how many failed)."""
+    total = sum(counts.values())
+    if total and not counts["succeeded"]:
+        return "failed", f"all {total} tasks failed (see each task's error)"
+    return "succeeded", None
 
 
 def export_batch(batch_id: int) -> str:
