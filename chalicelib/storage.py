@@ -12,6 +12,8 @@ import uuid
 from chalicelib.config import get_settings
 
 UPLOAD_PREFIX = "uploads/"
+# Hive-partitioned Parquet (chalicelib/services/exports.py); the Glue table `results` reads this prefix.
+RESULTS_EXPORT_PREFIX = "exports/results/"
 UPLOAD_EXTENSIONS = {
     "image/jpeg": "jpg",
     "image/png": "png",
@@ -86,6 +88,14 @@ def head(key: str, *, bucket: str | None = None) -> dict | None:
 
 def delete(key: str, *, bucket: str | None = None) -> None:
     s3_client().delete_object(Bucket=bucket or get_settings().bucket, Key=key)
+
+
+def keys_under(prefix: str, *, bucket: str | None = None):
+    """Every key under the prefix, page by page."""
+    pages = s3_client().get_paginator("list_objects_v2").paginate(Bucket=bucket or get_settings().bucket, Prefix=prefix)
+    for page in pages:
+        for item in page.get("Contents", []):
+            yield item["Key"]
 
 
 def presign_get(key: str, *, bucket: str | None = None, expires: int | None = None) -> str:

@@ -361,10 +361,14 @@ def export_batch(batch_id: str):
             f"batch {batch_id} still has {counts['pending'] + counts['running']} "
             "unfinished tasks; export when it is done",
         )
+    from chalicelib.errors import ComputeUnavailable
     from chalicelib.services.dask_jobs import export_batch as write_export
 
     # pyarrow lives on the Dask workers, not in the api function: the export runs there.
-    future = compute.dask_client().submit(write_export, batch_id, pure=False)
+    try:
+        future = compute.ready_client().submit(write_export, batch_id, pure=False)
+    except ComputeUnavailable as exc:
+        raise ApiError(503, "compute_unavailable", str(exc)) from exc
     try:
         key = future.result(timeout=get_settings().max_wait_s)
     except TimeoutError:

@@ -1,0 +1,189 @@
+"""Analytics-ready exports: results as Hive-partitioned Parquet under exports/results/.
+
+    exports/results/owner_id=<user>/export=<batch-12 | account-20261201T201500Z>/analysis=<name>/part-0.parquet
+
+One row per image and analysis (a processing task and its result; a failed task is a row with its
+error). The common fields are typed columns; the result's data and the task's parameters are JSON
+text. The partition keys are in the path only (Hive's convention), so Athena (the Glue table
+`results` in infra/aws/storage.yaml), Spark, DuckDB and `pyarrow.dataset` read the tree as one table,
+filtering partitions by path. Rows are streamed from PostgreSQL in record batches: memory stays bounded
+whatever the size of the account. Runs on the Dask workers (pyarrow is not in the api function).
+"""
+
+from __future__ import annotations
+
+import json
+import tempfile
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from chalicelib import storage
+from chalicelib.db.session import session_scope
+
+ROWS_PER_BATCH = 50_000
+PARTITION_KEYS = ("owner_id", "export", "analysis")
+
+
+def result_schema():
+    """The columns of every part file (the partition keys are added by the path)."""
+    import pyarrow as pa
+
+    return pa.schema(
+        [
+            ("image_id", pa.int64()),
+            ("image_key", pa.string()),
+            ("image_sha256", pa.string()),
+            ("image_format", pa.string()),
+            ("image_width", pa.int32()),
+            ("image_height", pa.int32()),
+            ("task_id", pa.int64()),
+            ("batch_id", pa.int64()),
+            ("kind", pa.string()),
+            ("model_id", pa.int64()),
+            ("status", pa.string()),
+            ("error", pa.string()),
+            ("label", pa.string()),
+            ("confidence", pa.float64()),
+            ("output_key", pa.string()),
+            ("duration_ms", pa.int32()),
+            ("finished_at", pa.timestamp("us", tz="UTC")),
+            ("params", pa.string()),
+            ("data", pa.string()),
+        ]
+    )
+
+
+def dataset_schema():
+    """The table a reader sees: the file columns and the partition keys."""
+    import pyarrow as pa
+
+    return (
+        result_schema()
+        .append(pa.field("owner_id", pa.int64()))
+        .append(pa.field("export", pa.string()))
+        .append(pa.field("analysis", pa.string()))
+    )
+
+
+def export_prefix(owner_id: int, export: str) -> str:
+    return f"{storage.RESULTS_EXPORT_PREFIX}owner_id={owner_id}/export={export}/"
+
+
+def export_batch(batch_id: int) -> str:
+    """Write the batch's results; returns the key of its (first) part file."""
+    from chalicelib.db.tables import Batch, ProcessingTask
+
+    with session_scope() as session:
+        owner_id = session.get_one(Batch, batch_id).owner_id
+    keys = write_export(owner_id, f"batch-{batch_id}", ProcessingTask.batch_id == batch_id)
+    with session_scope() as session:
+        session.get_one(Batch, batch_id).export_key = keys[0]
+    return keys[0]
+
+
+def export_account(owner_id: int, *, at: datetime | None = None) -> str:
+    """Write every result of the user's images (uploads' analyses, tasks, batches); returns the export's prefix."""
+    from chalicelib.db.tables import ProcessingTask
+
+    export = f"account-{(at or datetime.now(UTC)):%Y%m%dT%H%M%SZ}"
+    write_export(owner_id, export, ProcessingTask.owner_id == owner_id)
+    return export_prefix(owner_id, export)
+
+
+def write_export(owner_id: int, export: str, which) -> list[str]:
+    """Stream the tasks matching `which` into Parquet under the export's prefix (replacing an earlier run's files)."""
+    import pyarrow as pa
+    import pyarrow.dataset as ds
+
+    prefix = export_prefix(owner_id, export)
+    for key in list(storage.keys_under(prefix)):
+        storage.delete(key)
+    partitioning = ds.partitioning(pa.schema([("analysis", pa.string())]), flavor="hive")
+    with tempfile.TemporaryDirectory(prefix="pixelake-export-") as tmp:
+        ds.write_dataset(
+            _record_batches(which),
+            tmp,
+            schema=result_schema().append(pa.field("analysis", pa.string())),
+            format="parquet",
+            partitioning=partitioning,
+            basename_template="part-{i}.parquet",
+            file_options=ds.ParquetFileFormat().make_write_options(compression="zstd"),
+            max_rows_per_group=ROWS_PER_BATCH,
+            existing_data_behavior="overwrite_or_ignore",
+        )
+        keys = []
+        for path in sorted(Path(tmp).rglob("*.parquet")):
+            key = prefix + path.relative_to(tmp).as_posix()
+            storage.put(key, path.read_bytes(), "application/vnd.apache.parquet")
+            keys.append(key)
+    if not keys:  # nothing to export: an empty file keeps the export (and its schema) readable
+        keys.append(_put_empty(prefix))
+    return keys
+
+
+def _put_empty(prefix: str) -> str:
+    import io
+
+    import pyarrow.parquet as pq
+
+    out = io.BytesIO()
+    pq.write_table(result_schema().empty_table(), out)
+    key = f"{prefix}analysis=none/part-0.parquet"
+    storage.put(key, out.getvalue(), "application/vnd.apache.parquet")
+    return key
+
+
+def _record_batches(which) -> Iterator[Any]:
+    import pyarrow as pa
+    from sqlalchemy import select
+
+    from chalicelib.db.tables import Image, ProcessingTask, Result
+
+    schema = result_schema().append(pa.field("analysis", pa.string()))
+    query = (
+        select(
+            ProcessingTask.image_id,
+            Image.key,
+            Image.sha256,
+            Image.format,
+            Image.width,
+            Image.height,
+            ProcessingTask.id,
+            ProcessingTask.batch_id,
+            ProcessingTask.kind,
+            ProcessingTask.model_id,
+            ProcessingTask.status,
+            ProcessingTask.error,
+            Result.label,
+            Result.confidence,
+            Result.output_key,
+            ProcessingTask.duration_ms,
+            ProcessingTask.finished_at,
+            ProcessingTask.params,
+            Result.data,
+            ProcessingTask.operation,
+        )
+        .join(Image, Image.id == ProcessingTask.image_id)
+        .outerjoin(Result, Result.task_id == ProcessingTask.id)
+        .where(which)
+        .order_by(ProcessingTask.id, Result.id)
+        .execution_options(yield_per=ROWS_PER_BATCH)
+    )
+    json_columns = {schema.get_field_index("params"), schema.get_field_index("data")}
+    with session_scope() as session:
+        for rows in session.execute(query).partitions():
+            columns = list(zip(*rows, strict=True))
+            arrays = [
+                pa.array(
+                    [_json(v) for v in values] if i in json_columns else list(values),
+                    type=schema.field(i).type,
+                )
+                for i, values in enumerate(columns)
+            ]
+            yield pa.RecordBatch.from_arrays(arrays, schema=schema)
+
+
+def _json(value) -> str | None:
+    return None if value is None else json.dumps(value, sort_keys=True, default=str)
