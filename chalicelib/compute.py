@@ -68,16 +68,17 @@ def check_cluster(client) -> None:
     """Raise ComputeUnavailable unless the scheduler and every worker can run Pixelake's jobs.
 
     Checks, in order: the Dask, distributed, Python, cloudpickle… versions of the client, the
-    scheduler and the workers (Dask's own `get_versions(check=True)`); that the scheduler can
+    scheduler and the workers (`version_mismatches`); that the scheduler can
     import chalicelib (it unpickles each job); that each worker runs the same chalicelib code
     against the same stage, bucket and S3 endpoint as this process.
     """
     from chalicelib import dask_preload
 
-    try:
-        client.get_versions(check=True)
-    except ValueError as exc:
-        raise ComputeUnavailable(f"the Dask client, scheduler and workers run different versions: {exc}") from exc
+    mismatches = version_mismatches(client.get_versions())
+    if mismatches:
+        raise ComputeUnavailable(
+            "the Dask client, scheduler and workers run different versions: " + "; ".join(mismatches)
+        )
     here = dask_preload.describe()
     try:
         scheduler = {"code": client.run_on_scheduler(dask_preload.scheduler_code)}
@@ -93,6 +94,33 @@ def check_cluster(client) -> None:
             problems += _differences(f"Dask worker {address}", answer, here)
     if problems:
         raise ComputeUnavailable("; ".join(problems) + f"; {HOW_TO_START}")
+
+
+def version_mismatches(versions: dict) -> list[str]:
+    """Packages whose versions differ between this client and the scheduler or a worker.
+
+    `Client.get_versions(check=True)` only warns (distributed 2024+), so the comparison is made here,
+    over the packages Dask requires to agree, and Python's major.minor (patch releases pickle alike).
+    """
+    from distributed.versions import required_packages, scheduler_relevant_packages
+
+    def wanted(info: dict, names) -> dict[str, str | None]:
+        packages = info.get("packages", {})
+        found = {name: packages.get(name) for name in names if name != "python"}
+        if "python" in names:
+            found["python"] = ".".join(str(packages.get("python", "")).split(".")[:2])
+        return found
+
+    names = [*required_packages, "python"]
+    here = wanted(versions["client"], names)
+    others = {"the scheduler": wanted(versions["scheduler"], [n for n in names if n in scheduler_relevant_packages])}
+    others |= {f"worker {address}": wanted(info, names) for address, info in versions["workers"].items()}
+    return [
+        f"{name} {version} on {who}, {here[name]} here"
+        for who, found in others.items()
+        for name, version in found.items()
+        if version != here[name]
+    ]
 
 
 def _differences(who: str, there: dict, here: dict, keys=("code", "stage", "bucket", "aws_endpoint_url")) -> list[str]:

@@ -266,3 +266,30 @@ def test_a_job_no_worker_starts_fails_after_the_start_timeout(
     assert "no Dask worker started the batch within 2 s (the cluster has 0 workers" in batch["error"]
     monkeypatch.delenv("PIXELAKE_DASK_START_TIMEOUT_S")
     reset_settings()
+
+
+def test_a_worker_with_other_package_versions_fails_the_job_with_the_versions(
+    client, other_cluster, ready_image, tmp_path
+):
+    import toolz
+
+    image = ready_image(jpeg_bytes((64, 48)))
+    env = documented_worker_env(tmp_path)
+    other_cluster.start_scheduler(env)
+    # A worker whose environment holds another release of toolz (one of the packages Dask requires to agree).
+    site = tmp_path / "older-site"
+    installed = Path(toolz.__file__).parent
+    shutil.copytree(installed, site / "toolz", ignore=shutil.ignore_patterns("__pycache__"))
+    (dist_info,) = installed.parent.glob(f"toolz-{toolz.__version__}.dist-info")
+    older = site / "toolz-0.12.1.dist-info"
+    shutil.copytree(dist_info, older)
+    metadata = (older / "METADATA").read_text()
+    (older / "METADATA").write_text(metadata.replace(f"Version: {toolz.__version__}", "Version: 0.12.1", 1))
+    other_cluster.start_worker("older-worker", {**env, "PYTHONPATH": f"{site}:{env['PYTHONPATH']}"})
+    other_cluster.wait_for_workers(1)
+    use_cluster(other_cluster.address)
+    response = post(client, "/api/batches", {"image_ids": [image["id"]], "operation": "flip", "params": {}})
+    batch = response.json_body
+    assert batch["status"] == "failed", batch
+    assert "different versions" in batch["error"] and "toolz 0.12.1 on worker" in batch["error"]
+    assert f"{toolz.__version__} here" in batch["error"]
