@@ -6,8 +6,8 @@ One row per image and analysis (a processing task and its result; a failed task 
 error). The common fields are typed columns; the result's data and the task's parameters are JSON
 text. The partition keys are in the path only (Hive's convention), so Athena (the Glue table
 `results` in infra/aws/storage.yaml), Spark, DuckDB and `pyarrow.dataset` read the tree as one table,
-filtering partitions by path. Rows leave PostgreSQL through COPY into a temporary file and are parsed
-by Arrow block by block: memory stays bounded whatever the size of the account (disk holds the CSV). Runs on the Dask workers (pyarrow is not in the api function).
+filtering partitions by path. Rows leave PostgreSQL through COPY, TASKS_PER_COPY tasks at a time, and are
+parsed by Arrow: memory stays bounded by the chunk whatever the size of the account. Runs on the Dask workers (pyarrow is not in the api function).
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from chalicelib import storage
 from chalicelib.db.session import session_scope
 
 ROWS_PER_BATCH = 50_000
-COPY_BLOCK_BYTES = 8 << 20  # CSV bytes parsed at a time (tens of thousands of rows)
+TASKS_PER_COPY = 100_000  # tasks per COPY chunk: ~15 MB of CSV held at a time
 PARTITION_KEYS = ("owner_id", "export", "analysis")
 
 
@@ -172,13 +172,36 @@ def _record_batches(which) -> Iterator[Any]:
         .where(which)
         .order_by(ProcessingTask.id, Result.id)
     )
-    yield from _copy_batches(query, schema)
+    # Tasks are taken TASKS_PER_COPY at a time by id (keyset): each COPY's CSV is parsed in memory,
+    # so the chunk, not the export, bounds the memory.
+    last_id = 0
+    while True:
+        upper = session_scalar(
+            select(ProcessingTask.id)
+            .where(which, ProcessingTask.id > last_id)
+            .order_by(ProcessingTask.id)
+            .offset(TASKS_PER_COPY - 1)
+            .limit(1)
+        )
+        chunk = query.where(ProcessingTask.id > last_id)
+        if upper is not None:
+            chunk = chunk.where(ProcessingTask.id <= upper)
+        yield from _copy_batches(chunk, schema)
+        if upper is None:
+            return
+        last_id = upper
+
+
+def session_scalar(statement):
+    with session_scope() as session:
+        return session.scalar(statement)
 
 
 def _copy_batches(query, schema) -> Iterator[Any]:
-    """Run the query as PostgreSQL `COPY … TO STDOUT (FORMAT csv)` into a temporary file and parse it
-    with Arrow's CSV reader block by block: no Python object per row (pg8000 decoding each row in
-    Python was the export's bottleneck), and memory bounded by the block size, not the export."""
+    """Run the query as PostgreSQL `COPY … TO STDOUT (FORMAT csv)` and parse it with Arrow's CSV reader:
+    no Python object per row (pg8000 decoding each row in Python was the export's bottleneck)."""
+    import io
+
     import pyarrow as pa
     from pyarrow import csv
     from sqlalchemy.dialects import postgresql
@@ -188,23 +211,25 @@ def _copy_batches(query, schema) -> Iterator[Any]:
     names = schema.names
     finished_at = names.index("finished_at")
     raw_types = {name: (pa.int64() if i == finished_at else schema.field(i).type) for i, name in enumerate(names)}
-    with tempfile.TemporaryFile() as spool:
-        with session_scope() as session:
-            driver = session.connection().connection.driver_connection
-            assert driver is not None  # a checked-out connection always has its pg8000 connection
-            cursor = driver.cursor()
-            cursor.execute(f"COPY ({sql}) TO STDOUT WITH (FORMAT csv)", stream=spool)
-        spool.seek(0)
-        reader = csv.open_csv(
-            spool,
-            read_options=csv.ReadOptions(column_names=names, block_size=COPY_BLOCK_BYTES),
-            parse_options=csv.ParseOptions(newlines_in_values=True),
-            # COPY writes NULL as an empty unquoted field and an empty string as "".
-            convert_options=csv.ConvertOptions(
-                column_types=raw_types, null_values=[""], strings_can_be_null=True, quoted_strings_can_be_null=False
-            ),
-        )
-        for batch in reader:
-            columns = list(batch.columns)
-            columns[finished_at] = columns[finished_at].cast(schema.field(finished_at).type)
-            yield pa.RecordBatch.from_arrays(columns, schema=schema)
+    spool = io.BytesIO()
+    with session_scope() as session:
+        driver = session.connection().connection.driver_connection
+        assert driver is not None  # a checked-out connection always has its pg8000 connection
+        driver.cursor().execute(f"COPY ({sql}) TO STDOUT WITH (FORMAT csv)", stream=spool)
+    if not spool.tell():
+        return
+    spool.seek(0)
+    table = csv.read_csv(
+        spool,
+        read_options=csv.ReadOptions(column_names=names),
+        parse_options=csv.ParseOptions(newlines_in_values=True),
+        # COPY writes NULL as an empty unquoted field and an empty string as "".
+        convert_options=csv.ConvertOptions(
+            column_types=raw_types, null_values=[""], strings_can_be_null=True, quoted_strings_can_be_null=False
+        ),
+    )
+    del spool
+    for batch in table.to_batches(ROWS_PER_BATCH):
+        columns = list(batch.columns)
+        columns[finished_at] = columns[finished_at].cast(schema.field(finished_at).type)
+        yield pa.RecordBatch.from_arrays(columns, schema=schema)

@@ -54,7 +54,9 @@ def run_on_cluster(fn, *args):
     return compute.ready_client().submit(fn, *args, pure=False).result(timeout=120)
 
 
-def test_a_batch_export_is_one_partition_of_the_results_table(client, dask_cluster, ready_image, stack_env):
+def test_a_batch_export_is_one_partition_of_the_results_table(
+    client, dask_cluster, ready_image, stack_env, monkeypatch
+):
     from chalicelib.db.session import session_scope
     from chalicelib.db.tables import Image
     from chalicelib.services.exports import export_account
@@ -119,6 +121,18 @@ def test_a_batch_export_is_one_partition_of_the_results_table(client, dask_clust
         analyses = set(session.scalars(select(ProcessingTask.operation).where(ProcessingTask.owner_id == owner_id)))
     assert account.num_rows == expected and set(account.column("analysis").to_pylist()) == analyses
     assert {"thumbnail", "properties"} <= analyses
+    # Taken a few tasks per COPY (in this process), the export has the very same rows.
+    from datetime import UTC, datetime
+
+    from chalicelib.services import exports
+
+    monkeypatch.setattr(exports, "TASKS_PER_COPY", 4)
+    chunked_prefix = exports.export_account(owner_id, at=datetime(2030, 1, 1, tzinfo=UTC))
+    chunked = s3_dataset(stack_env).to_table(
+        filter=pc.field("export") == chunked_prefix.rstrip("/").split("export=")[1]
+    )
+    columns = [name for name in account.column_names if name != "export"]
+    assert chunked.select(columns).sort_by("task_id").equals(account.select(columns).sort_by("task_id"))
     # Grouping by a partition key, as an Athena query would.
     per_analysis = account.group_by("analysis").aggregate([("image_id", "count")])
     assert dict(zip(per_analysis["analysis"].to_pylist(), per_analysis["image_id_count"].to_pylist()))["thumbnail"] == 7
