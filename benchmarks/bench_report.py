@@ -109,6 +109,12 @@ def write(report: dict, out: Path) -> None:
         )
     if "dask" in report:
         lines.append(f"| Dask batch 1 → 2 workers | {report['dask']['speedup']}× | | |")
+    if "exports" in report:
+        x = report["exports"]["exports"]
+        lines.append(
+            f"| account export, {x['rows']:,} rows → Parquet | {x['export_rows_per_s']:,} rows/s, "
+            f"{x['export_over_read']}× the read floor, peak {x['peak_rss_mb']['export']} MB | | |"
+        )
     lines += [
         f"| peak memory, ingest of 12 MP / 24 MP | {mem['12 MP']['peak_mb']:.0f} / {mem['24 MP']['peak_mb']:.0f} MB "
         "(process) | | |",
@@ -269,6 +275,21 @@ def write(report: dict, out: Path) -> None:
             "",
             f"Speed-up {d['speedup']}×; other processes used ≈{d['other_processes_cores_during_2_workers']} "
             "cores during the 2-worker run.",
+            "",
+        ]
+    if "exports" in report:
+        x, check = report["exports"]["exports"], report["exports"]["submit_check"]
+        lines += [
+            "## Analytics exports and the pre-submit check",
+            "",
+            f"`export_account` over {x['rows']:,} task rows: {x['export_s']} s ({x['export_rows_per_s']:,} rows/s, "
+            f"{x['files']} Parquet files, {x['parquet_mb']} MB); streaming the same query without writing: "
+            f"{x['read_s']} s; export / read = {x['export_over_read']}×. Peak RSS: export {x['peak_rss_mb']['export']} MB, "
+            f"read {x['peak_rss_mb']['read']} MB.",
+            "",
+            f"`check_cluster` on a CLI-started scheduler + {check['workers']} workers: {check['check_cluster_ms']} ms, "
+            f"{check['check_over_round_trip']}× a no-op submit round trip ({check['round_trip_ms']} ms); "
+            f"{check['checks_per_submit']}.",
             "",
         ]
     c = report["cost"]

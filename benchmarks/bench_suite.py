@@ -96,7 +96,7 @@ def cost_model(report: dict) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true")
-    parser.add_argument("--skip", default="", help="comma-separated: e2e, database, dask")
+    parser.add_argument("--skip", default="", help="comma-separated: e2e, database, dask, exports")
     args = parser.parse_args()
     skip = set(filter(None, args.skip.split(",")))
     started = time.perf_counter()
@@ -137,6 +137,11 @@ def main() -> None:
     if "dask" not in skip:
         print("… Dask 1 → 2 workers", file=sys.stderr, flush=True)
         report["dask"] = dask_scaling(args.quick)
+    if "exports" not in skip:
+        import bench_exports
+
+        print("… exports and the pre-submit cluster check", file=sys.stderr, flush=True)
+        report["exports"] = bench_exports.run(100_000 if args.quick else 1_000_000, 2)
     report["cost"] = cost_model(report)
     report["runtime_s"] = round(time.perf_counter() - started, 1)
     OUT.mkdir(parents=True, exist_ok=True)

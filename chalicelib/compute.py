@@ -1,20 +1,35 @@
-"""The Dask client: DASK_SCHEDULER_ADDRESS (the Fargate cluster in AWS, the local stack's
-LocalCluster on a laptop), else a LocalCluster started in this process on first use.
+"""The Dask client: DASK_SCHEDULER_ADDRESS (the Fargate cluster in AWS, a cluster you run with
+`dask scheduler` and `dask worker`, the local stack's LocalCluster), else a LocalCluster started
+in this process on first use.
 
-Jobs are submitted fire-and-forget: the API answers at once and the job, running on a
-worker, writes its progress and results to PostgreSQL and S3 itself.
+Jobs are submitted fire-and-forget: the API answers at once and the job, running on a worker,
+writes its progress and results to PostgreSQL and S3 itself. Because nobody waits on the future,
+every submit first checks that the cluster can run the job (`check_cluster`): a cluster that
+cannot raises ComputeUnavailable with the reason, which the caller records as the job's failure,
+instead of a job that stays `pending` while the scheduler logs an error nobody reads.
 """
 
 from __future__ import annotations
 
 import functools
+import threading
+import time
 from collections.abc import Callable
-from datetime import UTC
+from datetime import UTC, datetime
 from typing import Any
 
 from chalicelib.config import get_settings
+from chalicelib.errors import ComputeUnavailable
 
 LOCAL_WORKERS = 2
+# A cluster that passed its check is trusted this long: workers that join later ran the same
+# preload (chalicelib.dask_preload), which refuses to start a misconfigured one.
+CHECK_TTL_S = 60
+PRELOAD = "chalicelib.dask_preload"
+HOW_TO_START = (
+    f"start the scheduler and every worker with `PYTHONPATH=<pixelake checkout> dask scheduler|worker … "
+    f"--preload {PRELOAD}` (README: Running on your own Dask cluster)"
+)
 
 
 def start_local_cluster(n_workers: int = LOCAL_WORKERS):
@@ -28,6 +43,7 @@ def start_local_cluster(n_workers: int = LOCAL_WORKERS):
         host="127.0.0.1",
         dashboard_address="127.0.0.1:0",
         silence_logs=40,
+        preload=[PRELOAD],
     )
 
 
@@ -37,15 +53,107 @@ def dask_client():
 
     address = get_settings().dask_scheduler_address
     if address:
-        return Client(address, timeout=15, set_as_default=False)
+        try:
+            return Client(address, timeout=15, set_as_default=False)
+        except (OSError, TimeoutError) as exc:
+            raise ComputeUnavailable(f"no Dask scheduler answers at {address}: {exc}") from exc
     return Client(start_local_cluster(), set_as_default=False)
 
 
+_checked_at: dict[int, float] = {}
+_check_lock = threading.Lock()
+
+
+def check_cluster(client) -> None:
+    """Raise ComputeUnavailable unless the scheduler and every worker can run Pixelake's jobs.
+
+    Checks, in order: the Dask, distributed, Python, cloudpickle… versions of the client, the
+    scheduler and the workers (`version_mismatches`); that the scheduler can
+    import chalicelib (it unpickles each job); that each worker runs the same chalicelib code
+    against the same stage, bucket and S3 endpoint as this process.
+    """
+    from chalicelib import dask_preload
+
+    mismatches = version_mismatches(client.get_versions())
+    if mismatches:
+        raise ComputeUnavailable(
+            "the Dask client, scheduler and workers run different versions: " + "; ".join(mismatches)
+        )
+    here = dask_preload.describe()
+    try:
+        scheduler = {"code": client.run_on_scheduler(dask_preload.scheduler_code)}
+    except Exception as exc:  # whatever the scheduler raised while unpickling or running the probe
+        raise ComputeUnavailable(
+            f"the Dask scheduler cannot load Pixelake's code ({type(exc).__name__}: {exc}); {HOW_TO_START}"
+        ) from exc
+    problems = _differences("the Dask scheduler", scheduler, here, keys=("code",))
+    for address, answer in client.run(dask_preload.describe, on_error="return").items():
+        if isinstance(answer, BaseException):
+            problems.append(f"Dask worker {address} cannot load Pixelake's code ({type(answer).__name__}: {answer})")
+        else:
+            problems += _differences(f"Dask worker {address}", answer, here)
+    if problems:
+        raise ComputeUnavailable("; ".join(problems) + f"; {HOW_TO_START}")
+
+
+def version_mismatches(versions: dict) -> list[str]:
+    """Packages whose versions differ between this client and the scheduler or a worker.
+
+    `Client.get_versions(check=True)` only warns (distributed 2024+), so the comparison is made here,
+    over the packages Dask requires to agree, and Python's major.minor (patch releases pickle alike).
+    """
+    from distributed.versions import required_packages, scheduler_relevant_packages
+
+    def wanted(info: dict, names) -> dict[str, str | None]:
+        packages = info.get("packages", {})
+        found = {name: packages.get(name) for name in names if name != "python"}
+        if "python" in names:
+            found["python"] = ".".join(str(packages.get("python", "")).split(".")[:2])
+        return found
+
+    names = [*required_packages, "python"]
+    here = wanted(versions["client"], names)
+    others = {"the scheduler": wanted(versions["scheduler"], [n for n in names if n in scheduler_relevant_packages])}
+    others |= {f"worker {address}": wanted(info, names) for address, info in versions["workers"].items()}
+    return [
+        f"{name} {version} on {who}, {here[name]} here"
+        for who, found in others.items()
+        for name, version in found.items()
+        if version != here[name]
+    ]
+
+
+def _differences(who: str, there: dict, here: dict, keys=("code", "stage", "bucket", "aws_endpoint_url")) -> list[str]:
+    names = {"code": "chalicelib code", "stage": "stage", "bucket": "bucket", "aws_endpoint_url": "S3 endpoint"}
+    return [
+        f"{who} uses {names[k]} {there.get(k) or 'AWS'!r}, this process {here[k] or 'AWS'!r}"
+        for k in keys
+        if there.get(k) != here[k]
+    ]
+
+
+def ready_client():
+    """The client, checked at most once per CHECK_TTL_S (ComputeUnavailable when the cluster cannot run jobs)."""
+    client = dask_client()
+    with _check_lock:
+        if time.monotonic() - _checked_at.get(id(client), -CHECK_TTL_S) >= CHECK_TTL_S:
+            check_cluster(client)
+            _checked_at[id(client)] = time.monotonic()
+    return client
+
+
 def submit_job(fn: Callable, *args: Any, key: str) -> None:
-    """Run fn(*args) on the cluster without waiting and without keeping a reference."""
+    """Run fn(*args) on the cluster without waiting and without keeping a reference.
+
+    Raises ComputeUnavailable, with nothing submitted, when the cluster cannot run it.
+    """
     from distributed import fire_and_forget
 
-    fire_and_forget(dask_client().submit(fn, *args, key=key, pure=False))
+    fire_and_forget(ready_client().submit(fn, *args, key=key, pure=False))
+
+
+def worker_count() -> int:
+    return len(dask_client().scheduler_info(n_workers=-1).get("workers", {}))
 
 
 # A job still `pending` this long after it was created was lost before a worker started it (the
@@ -54,10 +162,19 @@ def submit_job(fn: Callable, *args: Any, key: str) -> None:
 RESUBMIT_AFTER_S = 60
 
 
-def resubmit_if_stalled(fn: Callable, row_id: int, *, key: str, status: str, created_at) -> bool:
-    from datetime import datetime
+def pending_for_s(status: str, created_at: datetime) -> float:
+    """Seconds a job has waited for a worker (0 once it left `pending`)."""
+    return (datetime.now(UTC) - created_at).total_seconds() if status == "pending" else 0.0
 
-    if status != "pending" or (datetime.now(UTC) - created_at).total_seconds() < RESUBMIT_AFTER_S:
+
+def start_timed_out(status: str, created_at: datetime) -> bool:
+    """True when no worker took the job within PIXELAKE_DASK_START_TIMEOUT_S: it is to be reported failed."""
+    return pending_for_s(status, created_at) >= get_settings().dask_start_timeout_s
+
+
+def resubmit_if_stalled(fn: Callable, row_id: int, *, key: str, status: str, created_at: datetime) -> bool:
+    """Submit a job again when its first submission was lost (ComputeUnavailable when the cluster cannot run it)."""
+    if pending_for_s(status, created_at) < RESUBMIT_AFTER_S:
         return False
     submit_job(fn, row_id, key=key)
     return True
@@ -67,3 +184,4 @@ def reset_client() -> None:
     if dask_client.cache_info().currsize:
         dask_client().close()
     dask_client.cache_clear()
+    _checked_at.clear()

@@ -133,6 +133,13 @@ class Settings:
     dask_scheduler_address: str = field(
         default="", metadata=_env("DASK_SCHEDULER_ADDRESS", "Dask scheduler; empty for a local cluster")
     )
+    dask_start_timeout_s: int = field(
+        default=600,
+        metadata=_env(
+            "PIXELAKE_DASK_START_TIMEOUT_S",
+            "seconds a batch or training job may stay pending (no Dask worker took it) before it is reported failed",
+        ),
+    )
     tmp_dir: str = field(default="/tmp/pixelake", metadata=_env("PIXELAKE_TMP", "cache for model artifacts"))
     max_model_bytes: int = field(
         default=200 * 1024 * 1024, metadata=_env("PIXELAKE_MAX_MODEL_BYTES", "largest model file registered")
@@ -165,6 +172,15 @@ class Settings:
     @property
     def is_local(self) -> bool:
         return self.stage == "local"
+
+    def refuse_real_aws_on_local_stage(self) -> None:
+        """The local stage runs on moto or LocalStack only: without an endpoint, boto3 would reach real AWS
+        and a bucket named pixelake-local that anyone could own. Called before any S3 or SQS client is made."""
+        if self.is_local and not self.aws_endpoint_url:
+            raise RuntimeError(
+                "PIXELAKE_STAGE=local needs AWS_ENDPOINT_URL (moto or LocalStack; `make dev` sets it): "
+                "a local process never uses real AWS endpoints or bucket names"
+            )
 
     @property
     def auth_required(self) -> bool:

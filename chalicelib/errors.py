@@ -42,3 +42,10 @@ class InvalidRequest(ValueError):
 
 class DatabaseNotConfigured(RuntimeError):
     """DATABASE_URL is empty: the process was started without a database to talk to."""
+
+
+class ComputeUnavailable(Exception):
+    """The Dask cluster cannot run a job (no scheduler, different versions or code, a misconfigured worker).
+
+    Raised at submit, before anything is queued: the caller records it as the job's failure reason.
+    """

@@ -13,6 +13,7 @@ def sqs_client():
     import boto3
 
     settings = get_settings()
+    settings.refuse_real_aws_on_local_stage()
     return boto3.client("sqs", region_name=settings.aws_region, endpoint_url=settings.aws_endpoint_url or None)
 
 

@@ -8,7 +8,8 @@ Every key is built by a function of this module, so the layout below is the only
     results/<task>.<format>, results/<task>-mask.png   written by the task workers
     models/<user>/<name>/<version>/model.<ext>   registered model artifacts
     models/staging/<user>/<upload id>            model files before registration
-    exports/batches/<batch>/results.parquet      batch exports, written on Dask
+    exports/results/owner_id=<user>/export=<name>/analysis=<operation>/part-<n>.parquet
+                                                 Hive-partitioned result exports, written on Dask
 """
 
 from __future__ import annotations
@@ -21,6 +22,8 @@ from chalicelib.config import get_settings
 UPLOAD_PREFIX = "uploads/"
 DATASET_PREFIX = "datasets/"
 MODEL_STAGING_PREFIX = "models/staging/"
+# Hive-partitioned Parquet (chalicelib/services/exports.py); the Glue table `results` reads this prefix.
+RESULTS_EXPORT_PREFIX = "exports/results/"
 UPLOAD_EXTENSIONS = {
     "image/jpeg": "jpg",
     "image/png": "png",
@@ -37,6 +40,7 @@ def s3_client():
     from botocore.config import Config
 
     settings = get_settings()
+    settings.refuse_real_aws_on_local_stage()
     # Path-style addressing on a local endpoint: no wildcard DNS for bucket sub-domains there.
     addressing = {"addressing_style": "path"} if settings.aws_endpoint_url else {}
     return boto3.client(
@@ -92,8 +96,9 @@ def model_staging_key(user_id: int, upload_id: str) -> str:
     return f"{MODEL_STAGING_PREFIX}{user_id}/{upload_id}"
 
 
-def batch_export_key(batch_id: int) -> str:
-    return f"exports/batches/{batch_id}/results.parquet"
+def results_export_prefix(owner_id: int, export: str) -> str:
+    """One export's partition of the results table (`export` is e.g. batch-<id> or account-<time>)."""
+    return f"{RESULTS_EXPORT_PREFIX}owner_id={owner_id}/export={export}/"
 
 
 def owner_from_upload_key(key: str) -> int | None:
@@ -132,6 +137,14 @@ def head(key: str, *, bucket: str | None = None) -> dict | None:
 
 def delete(key: str, *, bucket: str | None = None) -> None:
     s3_client().delete_object(Bucket=bucket or get_settings().bucket, Key=key)
+
+
+def keys_under(prefix: str, *, bucket: str | None = None):
+    """Every key under the prefix, page by page."""
+    pages = s3_client().get_paginator("list_objects_v2").paginate(Bucket=bucket or get_settings().bucket, Prefix=prefix)
+    for page in pages:
+        for item in page.get("Contents", []):
+            yield item["Key"]
 
 
 def presign_get(key: str, *, bucket: str | None = None, expires: int | None = None) -> str:

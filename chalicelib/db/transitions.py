@@ -205,9 +205,43 @@ def batch_running(db: Runner, batch_id: int) -> bool:
     return bool(rows)
 
 
-def batch_succeeded(db: Runner, batch_id: int) -> None:
-    """Every task of the batch has recorded its outcome."""
-    db.run(
-        "UPDATE batches SET status = 'succeeded', finished_at = clock_timestamp(), updated_at = now() WHERE id = :id",
+# A batch none of whose tasks succeeded has failed; one with some failures has succeeded, and its
+# counts say how many failed. A batch of no tasks cannot exist (the API refuses an empty source).
+_BATCH_ANY_SUCCEEDED = "EXISTS (SELECT 1 FROM processing_tasks WHERE batch_id = :id AND status = 'succeeded')"
+
+
+def batch_finished(db: Runner, batch_id: int) -> str:
+    """Every task of the batch has recorded its outcome: `succeeded`, or `failed` when none succeeded."""
+    rows = db.run(
+        f"UPDATE batches SET status = CASE WHEN {_BATCH_ANY_SUCCEEDED} THEN 'succeeded' ELSE 'failed' END, "
+        f"error = CASE WHEN {_BATCH_ANY_SUCCEEDED} THEN NULL ELSE 'all ' || "
+        "(SELECT count(*) FROM processing_tasks WHERE batch_id = :id) || ' tasks failed (see each task''s error)' END, "
+        "finished_at = clock_timestamp(), updated_at = now() WHERE id = :id RETURNING status",
         id=batch_id,
     )
+    return rows[0][0] if rows else "skipped"
+
+
+def job_failed_to_start(db: Runner, job_id: int, reason: str) -> bool:
+    """A pending training job the cluster could not take, or that no worker started in time."""
+    rows = db.run(
+        "UPDATE training_jobs SET status = 'failed', stage = 'failed', error = :error, "
+        "finished_at = clock_timestamp(), updated_at = now() WHERE id = :id AND status = 'pending' RETURNING id",
+        id=job_id,
+        error=reason,
+    )
+    return bool(rows)
+
+
+def batch_failed_to_start(db: Runner, batch_id: int, reason: str) -> bool:
+    """A pending batch the cluster could not take: it and the tasks it never started fail with the reason."""
+    rows = db.run(
+        "WITH batch AS (UPDATE batches SET status = 'failed', error = :error, finished_at = clock_timestamp(), "
+        "updated_at = now() WHERE id = :id AND status = 'pending' RETURNING id), "
+        "tasks AS (UPDATE processing_tasks SET status = 'failed', error = :error, finished_at = clock_timestamp(), "
+        "updated_at = now() WHERE batch_id IN (SELECT id FROM batch) AND status = 'pending') "
+        "SELECT id FROM batch",
+        id=batch_id,
+        error=reason,
+    )
+    return bool(rows)

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 from chalicelib import compute, storage
 from chalicelib.config import get_settings
 from chalicelib.db.session import session_scope
-from chalicelib.errors import ApiError, found
+from chalicelib.errors import ApiError, ComputeUnavailable, found
 from chalicelib.services import resolver
 
 if TYPE_CHECKING:
@@ -106,9 +106,12 @@ def create(principal: Principal, request: dict[str, Any]) -> tuple[BatchState, b
             session, batch, kind=plan.kind, image_ids=image_ids, params=plan.params, model_id=plan.model_id
         )
         state = BatchState(batch, job_rows.batch_counts(session, batch.id))
-    from chalicelib.services.dask_jobs import run_batch_job
+    from chalicelib.services import dask_submit
 
-    compute.submit_job(run_batch_job, batch.id, key=f"batch-{batch.id}")
+    if dask_submit.submit_batch(batch.id):  # the cluster could not take it: the row says why
+        with session_scope() as session:
+            batch = session.get_one(Batch, batch.id)
+            state = BatchState(batch, job_rows.batch_counts(session, batch.id))
     return state, True
 
 
@@ -123,14 +126,12 @@ def page(principal: Principal, *, limit: int, before_id: int | None) -> list[Bat
 def get(principal: Principal, batch_id: int) -> BatchState:
     """One of the caller's batches (404 otherwise); submitted again if its submission was lost."""
     from chalicelib.db import jobs as job_rows
-    from chalicelib.services.dask_jobs import run_batch_job
+    from chalicelib.services import dask_submit
 
     with session_scope() as session:
         batch = found(job_rows.get_batch(session, batch_id, principal.owner_filter), "batch", batch_id)
         state = BatchState(batch, job_rows.batch_counts(session, batch_id))
-    compute.resubmit_if_stalled(
-        run_batch_job, batch_id, key=f"batch-{batch_id}", status=batch.status, created_at=batch.created_at
-    )
+    dask_submit.recheck_batch(batch_id, status=batch.status, created_at=batch.created_at)
     return state
 
 
@@ -151,7 +152,10 @@ def export(principal: Principal, batch_id: int) -> dict | None:
             "unfinished tasks; export when it is done",
         )
     # pyarrow lives on the Dask workers, not in the api function: the export runs there.
-    future = compute.dask_client().submit(write_export, batch_id, pure=False)
+    try:
+        future = compute.ready_client().submit(write_export, batch_id, pure=False)
+    except ComputeUnavailable as exc:
+        raise ApiError(503, "compute_unavailable", str(exc)) from exc
     try:
         key = future.result(timeout=get_settings().max_wait_s)
     except TimeoutError:

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import functools
 import hashlib
-import io
 import logging
 
 from chalicelib import storage
@@ -159,65 +158,11 @@ def run_batch_job(batch_id: int) -> str:
                         transitions.on_session(session), outcome.item, outcome.error or "the task could not run"
                     )
     with session_scope() as session:
-        transitions.batch_succeeded(transitions.on_session(session), batch_id)
-    return "succeeded"
+        return transitions.batch_finished(transitions.on_session(session), batch_id)
 
 
 def export_batch(batch_id: int) -> str:
-    """Write one row per task of the batch as Parquet under exports/ (for Athena or Spark)."""
-    import json
+    """Write the batch's results as Hive-partitioned Parquet under exports/ (chalicelib/services/exports.py)."""
+    from chalicelib.services.exports import export_batch as write_batch_export
 
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-    from sqlalchemy import select
-
-    from chalicelib.db.tables import Batch, Image, ProcessingTask, Result
-
-    with session_scope() as session:
-        rows = session.execute(
-            select(
-                ProcessingTask.id,
-                ProcessingTask.image_id,
-                Image.key,
-                ProcessingTask.operation,
-                ProcessingTask.status,
-                ProcessingTask.error,
-                ProcessingTask.duration_ms,
-                Result.label,
-                Result.confidence,
-                Result.output_key,
-                Result.data,
-            )
-            .join(Image, Image.id == ProcessingTask.image_id)
-            .outerjoin(Result, Result.task_id == ProcessingTask.id)
-            .where(ProcessingTask.batch_id == batch_id)
-            .order_by(ProcessingTask.id)
-        ).all()
-    columns = [
-        "task_id",
-        "image_id",
-        "image_key",
-        "operation",
-        "status",
-        "error",
-        "duration_ms",
-        "label",
-        "confidence",
-        "output_key",
-        "data",
-    ]
-    table = pa.table(
-        {
-            name: [r[i] if name != "data" else (json.dumps(r[i]) if r[i] is not None else None) for r in rows]
-            for i, name in enumerate(columns)
-        }
-    )
-    out = io.BytesIO()
-    pq.write_table(table, out, compression="zstd")
-    key = storage.batch_export_key(batch_id)
-    storage.put(key, out.getvalue(), "application/vnd.apache.parquet")
-    with session_scope() as session:
-        batch = session.get(Batch, batch_id)
-        assert batch is not None  # the export was asked for an existing batch
-        batch.export_key = key
-    return key
+    return write_batch_export(batch_id)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from chalicelib import compute
 from chalicelib.db import transitions
 from chalicelib.db.session import session_scope
 from chalicelib.db.vocabulary import JOB_FINISHED
@@ -44,7 +43,6 @@ def create(
     from chalicelib.db.tables import TrainingJob
     from chalicelib.ml.features import clean_feature_params
     from chalicelib.ml.training import check_split, clean_algorithm_params
-    from chalicelib.services.dask_jobs import run_training_job
 
     algorithm_params = clean_algorithm_params(algorithm, params)
     clean_features = clean_feature_params(features, feature_params)
@@ -67,7 +65,11 @@ def create(
         session.add(job)
         session.flush()
         state = _state(session, job)
-    compute.submit_job(run_training_job, job.id, key=f"training-job-{job.id}")
+    from chalicelib.services import dask_submit
+
+    if dask_submit.submit_training_job(job.id):  # the cluster could not take it: the row says why
+        with session_scope() as session:
+            state = _state(session, session.get_one(TrainingJob, job.id))
     return state
 
 
@@ -82,14 +84,12 @@ def page(principal: Principal, *, limit: int, before_id: int | None) -> list[Job
 def get(principal: Principal, job_id: int) -> JobState:
     """One of the caller's jobs (404 otherwise); submitted again if its submission was lost."""
     from chalicelib.db import jobs as job_rows
-    from chalicelib.services.dask_jobs import run_training_job
+    from chalicelib.services import dask_submit
 
     with session_scope() as session:
         job = found(job_rows.get_job(session, job_id, principal.owner_filter), "training job", job_id)
         state = _state(session, job)
-    compute.resubmit_if_stalled(
-        run_training_job, job_id, key=f"training-job-{job_id}", status=job.status, created_at=job.created_at
-    )
+    dask_submit.recheck_training_job(job_id, status=job.status, created_at=job.created_at)
     return state
 
 

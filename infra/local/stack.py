@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import shlex
 import socket
 import threading
 from dataclasses import dataclass, field
@@ -131,8 +132,9 @@ class LocalStack:
             self.stopping.append(poller.stop)
 
     def _start_dask(self) -> None:
+        env_file = self.write_worker_environment()
         if os.environ.get("DASK_SCHEDULER_ADDRESS"):
-            self.urls["dask"] = os.environ["DASK_SCHEDULER_ADDRESS"]
+            self.urls["dask"] = self._check_external_cluster(os.environ["DASK_SCHEDULER_ADDRESS"], env_file)
             return
         from chalicelib.compute import start_local_cluster
         from chalicelib.config import reset_settings
@@ -143,6 +145,34 @@ class LocalStack:
         reset_settings()
         self.urls["dask"] = f"{cluster.scheduler_address} (LocalCluster, dashboard {cluster.dashboard_link})"
         self.stopping.append(cluster.close)
+
+    def write_worker_environment(self) -> Path:
+        """$PIXELAKE_HOME/dask-worker.env: what Dask workers of your own need to run this stack's jobs.
+
+        `set -a; . .pixelake/dask-worker.env; set +a` before `dask worker … --preload chalicelib.dask_preload`
+        (README: Running on your own Dask cluster). Written on every start: the moto port may change.
+        """
+        from chalicelib.dask_preload import worker_environment
+
+        lines = [f"{name}={shlex.quote(value)}" for name, value in worker_environment().items()]
+        lines.append(f"PYTHONPATH={shlex.quote(str(PROJECT_DIR))}")
+        path = self.home / "dask-worker.env"
+        path.touch(mode=0o600)  # it holds the database URL
+        path.write_text("\n".join(lines) + "\n")
+        return path
+
+    def _check_external_cluster(self, address: str, env_file: Path) -> str:
+        """Say at start whether the cluster can run jobs; a cluster still starting is not an error yet."""
+        from chalicelib import compute
+        from chalicelib.errors import ComputeUnavailable
+
+        try:
+            compute.ready_client()
+            workers = compute.worker_count()
+        except ComputeUnavailable as exc:
+            log.warning("the Dask cluster at %s cannot run Pixelake's jobs yet: %s", address, exc)
+            return f"{address} (NOT READY: {exc}; worker environment in {env_file})"
+        return f"{address} ({workers} workers; worker environment in {env_file})"
 
     def _start_api(self) -> None:
         from chalice.config import Config

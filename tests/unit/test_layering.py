@@ -57,7 +57,8 @@ LAYERS: dict[str, set[str]] = {
     "chalicelib.registry": {"chalicelib.errors"},
     "chalicelib.storage": {"chalicelib.config", "chalicelib.errors", "chalicelib.aws"},
     "chalicelib.queues": {"chalicelib.config", "chalicelib.errors", "chalicelib.aws"},
-    "chalicelib.compute": {"chalicelib.config", "chalicelib.errors"},
+    "chalicelib.compute": {"chalicelib.config", "chalicelib.errors", "chalicelib.dask_preload"},
+    "chalicelib.dask_preload": {"chalicelib.config"},  # what `dask scheduler/worker --preload` loads
     "chalicelib.aws_secrets": {"chalicelib.config"},
     "chalicelib.logs": {"chalicelib.config"},
     "chalicelib.config": set(),

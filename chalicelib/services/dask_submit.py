@@ -1,0 +1,102 @@
+"""Submitting batches and training jobs to Dask, and what happens when the cluster cannot take them.
+
+A submission the cluster cannot run (no scheduler, versions or code that differ, a worker that
+cannot load chalicelib) fails the job at once with the reason; a job that no worker started within
+PIXELAKE_DASK_START_TIMEOUT_S (no workers, or a submission lost on the way) fails with the reason
+when it is next read. Either way the user sees `failed` and why, never a `pending` that lasts forever.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime
+
+from chalicelib import compute
+from chalicelib.config import get_settings
+from chalicelib.db import transitions
+from chalicelib.db.session import session_scope
+from chalicelib.errors import ComputeUnavailable
+
+log = logging.getLogger("pixelake.compute")
+
+
+def training_key(job_id: int) -> str:
+    return f"training-job-{job_id}"
+
+
+def batch_key(batch_id: int) -> str:
+    return f"batch-{batch_id}"
+
+
+def submit_training_job(job_id: int) -> str | None:
+    """Submit the job; returns the reason it failed when the cluster could not take it (recorded on the job)."""
+    from chalicelib.services.dask_jobs import run_training_job
+
+    try:
+        compute.submit_job(run_training_job, job_id, key=training_key(job_id))
+    except ComputeUnavailable as exc:
+        return _fail_training_job(job_id, str(exc))
+    return None
+
+
+def submit_batch(batch_id: int) -> str | None:
+    """Submit the batch; returns the reason it failed when the cluster could not take it (recorded on the batch)."""
+    from chalicelib.services.dask_jobs import run_batch_job
+
+    try:
+        compute.submit_job(run_batch_job, batch_id, key=batch_key(batch_id))
+    except ComputeUnavailable as exc:
+        return _fail_batch(batch_id, str(exc))
+    return None
+
+
+def recheck_training_job(job_id: int, *, status: str, created_at: datetime) -> None:
+    """On a read: fail a job no worker started in time, or submit again one whose submission was lost."""
+    from chalicelib.services.dask_jobs import run_training_job
+
+    if compute.start_timed_out(status, created_at):
+        _fail_training_job(job_id, _no_start_reason("training job"))
+        return
+    try:
+        compute.resubmit_if_stalled(
+            run_training_job, job_id, key=training_key(job_id), status=status, created_at=created_at
+        )
+    except ComputeUnavailable as exc:
+        _fail_training_job(job_id, str(exc))
+
+
+def recheck_batch(batch_id: int, *, status: str, created_at: datetime) -> None:
+    from chalicelib.services.dask_jobs import run_batch_job
+
+    if compute.start_timed_out(status, created_at):
+        _fail_batch(batch_id, _no_start_reason("batch"))
+        return
+    try:
+        compute.resubmit_if_stalled(
+            run_batch_job, batch_id, key=batch_key(batch_id), status=status, created_at=created_at
+        )
+    except ComputeUnavailable as exc:
+        _fail_batch(batch_id, str(exc))
+
+
+def _no_start_reason(what: str) -> str:
+    timeout = get_settings().dask_start_timeout_s
+    try:
+        workers = f"the cluster has {compute.worker_count()} workers"
+    except (ComputeUnavailable, OSError, TimeoutError) as exc:
+        workers = f"the scheduler does not answer: {exc}"
+    return f"no Dask worker started the {what} within {timeout} s ({workers}; PIXELAKE_DASK_START_TIMEOUT_S)"
+
+
+def _fail_training_job(job_id: int, reason: str) -> str:
+    log.error("training job %s failed before it started: %s", job_id, reason)
+    with session_scope() as session:
+        transitions.job_failed_to_start(transitions.on_session(session), job_id, reason)
+    return reason
+
+
+def _fail_batch(batch_id: int, reason: str) -> str:
+    log.error("batch %s failed before it started: %s", batch_id, reason)
+    with session_scope() as session:
+        transitions.batch_failed_to_start(transitions.on_session(session), batch_id, reason)
+    return reason
