@@ -45,8 +45,14 @@ def perform(task: TaskInput, data: bytes) -> list[ResultRow]:
     if task.kind == "operation":
         from chalicelib.imaging.operation_runner import run_operation
 
+        settings = get_settings()
         output = run_operation(
-            data, task.operation, task.params, max_pixels=get_settings().max_pixels, source_format=task.image_format
+            data,
+            task.operation,
+            task.params,
+            max_pixels=settings.max_pixels,
+            source_format=task.image_format,
+            max_frames=settings.max_frames,
         )
         key = f"results/{task.task_id}.{output.format}"
         storage.put(key, output.data, output.content_type, bucket=task.bucket)
@@ -58,7 +64,7 @@ def perform(task: TaskInput, data: bytes) -> list[ResultRow]:
                 width=output.width,
                 height=output.height,
                 size_bytes=output.size_bytes,
-                data={},
+                data=output.details(),
             )
         ]
     if task.kind == "analysis":
