@@ -1,7 +1,7 @@
 """Real files that packages ship in their source distributions: phone HEICs (pillow-heif's test
 images: an iPhone's, a Xiaomi's, a Nokia burst, a 200 MP pixel bomb, a rotated Canon HIF), real
 camera JPEGs from many makers (piexif's), ICC profiles (libvips' built-in Display P3 and CMYK
-through pyvips, Debian's colord-data Adobe RGB).
+through pyvips, Debian's colord-data Adobe RGB and icc-profiles-free grey).
 
 Each source distribution is fetched once with pip (the ordinary client of the registry) into
 .pixelake/test-data/ and read from there by later runs.
@@ -21,6 +21,7 @@ CACHE = ROOT / ".pixelake" / "test-data"
 # Pinned: the tests name files inside these archives.
 SDISTS = {"pillow-heif": "1.1.1", "piexif": "1.1.3"}
 ADOBE_RGB_ICC = Path("/usr/share/color/icc/colord/AdobeRGB1998.icc")
+GREY_L_STAR_ICC = Path("/usr/share/color/icc/Gray-CIE_L.icc")
 
 
 @functools.cache
@@ -91,3 +92,8 @@ def vips_profile(name: str) -> bytes:
 def adobe_rgb_profile() -> bytes:
     """Adobe RGB (1998) as Debian's colord-data ships it (`make system-packages` installs it)."""
     return ADOBE_RGB_ICC.read_bytes()
+
+
+def grey_l_star_profile() -> bytes:
+    """A grey profile whose tone curve is CIE L* (not sRGB's), from Debian's icc-profiles-free."""
+    return GREY_L_STAR_ICC.read_bytes()

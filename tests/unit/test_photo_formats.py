@@ -12,7 +12,7 @@ import io
 
 import numpy as np
 import pytest
-from package_samples import adobe_rgb_profile, vips_profile
+from package_samples import adobe_rgb_profile, grey_l_star_profile, vips_profile
 from photo_samples import (
     astronaut,
     delta_e,
@@ -22,7 +22,7 @@ from photo_samples import (
     profiled_jpeg,
     vips_thumbnail,
 )
-from PIL import Image
+from PIL import Image, ImageCms
 
 from chalicelib.imaging import icc, imageio
 from chalicelib.imaging.imageio import ImageRejected
@@ -207,6 +207,34 @@ def test_srgb_tagged_and_untagged_images_skip_the_transform():
         np.asarray(imageio.decode(tagged.getvalue(), max_pixels=LIMIT)),
         np.asarray(Image.open(io.BytesIO(tagged.getvalue())).convert("RGB")),
     )
+
+
+@pytest.mark.parametrize("size", [(512, 512), (1600, 1600)])  # Pillow's decode, and the simplejpeg fast path
+def test_a_grey_profile_keeps_a_grey_picture_in_srgb_tones(size):
+    profile = grey_l_star_profile()
+    grey = astronaut().convert("L").resize(size)
+    out = io.BytesIO()
+    grey.save(out, "JPEG", quality=95, icc_profile=profile)
+    data = out.getvalue()
+    pixels = imageio.decode_array(data, max_pixels=LIMIT, min_longest_side=256)
+    assert pixels.pixels.ndim == 2  # still one channel
+    assert pixels.colour_profile == {"description": "Gray CIE*L", "converted_to_srgb": True}
+    # littlecms' own grey → sRGB of the decoded file, shrunk alike
+    transform = ImageCms.buildTransform(
+        ImageCms.ImageCmsProfile(io.BytesIO(profile)),
+        ImageCms.createProfile("sRGB"),
+        "L",
+        "RGB",
+        renderingIntent=ImageCms.Intent.RELATIVE_COLORIMETRIC,
+    )
+    decoded = Image.open(io.BytesIO(data)).convert("L")
+    reference = np.asarray(ImageCms.applyTransform(decoded, transform).resize(pixels.pixels.shape[::-1]))
+    ours = np.dstack([pixels.pixels] * 3)
+    managed = delta_e(ours, reference)[0]
+    assert managed <= 1
+    # and the L* curve is not sRGB's: unconverted, the mid-tones are off
+    untouched = np.dstack([np.asarray(decoded.resize(pixels.pixels.shape[::-1]))] * 3)
+    assert delta_e(untouched, reference)[0] > managed + 1
 
 
 def test_convert_keeps_the_original_profile_on_request():
