@@ -301,3 +301,24 @@ def test_an_animation_says_when_only_its_first_frame_was_used():
     assert as_jpeg.details()["notes"] == list(as_jpeg.notes)
     over = run_operation(data, "resize", {"width": 60}, max_pixels=LIMIT, max_frames=4)
     assert over.frames == 1 and "more than the limit of 4 frames" in over.notes[0]
+
+
+def test_an_avif_claiming_81_megapixels_is_refused_from_its_header():
+    import struct
+
+    small = io.BytesIO()
+    Image.new("RGB", (64, 48), (10, 20, 30)).save(small, "AVIF")
+    data = small.getvalue()
+    at = data.find(b"ispe")  # the image spatial extents property: version/flags, width, height
+    bomb = data[: at + 8] + struct.pack(">II", 9000, 9000) + data[at + 16 :]
+    assert len(bomb) < 1000  # nothing to decode: the header alone is refused
+    with pytest.raises(ImageRejected, match="9000×9000 pixels, more than the limit"):
+        analyze_upload(bomb, max_pixels=LIMIT, max_frames=200, thumbnail_sizes=(256,))
+
+
+def test_an_animated_webp_keeps_its_frames_through_resize():
+    data, durations = _animated_gif(4)
+    webp = run_operation(data, "convert", {"format": "webp"}, max_pixels=LIMIT).data
+    out = run_operation(webp, "resize", {"width": 30}, max_pixels=LIMIT)  # WebP in → WebP out
+    assert (out.format, out.frames, out.width) == ("webp", 4, 30)
+    assert _frames_of(out.data) == ([(30, 22)] * 4, durations)
