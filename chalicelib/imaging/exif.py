@@ -62,10 +62,13 @@ def exif_summary(image: Image.Image | bytes) -> dict[str, Any]:
     """
     from PIL import ExifTags, Image
 
-    try:
-        if isinstance(image, (bytes, bytearray, memoryview)):
+    if isinstance(image, (bytes, bytearray, memoryview)):
+        try:
             with Image.open(io.BytesIO(bytes(image))) as opened:
                 return exif_summary(opened)
+        except Exception:  # not an image Pillow can open: nothing to say
+            return {}
+    try:
         exif = image.getexif()
         tags = {**_named(exif, ExifTags.TAGS), **_named(exif.get_ifd(ExifTags.IFD.Exif), ExifTags.TAGS)}
         gps = _named(exif.get_ifd(ExifTags.IFD.GPSInfo), ExifTags.GPSTAGS)
@@ -73,8 +76,9 @@ def exif_summary(image: Image.Image | bytes) -> dict[str, Any]:
         tags, gps = {}, {}
     # pi-heif applies a HEIF's rotation itself and sets the copy's EXIF Orientation to 1 so it is
     # not applied twice: what the camera wrote is kept aside.
-    if image.format == "HEIF" and image.info.get("original_orientation") in range(1, 9):
-        tags["Orientation"] = image.info["original_orientation"]
+    original_orientation = image.info.get("original_orientation")
+    if image.format == "HEIF" and isinstance(original_orientation, int) and 1 <= original_orientation <= 8:
+        tags["Orientation"] = original_orientation
     xmp = _xmp_facts(image.info.get("xmp") or image.info.get("XML:com.adobe.xmp"))
     for tag, value in xmp.items():
         tags.setdefault(tag, value)  # XMP only where EXIF has nothing: EXIF is the camera's own
