@@ -36,11 +36,16 @@ lint: venv
 	$(VENV)/bin/mypy
 
 # Debian packages the tests use: Chromium for the browser tests (driven by Playwright; never
-# `playwright install`, which downloads a browser build) and shellcheck for the deploy scripts.
+# `playwright install`, which downloads a browser build), shellcheck for the deploy scripts,
+# exiftool (the reference the EXIF reader is compared with), colord-data and icc-profiles-free
+# (Adobe RGB and grey ICC profiles for the colour-management tests).
 system-packages:
 	@missing=""; \
 	command -v chromium >/dev/null || missing="$$missing chromium"; \
 	command -v shellcheck >/dev/null || missing="$$missing shellcheck"; \
+	command -v exiftool >/dev/null || missing="$$missing libimage-exiftool-perl"; \
+	test -f /usr/share/color/icc/colord/AdobeRGB1998.icc || missing="$$missing colord-data"; \
+	test -f /usr/share/color/icc/Gray-CIE_L.icc || missing="$$missing icc-profiles-free"; \
 	if [ -n "$$missing" ]; then apt-get update -q && apt-get install -y -q $$missing; fi
 
 # Regenerate database_schema.sql from the Alembic migrations (a test checks it is current).

@@ -118,7 +118,7 @@ def ingest_steps(repeat: int) -> dict:
     cv2.setNumThreads(1)  # as in "ingest": one vCPU
     data = photo_jpeg(SIZE_12MP)
     sides = (*THUMBNAIL_SIZES, ANALYSIS_SIDE)
-    pixels, _ = imageio.decode_array(data, max_pixels=MAX_PIXELS, min_longest_side=max(sides))
+    pixels, _, _ = imageio.decode_array(data, max_pixels=MAX_PIXELS, min_longest_side=max(sides))
     copies = scaled_copies(pixels, sides)
     array = copies[ANALYSIS_SIDE]
     rows = best_of(
@@ -260,7 +260,7 @@ def face_recall(count: int) -> dict:
             haar = _haar_boxes(full, min(full.shape[:2]), 1.1, 5)
             references["mtcnn"].append([face for face in photo.faces if _found(face, mtcnn)])
             references["haar"].append([face for face in photo.faces if _found(face, haar)])
-            pixels, _ = imageio.decode_array(photo.data, max_pixels=MAX_PIXELS, min_longest_side=ANALYSIS_SIDE)
+            pixels, _, _ = imageio.decode_array(photo.data, max_pixels=MAX_PIXELS, min_longest_side=ANALYSIS_SIDE)
             copies.append(scaled_copies(pixels, (ANALYSIS_SIDE,))[ANALYSIS_SIDE])
             del full
         results = {}

@@ -115,6 +115,27 @@ def write(report: dict, out: Path) -> None:
             f"| account export, {x['rows']:,} rows → Parquet | {x['export_rows_per_s']:,} rows/s, "
             f"{x['export_over_read']}× the read floor, peak {x['peak_rss_mb']['export']} MB | | |"
         )
+    if "heic_ingest" in p:
+        heic, colour = p["heic_ingest"], p["colour_conversion"]
+        lines.append(
+            f"| iPhone HEIC ingest / bare pi-heif decode, CPU | {heic['ingest_over_bare_decode_cpu']}× "
+            f"| {heic['target']} | {'met' if heic['met'] else 'MISSED'} |"
+        )
+        for name, ratio in colour["ingest_over_untagged_cpu"].items():
+            if name != "untagged":
+                lines.append(
+                    f"| 12 MP {name} JPEG ingest / untagged, CPU | {ratio}× | {colour['targets'][name]} | "
+                    f"{'met' if ratio <= float(colour['targets'][name].split()[-1]) else 'MISSED'} |"
+                )
+        lines.append(f"| colour conversion of the 1024 px copy | {colour['conversion_ms']} ms | | |")
+    if "face_confidence" in p:
+        fc = p["face_confidence"]
+        current = fc["by_min_confidence"]["0.0"]
+        lines.append(
+            f"| faces on {fc['photos']} labelled photos ({fc['faces']} faces), default confidence: precision / recall "
+            f"| {current['precision']:.1%} / {current['recall']:.1%} | no false face, recall kept | "
+            f"{'met at ' + str(fc['chosen_default']) if fc['met'] else 'MISSED'} |"
+        )
     lines += [
         f"| peak memory, ingest of 12 MP / 24 MP | {mem['12 MP']['peak_mb']:.0f} / {mem['24 MP']['peak_mb']:.0f} MB "
         "(process) | | |",

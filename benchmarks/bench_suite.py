@@ -108,6 +108,7 @@ def main() -> None:
             "load_average_at_start": [round(v, 2) for v in os.getloadavg()],
         },
     }
+    import bench_photos as photos
     import bench_pipeline as pipeline
 
     repeat = 5 if args.quick else 15
@@ -118,6 +119,9 @@ def main() -> None:
         "face_recall": lambda: pipeline.face_recall(3 if args.quick else 8),
         "cold_imports": lambda: pipeline.cold_imports(3 if args.quick else 7),
         "peak_memory": pipeline.peak_memory,
+        "heic_ingest": lambda: photos.heic_ingest(3 if args.quick else 9),
+        "colour_conversion": lambda: photos.colour_conversion(repeat),
+        "face_confidence": photos.face_confidence,
     }
     report["pipeline"] = {}
     for name, run in sections.items():

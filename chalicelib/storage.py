@@ -31,6 +31,9 @@ UPLOAD_EXTENSIONS = {
     "image/gif": "gif",
     "image/tiff": "tiff",
     "image/bmp": "bmp",
+    "image/heic": "heic",
+    "image/heif": "heif",
+    "image/avif": "avif",
 }
 
 

@@ -18,7 +18,13 @@ from chalicelib.config import get_settings
 from chalicelib.db.session import session_scope
 from chalicelib.db.vocabulary import BAND_GUARANTEED_DISTANCE, IMAGE_STATUSES
 from chalicelib.errors import ApiError, found
-from chalicelib.imaging.imageio import ACCEPTED_CONTENT_TYPES, describe_non_image, sniff_content_type
+from chalicelib.imaging.imageio import (
+    ACCEPTED_CONTENT_TYPES,
+    ACCEPTED_NAMES,
+    SNIFF_BYTES,
+    describe_non_image,
+    sniff_content_type,
+)
 from chalicelib.services.identity import current_principal
 from chalicelib.services.quota import enforce_upload_quota
 
@@ -89,11 +95,11 @@ def _check_size(size: int) -> None:
 
 
 def _content_type_of(data: bytes) -> str:
-    content_type = sniff_content_type(data[:16])
+    content_type = sniff_content_type(data[:SNIFF_BYTES])
     if content_type is None:
         what = describe_non_image(data)
         detail = f"the file is {what}" if what else "the file's content is not a supported image"
-        raise ApiError(415, "unsupported_media_type", f"{detail} (accepted: JPEG, PNG, WebP, GIF, TIFF, BMP)")
+        raise ApiError(415, "unsupported_media_type", f"{detail} (accepted: {ACCEPTED_NAMES})")
     return content_type
 
 

@@ -1,10 +1,13 @@
 """A safe, clean subset of an image's EXIF as plain JSON.
 
-Only the tags a user searches or shows are kept (camera, lens, capture time, exposure, GPS),
-each converted to a JSON type: rationals to floats, dates to ISO-8601, GPS to signed decimal
-degrees and metres. Binary blobs (MakerNote, thumbnails, UserComment), serial numbers and
-unknown tags are never copied; strings are stripped of NULs and capped. A malformed tag is
-skipped, never raised: EXIF is written by every camera firmware there is.
+Only the tags a user searches or shows are kept (camera, lens and their serial numbers, capture
+time, exposure, GPS), each converted to a JSON type: rationals to floats, dates to ISO-8601, GPS
+to signed decimal degrees and metres. This goes to images.metadata, which only the image's owner
+reads; what Pixelake writes (thumbnails, results) is encoded from pixels and carries no EXIF at
+all, so no location or serial leaves with it. Binary blobs (MakerNote, thumbnails, UserComment)
+and unknown tags are never copied; strings are stripped of NULs and capped. A malformed tag is
+skipped, never raised: EXIF is written by every camera firmware there is. Where EXIF lacks the
+capture time or orientation, the XMP packet's are used (HEIF's EXIF item is read like JPEG's).
 """
 
 from __future__ import annotations
@@ -29,6 +32,8 @@ _TEXT_TAGS = {
     "artist": "Artist",
     "copyright": "Copyright",
     "description": "ImageDescription",
+    "body_serial": "BodySerialNumber",
+    "lens_serial": "LensSerialNumber",
 }
 _NUMBER_TAGS = {
     "exposure_time_s": "ExposureTime",
@@ -57,15 +62,26 @@ def exif_summary(image: Image.Image | bytes) -> dict[str, Any]:
     """
     from PIL import ExifTags, Image
 
-    try:
-        if isinstance(image, (bytes, bytearray, memoryview)):
+    if isinstance(image, (bytes, bytearray, memoryview)):
+        try:
             with Image.open(io.BytesIO(bytes(image))) as opened:
                 return exif_summary(opened)
+        except Exception:  # not an image Pillow can open: nothing to say
+            return {}
+    try:
         exif = image.getexif()
         tags = {**_named(exif, ExifTags.TAGS), **_named(exif.get_ifd(ExifTags.IFD.Exif), ExifTags.TAGS)}
         gps = _named(exif.get_ifd(ExifTags.IFD.GPSInfo), ExifTags.GPSTAGS)
     except Exception:
-        return {}
+        tags, gps = {}, {}
+    # pi-heif applies a HEIF's rotation itself and sets the copy's EXIF Orientation to 1 so it is
+    # not applied twice: what the camera wrote is kept aside.
+    original_orientation = image.info.get("original_orientation")
+    if image.format == "HEIF" and isinstance(original_orientation, int) and 1 <= original_orientation <= 8:
+        tags["Orientation"] = original_orientation
+    xmp = _xmp_facts(image.info.get("xmp") or image.info.get("XML:com.adobe.xmp"))
+    for tag, value in xmp.items():
+        tags.setdefault(tag, value)  # XMP only where EXIF has nothing: EXIF is the camera's own
     summary: dict[str, Any] = {}
     for key, tag in _TEXT_TAGS.items():
         summary[key] = _text(tags.get(tag))
@@ -80,6 +96,50 @@ def exif_summary(image: Image.Image | bytes) -> dict[str, Any]:
     if location:
         summary["gps"] = location
     return {k: v for k, v in summary.items() if v is not None and v != ""}
+
+
+# XMP properties (as attributes or elements, any prefix binding) that stand in for EXIF tags.
+_XMP_PROPERTIES = {
+    "DateTimeOriginal": ("exif:DateTimeOriginal", "photoshop:DateCreated", "xmp:CreateDate"),
+    "Orientation": ("tiff:Orientation",),
+    "Make": ("tiff:Make",),
+    "Model": ("tiff:Model",),
+}
+_XMP_MAX_BYTES = 1 << 20
+
+
+def _xmp_facts(xmp: bytes | str | None) -> dict[str, Any]:
+    """EXIF-named values from an XMP packet, for what the EXIF block lacks (phones' edits and some
+    cameras write capture time and orientation only there). Read as text: no XML entities are
+    expanded, so a hostile packet cannot make it large."""
+    import re
+
+    if not xmp:
+        return {}
+    text = xmp.decode("utf-8", "replace") if isinstance(xmp, bytes) else xmp
+    text = text[:_XMP_MAX_BYTES]
+    facts: dict[str, Any] = {}
+    for tag, names in _XMP_PROPERTIES.items():
+        for name in names:
+            escaped = re.escape(name)
+            match = re.search(rf'{escaped}\s*=\s*"([^"]*)"', text) or re.search(
+                rf"<{escaped}>([^<]*)</{escaped}>", text
+            )
+            if match and match[1].strip():
+                facts[tag] = _xmp_value(tag, match[1].strip())
+                break
+    return {k: v for k, v in facts.items() if v is not None}
+
+
+def _xmp_value(tag: str, value: str) -> Any:
+    if tag == "Orientation":
+        return int(value) if value.isdigit() else None
+    if tag == "DateTimeOriginal":
+        # XMP dates are ISO 8601 (2023-02-21T14:33:08.302+03:00): EXIF's form, offset aside.
+        if len(value) < 19 or value[4] != "-":
+            return None
+        return value[:10].replace("-", ":") + " " + value[11:19]
+    return value
 
 
 def _named(ifd, names: dict) -> dict[str, Any]:

@@ -8,16 +8,18 @@ offers 1/2, 1/4 and 1/8; `decode_array` (libjpeg-turbo through simplejpeg, for i
 
 from __future__ import annotations
 
+import functools
 import io
 import math
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NamedTuple
 
 if TYPE_CHECKING:  # Pillow and numpy live in the Lambda layers, not in the api function
     import numpy as np
     from PIL import Image
 
-# Formats accepted on upload, by Pillow's format name, with the content type we serve.
+# Formats accepted on upload, by Pillow's format name, with the content type we serve. HEIF
+# (HEIC from phones) is decoded by pi-heif's plugin, AVIF by Pillow's own.
 CONTENT_TYPES = {
     "JPEG": "image/jpeg",
     "PNG": "image/png",
@@ -25,10 +27,32 @@ CONTENT_TYPES = {
     "GIF": "image/gif",
     "TIFF": "image/tiff",
     "BMP": "image/bmp",
+    "HEIF": "image/heic",
+    "AVIF": "image/avif",
+}
+# How the formats are named to users, in messages.
+ACCEPTED_NAMES = "JPEG, PNG, WebP, GIF, TIFF, BMP, HEIC/HEIF, AVIF"
+# File name extensions of the accepted formats → the content type to announce. The one list:
+# the CLI (cli/pixelake_cli/upload.py) and the page (chalicelib/web/upload.js) keep copies, and
+# tests/unit/test_formats.py holds them equal to this one.
+FILE_EXTENSIONS = {
+    ".jpg": "image/jpeg",
+    ".jpeg": "image/jpeg",
+    ".png": "image/png",
+    ".webp": "image/webp",
+    ".gif": "image/gif",
+    ".tif": "image/tiff",
+    ".tiff": "image/tiff",
+    ".bmp": "image/bmp",
+    ".heic": "image/heic",
+    ".heif": "image/heif",
+    ".avif": "image/avif",
 }
 # What a client may announce for a presigned upload (checked again by content on ingest).
-ACCEPTED_CONTENT_TYPES = frozenset(CONTENT_TYPES.values())
-OUTPUT_FORMATS = {"jpeg": "JPEG", "png": "PNG", "webp": "WEBP"}
+ACCEPTED_CONTENT_TYPES = frozenset(CONTENT_TYPES.values()) | frozenset(FILE_EXTENSIONS.values())
+OUTPUT_FORMATS = {"jpeg": "JPEG", "png": "PNG", "webp": "WEBP", "avif": "AVIF"}
+# How many leading bytes sniff_content_type needs (an ISO-BMFF ftyp box lists its brands there).
+SNIFF_BYTES = 64
 
 # Leading bytes of things that are certainly not images, for a precise message.
 _NOT_IMAGE_SIGNATURES = (
@@ -55,11 +79,27 @@ _IMAGE_SIGNATURES = (
 )
 
 
+# ISO base media file brands (ftyp) of still images: HEVC-coded HEIF, other HEIF, AVIF.
+_HEIC_BRANDS = {b"heic", b"heix", b"heim", b"heis", b"hevc", b"hevx", b"hevm", b"hevs"}
+_HEIF_BRANDS = {b"mif1", b"msf1", b"mif2"}
+_AVIF_BRANDS = {b"avif", b"avis"}
+
+
 def sniff_content_type(head: bytes) -> str | None:
-    """The image content type announced by a file's first bytes, or None."""
+    """The image content type announced by a file's first bytes (SNIFF_BYTES of them), or None."""
     for offset, magic, content_type in _IMAGE_SIGNATURES:
         if head[offset : offset + len(magic)] == magic and (offset == 0 or head[:4] == b"RIFF"):
             return content_type
+    if head[4:8] == b"ftyp":
+        box_end = min(len(head), int.from_bytes(head[:4], "big"))
+        # The major brand, then the compatible brands (after a 4-byte minor version).
+        brands = [head[8:12]] + [head[i : i + 4] for i in range(16, box_end - 3, 4)]
+        if any(brand in _AVIF_BRANDS for brand in brands):
+            return "image/avif"
+        if any(brand in _HEIC_BRANDS for brand in brands):
+            return "image/heic"
+        if any(brand in _HEIF_BRANDS for brand in brands):
+            return "image/heif"
     return None
 
 
@@ -87,7 +127,18 @@ def _pil():
     ImageFile.LOAD_TRUNCATED_IMAGES = False
     # We check the pixel count ourselves, before decoding, with the configured limit.
     Image.MAX_IMAGE_PIXELS = None
+    _register_heif()
     return Image
+
+
+@functools.cache
+def _register_heif() -> None:
+    """pi-heif's Pillow plugin (HEIF/HEIC decode through libheif + libde265), once per process."""
+    import pi_heif
+
+    # Only the primary image is wanted: depth maps, auxiliary images (alpha aside, which libheif
+    # merges) and embedded thumbnails are neither read nor listed as frames.
+    pi_heif.register_heif_opener(thumbnails=False, depth_images=False, aux_images=False)
 
 
 def describe_non_image(data: bytes) -> str | None:
@@ -110,7 +161,7 @@ def probe(data: bytes, *, max_pixels: int, max_frames: int = 1_000_000) -> Image
         with Image.open(io.BytesIO(data), formats=list(CONTENT_TYPES)) as img:
             info = ImageInfo(img.format, img.width, img.height, img.mode, getattr(img, "n_frames", 1))
     except Image.UnidentifiedImageError:
-        raise ImageRejected("the file is not a supported image (accepted: JPEG, PNG, WebP, GIF, TIFF, BMP)") from None
+        raise ImageRejected(f"the file is not a supported image (accepted: {ACCEPTED_NAMES})") from None
     except (OSError, ValueError, SyntaxError, EOFError) as exc:
         raise ImageRejected(f"the image header is damaged: {exc}") from None
     if info.width < 1 or info.height < 1:
@@ -128,16 +179,23 @@ def reduced_request(width: int, height: int, longest_side: int) -> tuple[int, in
     return max(1, math.ceil(width * scale)), max(1, math.ceil(height * scale))
 
 
-def decode(data: bytes, *, max_pixels: int, min_longest_side: int | None = None) -> Image.Image:
-    """Decode the first frame, oriented by EXIF, in RGB/RGBA/L.
+def decode(
+    data: bytes, *, max_pixels: int, min_longest_side: int | None = None, keep_profile: bool = False
+) -> Image.Image:
+    """Decode the first frame, oriented by EXIF (HEIF: by its rotation and mirror properties), in
+    RGB/RGBA/L, converted from its embedded ICC profile to sRGB.
 
     With `min_longest_side`, a JPEG is decoded at the smallest DCT scale (1/2, 1/4, 1/8) whose
     longest side is still at least that many pixels: a 12 MP photo needed at 1024 px decodes
-    at 1/2 or 1/4 of the work.
+    at 1/2 or 1/4 of the work. With `keep_profile`, RGB and grey pixels stay in the colour space
+    of their profile (left in info["icc_profile"]) for an output that embeds it.
+    info["colour_profile"] says which profile the file had and whether the pixels were converted.
     """
     probe(data, max_pixels=max_pixels)
     Image = _pil()
     from PIL import ImageOps
+
+    from chalicelib.imaging import icc
 
     try:
         img = Image.open(io.BytesIO(data), formats=list(CONTENT_TYPES))
@@ -152,29 +210,77 @@ def decode(data: bytes, *, max_pixels: int, min_longest_side: int | None = None)
     if orientation in range(2, 9):
         # In place: exif_transpose otherwise copies the picture (225 MB at 75 MP).
         ImageOps.exif_transpose(img, in_place=True)
+    profile_bytes = img.info.get("icc_profile") or None
+    profile = icc.describe(profile_bytes)
+    converted = False
+    if img.mode == "CMYK" or not keep_profile:
+        # CMYK pixels are never kept: every output is RGB.
+        if img.mode not in ("RGB", "RGBA", "L", "CMYK"):
+            img = normalize_mode(img)
+        if icc.needs_transform(profile_bytes, img.mode):
+            img = icc.image_to_srgb(img, profile_bytes)
+            converted = True
     img = normalize_mode(img)  # may be a new image: the facts below go on the one returned
+    if keep_profile and not converted and icc.needs_transform(profile_bytes, img.mode):
+        img.info["icc_profile"] = profile_bytes  # it describes these pixels: an output embeds it
+    else:
+        img.info.pop("icc_profile", None)
     # Callers need the stored image's full size even when the decode was reduced.
     img.info["orientation"] = orientation
     img.info["original_size"] = original_size
+    img.info["colour_profile"] = profile.summary(converted) if profile else None
     return img
 
 
-def decode_array(data: bytes, *, max_pixels: int, min_longest_side: int | None = None) -> tuple[np.ndarray, int | None]:
-    """The first frame as an EXIF-oriented array in OpenCV's order (BGR, BGRA or gray), and its orientation.
+class ArrayDecode(NamedTuple):
+    pixels: np.ndarray  # OpenCV order: BGR, BGRA or grey; upright; sRGB
+    orientation: int | None  # the EXIF orientation that was applied
+    colour_profile: dict | None  # {description, converted_to_srgb} of the embedded profile
+
+
+def decode_array(data: bytes, *, max_pixels: int, min_longest_side: int | None = None) -> ArrayDecode:
+    """The first frame as an upright sRGB array in OpenCV's order (BGR, BGRA or gray).
 
     With `min_longest_side`, a baseline or progressive YCbCr/grey JPEG is decoded by libjpeg-turbo
     at the smallest of its M/8 scales that still covers that side: a 12 MP photo needed at
     1024 px decodes at 3/8 (1500×1125), where Pillow's 1/2 gives 2000×1500 to decode and shrink.
-    Anything else (CMYK JPEGs, other formats) goes through `decode`.
+    Its ICC profile is read from the APP2 segments and applied to the array. Anything else
+    (CMYK JPEGs, other formats) goes through `decode` and, with `min_longest_side`, is shrunk
+    to that side (never below) before its colours are converted.
     """
     info = probe(data, max_pixels=max_pixels)
     if min_longest_side and info.format == "JPEG" and max(info.width, info.height) > min_longest_side:
         pixels = _decode_jpeg_scaled(data, reduced_request(info.width, info.height, min_longest_side))
         if pixels is not None:
+            from chalicelib.imaging import icc
+
+            profile_bytes = icc.jpeg_icc_profile(data)
+            profile = icc.describe(profile_bytes)
+            converted = icc.needs_transform(profile_bytes, "L" if pixels.ndim == 2 else "RGB")
+            if converted:
+                # Shrunk first to the side asked (the M/8 scale overshoots it): fewer pixels to convert.
+                pixels = icc.array_to_srgb(shrink_array(pixels, min_longest_side), profile_bytes)
             orientation = exif_orientation(data)
-            return orient_array(pixels, orientation), orientation
-    img = decode(data, max_pixels=max_pixels)
-    return to_array(img), img.info["orientation"]
+            summary = profile.summary(converted) if profile else None
+            return ArrayDecode(orient_array(pixels, orientation), orientation, summary)
+    # The colour transform runs after the shrink: a HEIC photo needed at 1024 px pays for
+    # 1 MP of littlecms, not 12 (both spaces are gamma-encoded alike: ΔE of the order 0.1).
+    img = decode(data, max_pixels=max_pixels, keep_profile=True)
+    if min_longest_side and max(img.size) > min_longest_side:
+        import numpy as np
+
+        # Shrunk in Pillow's channel order, reordered after: the reorder copies 1 MP, not 12.
+        pixels = to_array(from_rgb_array(shrink_array(np.asarray(img), min_longest_side), img.mode))
+    else:
+        pixels = to_array(img)
+    summary = img.info["colour_profile"]
+    profile_bytes = img.info.get("icc_profile")
+    if profile_bytes:
+        from chalicelib.imaging import icc
+
+        pixels = icc.array_to_srgb(pixels, profile_bytes)
+        summary = {**summary, "converted_to_srgb": True}
+    return ArrayDecode(pixels, img.info["orientation"], summary)
 
 
 def _decode_jpeg_scaled(data: bytes, size: tuple[int, int]) -> np.ndarray | None:
@@ -259,6 +365,13 @@ def to_array(img: Image.Image) -> np.ndarray:
     return np.ascontiguousarray(arr)
 
 
+def from_rgb_array(arr: np.ndarray, mode: str) -> Image.Image:
+    """An array in Pillow's own channel order (RGB, RGBA or L) → Pillow image, without a reorder."""
+    from PIL import Image
+
+    return Image.fromarray(arr, mode)
+
+
 def from_array(arr: np.ndarray) -> Image.Image:
     """numpy array in OpenCV's channel order → Pillow image."""
     import numpy as np
@@ -278,8 +391,12 @@ def from_array(arr: np.ndarray) -> Image.Image:
     return Image.fromarray(arr, "L")
 
 
-def encode(img: Image.Image, fmt: str = "JPEG", quality: int = 85) -> bytes:
-    """Encode to JPEG, PNG or WebP; JPEG drops alpha onto white."""
+def encode(img: Image.Image, fmt: str = "JPEG", quality: int = 85, *, icc_profile: bytes | None = None) -> bytes:
+    """Encode to JPEG, PNG, WebP or AVIF; JPEG drops alpha onto white.
+
+    The pixels are sRGB and carry no profile unless `icc_profile` is given (the original's, kept
+    on request): untagged means sRGB to every viewer, and saves the profile's bytes per thumbnail.
+    """
     fmt = fmt.upper()
     if fmt == "JPEG" and img.mode not in ("RGB", "L"):
         from PIL import Image
@@ -288,7 +405,11 @@ def encode(img: Image.Image, fmt: str = "JPEG", quality: int = 85) -> bytes:
         background.paste(img, mask=img.getchannel("A") if "A" in img.mode else None)
         img = background
     out = io.BytesIO()
-    options = {"quality": quality} if fmt in ("JPEG", "WEBP") else {"optimize": False, "compress_level": 6}
+    options: dict = (
+        {"quality": quality} if fmt in ("JPEG", "WEBP", "AVIF") else {"optimize": False, "compress_level": 6}
+    )
+    if icc_profile:
+        options["icc_profile"] = icc_profile
     img.save(out, fmt, **options)
     return out.getvalue()
 
@@ -325,3 +446,60 @@ def shrink_array(image: np.ndarray, longest_side: int) -> np.ndarray:
     # An explicit size, at least 1 px: fx/fy round a 60000×1 strip's height to 0, which OpenCV refuses.
     size = (max(1, round(width * scale)), max(1, round(height * scale)))
     return cv2.resize(image, size, interpolation=cv2.INTER_LINEAR)
+
+
+# Formats whose files may hold several frames that make an animation, and the outputs that
+# can hold one (PNG as APNG).
+ANIMATED_FORMATS = frozenset({"GIF", "WEBP", "PNG"})
+ANIMATED_OUTPUTS = frozenset({"WEBP", "PNG", "AVIF"})
+# GIF's and WebP's frame delay when a file gives none (what browsers show).
+DEFAULT_FRAME_MS = 100
+
+
+@dataclass
+class Animation:
+    frames: list[Image.Image]  # RGBA, sRGB, each a complete picture (disposal applied)
+    durations_ms: list[int]
+    loop: int  # 0 = forever
+
+
+def decode_frames(data: bytes, *, max_pixels: int, max_frames: int) -> Animation:
+    """Every frame of an animated GIF, WebP or PNG as a whole picture, with its duration.
+
+    Raises ImageRejected beyond `max_frames` frames, or when all frames together have more
+    than `max_pixels` pixels (the limit of one picture bounds the memory of the whole).
+    """
+    info = probe(data, max_pixels=max_pixels, max_frames=max_frames)
+    if info.frames * info.width * info.height > max_pixels:
+        raise ImageRejected(
+            f"the animation's {info.frames} frames of {info.width}×{info.height} pixels are more than "
+            f"the limit of {max_pixels:,} pixels together"
+        )
+    from chalicelib.imaging import icc
+
+    Image = _pil()
+    frames, durations = [], []
+    try:
+        with Image.open(io.BytesIO(data), formats=list(CONTENT_TYPES)) as img:
+            profile_bytes = img.info.get("icc_profile") or None
+            loop = int(img.info.get("loop", 0) or 0)
+            for index in range(info.frames):
+                img.seek(index)
+                frame = img.convert("RGBA")  # loads the frame: WebP's duration is known after that
+                durations.append(int(img.info.get("duration") or DEFAULT_FRAME_MS))
+                frames.append(icc.image_to_srgb(frame, profile_bytes))
+    except (OSError, ValueError, SyntaxError, EOFError) as exc:
+        raise ImageRejected(f"the image data is damaged or truncated: {exc}") from None
+    return Animation(frames, durations, loop)
+
+
+def encode_animation(animation: Animation, fmt: str, quality: int = 85) -> bytes:
+    """An animated WebP, PNG (APNG) or AVIF, every frame with its duration."""
+    fmt = fmt.upper()
+    out = io.BytesIO()
+    first, *rest = animation.frames
+    options: dict = {"quality": quality} if fmt in ("WEBP", "AVIF") else {"optimize": False, "compress_level": 6}
+    first.save(
+        out, fmt, save_all=True, append_images=rest, duration=animation.durations_ms, loop=animation.loop, **options
+    )
+    return out.getvalue()

@@ -75,7 +75,7 @@ def scaled_copies(pixels: np.ndarray, sides) -> dict[int, np.ndarray]:
 
 def make_thumbnails(data: bytes, sizes: tuple[int, ...], *, max_pixels: int) -> list[Thumbnail]:
     """JPEG thumbnails of an image file, largest first: one reduced decode, each size from the previous."""
-    pixels, _ = imageio.decode_array(data, max_pixels=max_pixels, min_longest_side=max(sizes))
+    pixels = imageio.decode_array(data, max_pixels=max_pixels, min_longest_side=max(sizes)).pixels
     return encode_thumbnails(scaled_copies(pixels, sizes))
 
 
@@ -108,10 +108,12 @@ def analyze_upload(
     from chalicelib.imaging.phash import phash
 
     info = imageio.probe(data, max_pixels=max_pixels, max_frames=max_frames)
-    pixels, orientation = imageio.decode_array(
+    pixels, orientation, colour_profile = imageio.decode_array(
         data, max_pixels=max_pixels, min_longest_side=max(*thumbnail_sizes, ANALYSIS_SIDE)
     )
     metadata = basic_metadata(pixels, orientation, info, data)
+    if colour_profile:
+        metadata["colour_profile"] = colour_profile
     width, height = oriented_size(info.width, info.height, orientation)
     copies = scaled_copies(pixels, (*thumbnail_sizes, ANALYSIS_SIDE))
     del pixels  # the decode is no longer needed (5 MB at 12 MP): let it go before the analyzers

@@ -53,8 +53,14 @@ def perform(task: TaskInput, data: bytes) -> list[ResultRow]:
     if plan.kind == resolver.OPERATION:
         from chalicelib.imaging.operation_runner import run_operation
 
+        settings = get_settings()
         output = run_operation(
-            data, plan.operation, plan.params, max_pixels=get_settings().max_pixels, source_format=task.image_format
+            data,
+            plan.operation,
+            plan.params,
+            max_pixels=settings.max_pixels,
+            source_format=task.image_format,
+            max_frames=settings.max_frames,
         )
         key = storage.result_key(task.task_id, output.format)
         storage.put(key, output.data, output.content_type, bucket=task.bucket)
@@ -66,7 +72,7 @@ def perform(task: TaskInput, data: bytes) -> list[ResultRow]:
                 width=output.width,
                 height=output.height,
                 size_bytes=output.size_bytes,
-                data={},
+                data=output.details(),
             )
         ]
     if plan.kind == resolver.ANALYSIS:

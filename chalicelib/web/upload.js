@@ -8,6 +8,7 @@ const PARALLEL = 3;
 const TYPES_BY_EXTENSION = {
   jpg: "image/jpeg", jpeg: "image/jpeg", png: "image/png", webp: "image/webp", gif: "image/gif",
   tif: "image/tiff", tiff: "image/tiff", bmp: "image/bmp",
+  heic: "image/heic", heif: "image/heif", avif: "image/avif",
 };
 
 export function contentTypeOf(file) {
@@ -55,7 +56,9 @@ export function uploader({ onUploaded }) {
   const list = h("ul", { class: "upload-list", "aria-label": "Uploads" });
   const input = h("input", {
     type: "file", id: "file-input", class: "visually-hidden", multiple: true,
-    accept: Object.values(TYPES_BY_EXTENSION).filter((v, i, all) => all.indexOf(v) === i).join(","),
+    // Extensions as well as types: some systems give HEIC files no type, and the picker hides them.
+    accept: [...new Set(Object.values(TYPES_BY_EXTENSION))]
+      .concat(Object.keys(TYPES_BY_EXTENSION).map((extension) => `.${extension}`)).join(","),
   });
   const zone = h("section", { class: "drop-zone", "aria-labelledby": "upload-title" },
     h("h2", { id: "upload-title" }, "Upload images"),

@@ -128,6 +128,38 @@ def test_imaging_layer_thumbnails_with_pillow_and_opencv(layer_dirs):
     assert out["face_nets"] == ["onet", "pnet", "rnet"] and out["onet_out"] == [1, 2]  # faces.py's networks
 
 
+PHOTO_FORMATS = """
+import io, json, sys
+import pi_heif
+from PIL import Image, ImageCms, features
+pi_heif.register_heif_opener(thumbnails=False, depth_images=False, aux_images=False)
+with Image.open(sys.argv[1] if len(sys.argv) > 1 else HEIC_PATH) as heic:
+    heic.load()
+    heic_facts = [heic.format, *heic.size, bool(heic.info.get("icc_profile"))]
+avif = io.BytesIO()
+Image.new("RGB", (64, 48), (200, 30, 40)).save(avif, "AVIF", quality=60)
+back = Image.open(io.BytesIO(avif.getvalue()))
+print(json.dumps({"heic": heic_facts, "avif": [back.format, *back.size], "lcms": features.check("littlecms2"),
+                  "pi_heif": pi_heif.__file__}))
+"""
+
+
+@pytest.mark.parametrize("name", ["imaging", "ml"])
+def test_layers_decode_an_iphone_heic_and_round_trip_avif(layer_dirs, name, tmp_path):
+    import sys
+
+    sys.path.insert(0, str(ROOT / "tests"))
+    from package_samples import sdist_file
+
+    heic = tmp_path / "pug.heic"
+    heic.write_bytes(sdist_file("pillow-heif", "tests/images/heif_other/pug.heic"))
+    opt = layer_dirs[name]
+    out = run_in_layer(opt, f"HEIC_PATH = {str(heic)!r}\n" + PHOTO_FORMATS)
+    assert out["pi_heif"].startswith(str(opt))
+    assert out["heic"] == ["HEIF", 4032, 3024, True]  # the iPhone's Display P3 profile comes along
+    assert out["avif"] == ["AVIF", 64, 48] and out["lcms"]
+
+
 def test_ml_layer_fits_predicts_and_round_trips_through_skops(layer_dirs):
     opt = layer_dirs["ml"]
     out = run_in_layer(opt, ML_FIT_AND_SKOPS)

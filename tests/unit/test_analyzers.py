@@ -272,7 +272,10 @@ def test_metadata_reads_camera_time_exposure_and_gps_from_the_file():
     }
     assert as_json(result) == result
     flat = json.dumps(result)
-    assert "binary-blob" not in flat and "012345678" not in flat  # no MakerNote, no serial numbers
+    assert "binary-blob" not in flat  # no MakerNote
+    # The serial is the owner's to see (metadata is theirs alone); outputs carry no EXIF at all
+    # (tests/unit/test_exif_against_exiftool.py checks them with exiftool).
+    assert result["exif"]["body_serial"] == "012345678"
 
 
 def test_exif_summary_without_exif_or_with_garbage_is_empty():

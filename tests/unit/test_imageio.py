@@ -102,7 +102,7 @@ def test_array_decode_uses_libjpeg_turbos_finer_scales_and_matches_pillow():
     import cv2
 
     data = jpeg_bytes((4000, 3000))
-    pixels, orientation = imageio.decode_array(data, max_pixels=LIMIT, min_longest_side=1024)
+    pixels, orientation, _ = imageio.decode_array(data, max_pixels=LIMIT, min_longest_side=1024)
     # 3/8 (1500 px) is the smallest M/8 scale still ≥ 1024 px; Pillow's draft stops at 1/2.
     assert pixels.shape == (1125, 1500, 3) and orientation is None
     reference = imageio.to_array(imageio.decode(data, max_pixels=LIMIT).resize((1500, 1125), Image.Resampling.LANCZOS))
@@ -117,8 +117,8 @@ def test_array_decode_of_grey_cmyk_and_small_jpegs():
     assert imageio.decode_array(grey.getvalue(), max_pixels=LIMIT, min_longest_side=512)[0].shape == (563, 750)
     cmyk = io.BytesIO()
     Image.open(io.BytesIO(jpeg_bytes((800, 600)))).convert("CMYK").save(cmyk, "JPEG")
-    pixels, _ = imageio.decode_array(cmyk.getvalue(), max_pixels=LIMIT, min_longest_side=400)
-    assert pixels.shape == (600, 800, 3)  # Pillow converts CMYK; no reduced decode
+    pixels, _, _ = imageio.decode_array(cmyk.getvalue(), max_pixels=LIMIT, min_longest_side=400)
+    assert pixels.shape == (300, 400, 3)  # Pillow converts CMYK at full size, then it is shrunk to the side asked
     small = imageio.decode_array(jpeg_bytes((640, 427)), max_pixels=LIMIT, min_longest_side=1024)[0]
     assert small.shape == (427, 640, 3)  # never enlarged
 

@@ -144,7 +144,7 @@ def test_parameters_are_declared_completely():
         ("smart_crop", {}, "either 'aspect'"),
         ("smart_crop", {"aspect": "16:9", "width": 100}, "either 'aspect'"),
         ("smart_crop", {"aspect": "wide"}, "like '16:9'"),
-        ("convert", {"format": "gif"}, "['jpeg', 'png', 'webp']"),
+        ("convert", {"format": "gif"}, "['jpeg', 'png', 'webp', 'avif']"),
         ("threshold", {"method": "mean"}, "['otsu', 'binary', 'adaptive']"),
         ("pipeline", {"steps": []}, "at least one"),
         (

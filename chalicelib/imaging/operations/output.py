@@ -24,11 +24,19 @@ from chalicelib.imaging.operations.common import (
 @OPERATIONS.register(
     "convert",
     Param("format", str, description="output format", choices=OUTPUT_FORMATS),
-    Param("quality", int, DEFAULT_QUALITY, "JPEG/WebP quality", minimum=1, maximum=100),
+    Param("quality", int, DEFAULT_QUALITY, "JPEG/WebP/AVIF quality", minimum=1, maximum=100),
+    Param(
+        "keep_profile",
+        bool,
+        False,
+        "keep the original's colour space and embed its ICC profile (default: convert to sRGB, no profile)",
+    ),
     description="Choose the output format and quality (pixels unchanged; the last convert step wins).",
     scale_plan=same_size,
 )
-def convert(image: np.ndarray, *, format: str, quality: int = DEFAULT_QUALITY) -> np.ndarray:
+def convert(
+    image: np.ndarray, *, format: str, quality: int = DEFAULT_QUALITY, keep_profile: bool = False
+) -> np.ndarray:
     return image.copy()
 
 
