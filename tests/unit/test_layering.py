@@ -231,3 +231,18 @@ def test_no_import_cycles(graph):
         if node not in index:
             visit(node)
     assert not cycles, f"import cycles: {cycles}"
+
+
+def test_type_only_imports_are_told_from_runtime_ones(tmp_path):
+    source = tmp_path / "view.py"
+    source.write_text(
+        "from typing import TYPE_CHECKING\n"
+        "from chalicelib.db.vocabulary import IMAGE_STATUSES\n"
+        "if TYPE_CHECKING:\n"
+        "    from chalicelib.db.tables import Image\n"
+        "def view():\n"
+        "    from chalicelib.db import images\n"
+    )
+    modules = set(sources())
+    assert imports_of(source, modules) == {"chalicelib.db.vocabulary", "chalicelib.db.tables", "chalicelib.db.images"}
+    assert imports_of(source, modules, runtime_only=True) == {"chalicelib.db.vocabulary", "chalicelib.db.images"}
