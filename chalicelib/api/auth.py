@@ -2,7 +2,8 @@
 
 Sign-ins (ok or failed), registrations and key creations and revocations are audit events;
 the route wrapper writes them (they are POSTs and DELETEs), these views say what they were.
-Passwords, tokens and keys never reach the audit log or the logs.
+Passwords, tokens and keys never reach the audit log or the logs. The logic is in
+chalicelib/services/accounts.py; these views read the request and shape the answer.
 """
 
 from __future__ import annotations
@@ -16,23 +17,11 @@ from msgspec import Meta
 
 from chalicelib.api import responses
 from chalicelib.api.routing import Cursor, created, cursor_id, note_audit, paginated, parse_id, route
-from chalicelib.config import get_settings
-from chalicelib.db.session import session_scope
-from chalicelib.errors import ApiError, not_found
-from chalicelib.services.identity import (
-    API_KEY_SHOWN_CHARS,
-    current_principal,
-    hash_api_key,
-    hash_password,
-    issue_access_token,
-    new_api_key,
-    password_needs_rehash,
-    unauthorized,
-    verify_password,
-)
+from chalicelib.services import accounts
+from chalicelib.services.identity import current_principal
 
 if TYPE_CHECKING:
-    from chalicelib.db.tables import ApiKey
+    from chalicelib.db.tables import ApiKey, User
 
 auth_api = Blueprint(__name__)
 log = logging.getLogger("pixelake.auth")
@@ -78,16 +67,8 @@ class KeyListQuery(msgspec.Struct, forbid_unknown_fields=True):
     cursor: Cursor | None = None
 
 
-def _role_for(email: str) -> str:
-    return "admin" if email.lower() in get_settings().admin_emails else "user"
-
-
-def user_json(user, used_bytes: int | None = None) -> dict:
-    body = {"id": user.id, "email": user.email, "role": user.role, "created_at": user.created_at}
-    if used_bytes is not None:
-        quota = get_settings().user_quota_bytes if user.quota_bytes is None else user.quota_bytes
-        body.update(quota_bytes=quota or None, used_bytes=used_bytes)
-    return body
+def user_json(user: User) -> dict:
+    return {"id": user.id, "email": user.email, "role": user.role, "created_at": user.created_at}
 
 
 def api_key_json(api_key: ApiKey) -> dict:
@@ -114,17 +95,11 @@ def api_key_json(api_key: ApiKey) -> dict:
     response={201: responses.User},
 )
 def register(body: Credentials):
-    from chalicelib.db import users
-
     request = auth_api.current_request
     note_audit(request, details={"email": body.email.lower()})
-    password_hash = hash_password(body.password)
-    with session_scope() as session:
-        user = users.create(session, email=body.email, password_hash=password_hash, role=_role_for(body.email))
-        if user is None:
-            raise ApiError(409, "email_taken", "an account with this email exists already; sign in instead")
-        note_audit(request, user_id=user.id, resource_type="users", resource_id=str(user.id))
-        return created(user_json(user), "/api/me")
+    user = accounts.register(body.email, body.password)
+    note_audit(request, user_id=user.id, resource_type="users", resource_id=str(user.id))
+    return created(user_json(user), "/api/me")
 
 
 @route(
@@ -140,28 +115,17 @@ def register(body: Credentials):
     response=responses.AccessToken,
 )
 def sign_in(body: SignInRequest):
-    from chalicelib.db import users
-
     request = auth_api.current_request
     note_audit(request, details={"email": body.email.lower()})
-    with session_scope() as session:
-        user = users.get_by_email(session, body.email)
-        valid = verify_password(user.password_hash if user else None, body.password)
-        if user is not None:
-            note_audit(request, user_id=user.id)
-        # verify_password is never true without a stored hash; the check also tells the type checker so.
-        if not valid or user is None or user.password_hash is None:
-            note_audit(request, details={"reason": "unknown email" if user is None else "wrong password"})
-            raise unauthorized("wrong email or password")
-        if not user.is_active:
-            note_audit(request, details={"reason": "disabled"})
-            raise unauthorized("wrong email or password")
-        if password_needs_rehash(user.password_hash):
-            users.set_password_hash(user, hash_password(body.password))
-        if user.role != "admin" and _role_for(user.email) == "admin":
-            users.set_role(user, "admin")  # PIXELAKE_ADMIN_EMAILS gained this email since it registered
-        token, lifetime = issue_access_token(user.id)
-    return {"access_token": token, "token_type": "bearer", "expires_in": lifetime}
+    try:
+        signed_in = accounts.sign_in(body.email, body.password)
+    except accounts.SignInRefused as refused:
+        if refused.user_id is not None:
+            note_audit(request, user_id=refused.user_id)
+        note_audit(request, details={"reason": refused.reason})
+        raise
+    note_audit(request, user_id=signed_in.user_id)
+    return {"access_token": signed_in.access_token, "token_type": "bearer", "expires_in": signed_in.expires_in}
 
 
 @route(
@@ -173,14 +137,14 @@ def sign_in(body: SignInRequest):
     response=responses.Me,
 )
 def me():
-    from chalicelib.db import users
-
     principal = current_principal(auth_api.current_request)
-    with session_scope() as session:
-        user = users.get(session, principal.user_id)
-        if user is None:  # deleted since the credential was checked
-            raise unauthorized("the signed-in user no longer exists")
-        return {**user_json(user, users.storage_used(session, user.id)), "authenticated_by": principal.via}
+    account = accounts.account(principal)
+    return {
+        **user_json(account.user),
+        "quota_bytes": account.quota_bytes or None,
+        "used_bytes": account.used_bytes,
+        "authenticated_by": principal.via,
+    }
 
 
 @route(
@@ -195,20 +159,8 @@ def me():
     response={201: responses.NewApiKey},
 )
 def create_api_key(body: NewApiKey):
-    from chalicelib.db import users
-
-    principal = current_principal(auth_api.current_request)
-    key = new_api_key()
-    with session_scope() as session:
-        api_key = users.create_api_key(
-            session,
-            user_id=principal.user_id,
-            name=body.name.strip() or "key",
-            prefix=key[:API_KEY_SHOWN_CHARS],
-            key_hash=hash_api_key(key),
-        )
-        body_json = {**api_key_json(api_key), "key": key}
-    return created(body_json, f"/api/keys/{api_key.id}")
+    new = accounts.create_api_key(current_principal(auth_api.current_request), body.name)
+    return created({**api_key_json(new.api_key), "key": new.key}, f"/api/keys/{new.api_key.id}")
 
 
 @route(
@@ -221,13 +173,10 @@ def create_api_key(body: NewApiKey):
     response=responses.ApiKeyPage,
 )
 def list_api_keys(query: KeyListQuery):
-    from chalicelib.db import users
-
-    principal = current_principal(auth_api.current_request)
-    with session_scope() as session:
-        # Keys are personal: an admin lists their own here too.
-        rows = users.list_api_keys(session, principal.user_id, limit=query.limit + 1, before_id=cursor_id(query.cursor))
-        return paginated(rows, query.limit, api_key_json)
+    rows = accounts.api_keys(
+        current_principal(auth_api.current_request), limit=query.limit + 1, before_id=cursor_id(query.cursor)
+    )
+    return paginated(rows, query.limit, api_key_json)
 
 
 @route(
@@ -241,13 +190,5 @@ def list_api_keys(query: KeyListQuery):
     response={204: None},
 )
 def revoke_api_key(key_id: str):
-    from chalicelib.db import users
-
-    wanted_id = parse_id(key_id, "API key")
-    principal = current_principal(auth_api.current_request)
-    with session_scope() as session:
-        api_key = users.get_api_key_for_owner(session, wanted_id, principal.owner_filter)
-        if api_key is None:
-            raise not_found("API key", wanted_id)
-        users.revoke_api_key(api_key)
+    accounts.revoke_api_key(current_principal(auth_api.current_request), parse_id(key_id, "API key"))
     return Response(body="", status_code=204)

@@ -1,35 +1,26 @@
 """Datasets: labelled images for training, from an S3 prefix (one folder per label), a CSV
-manifest (`key,label`) or the caller's image ids with labels."""
+manifest (`key,label`) or the caller's image ids with labels.
+
+The logic is in chalicelib/services/datasets.py; these views read the request and shape the answer.
+"""
 
 from __future__ import annotations
 
-import csv
-import io
-import re
-from typing import TYPE_CHECKING, Annotated
+from typing import Annotated
 
 import msgspec
 from chalice import Blueprint, Response
 from msgspec import Meta
 
-from chalicelib import storage
 from chalicelib.api import responses
 from chalicelib.api.routing import PageQuery, created, cursor_id, paginated, parse_id, route
-from chalicelib.config import get_settings
-from chalicelib.db.session import session_scope
-from chalicelib.errors import ApiError, found
-from chalicelib.imaging.imageio import ACCEPTED_CONTENT_TYPES
-from chalicelib.services.access import check_readable
-from chalicelib.services.identity import Principal, current_principal
-
-if TYPE_CHECKING:
-    from chalicelib.db.tables import Dataset
+from chalicelib.services import datasets as dataset_service
+from chalicelib.services.datasets import DatasetSummary
+from chalicelib.services.identity import current_principal
 
 datasets_api = Blueprint(__name__)
 
 NAME = r"^[A-Za-z0-9][A-Za-z0-9 _.-]{0,99}$"
-LABEL = re.compile(r"^[^\x00-\x1f/\\]{1,200}$")
-SAFE_PATH = re.compile(r"^[A-Za-z0-9._-]+(/[A-Za-z0-9._-]+){0,9}$")
 
 
 class LabelledImage(msgspec.Struct, forbid_unknown_fields=True):
@@ -52,38 +43,8 @@ class DatasetUpload(msgspec.Struct, forbid_unknown_fields=True):
     size: Annotated[int, Meta(ge=1)]
 
 
-def items_from_prefix(prefix: str) -> list[tuple[str, str]]:
-    """ImageFolder: every object <prefix><label>/<file> is an item labelled <label>."""
-    prefix = prefix if prefix.endswith("/") else prefix + "/"
-    limit = get_settings().max_dataset_items
-    items = []
-    pages = storage.s3_client().get_paginator("list_objects_v2").paginate(Bucket=get_settings().bucket, Prefix=prefix)
-    for page in pages:
-        for obj in page.get("Contents", []):
-            parts = obj["Key"][len(prefix) :].split("/")
-            if len(parts) == 2 and parts[1]:
-                items.append((obj["Key"], parts[0]))
-                if len(items) > limit:
-                    raise ApiError(400, "dataset_too_large", f"more than {limit:,} items under {prefix!r}")
-    return items
-
-
-def items_from_manifest(text: str, principal: Principal) -> list[tuple[str, str]]:
-    items = []
-    for number, row in enumerate(csv.reader(io.StringIO(text)), start=1):
-        if not row or (number == 1 and [c.strip().lower() for c in row[:2]] == ["key", "label"]):
-            continue
-        if len(row) != 2 or not row[0].strip() or not LABEL.match(row[1].strip()):
-            raise ApiError(400, "invalid_manifest", f"manifest line {number}: expected `key,label`, got {row!r}")
-        key = row[0].strip()
-        check_readable(principal, key)
-        items.append((key, row[1].strip()))
-        if len(items) > get_settings().max_dataset_items:
-            raise ApiError(400, "dataset_too_large", f"more than {get_settings().max_dataset_items:,} items")
-    return items
-
-
-def dataset_json(dataset: Dataset, counts: dict[str, int]) -> dict:
+def dataset_json(summary: DatasetSummary) -> dict:
+    dataset, counts = summary.dataset, summary.label_counts
     return {
         "id": dataset.id,
         "name": dataset.name,
@@ -93,38 +54,6 @@ def dataset_json(dataset: Dataset, counts: dict[str, int]) -> dict:
         "label_counts": counts,
         "created_at": dataset.created_at,
     }
-
-
-def _labelled_items(
-    body: CreateDataset, principal: Principal, session
-) -> tuple[dict, list[tuple[str, str, int | None]]]:
-    from chalicelib.db import datasets as dataset_rows
-    from chalicelib.db import images as image_rows
-
-    sources = [s for s in ("prefix", "manifest", "manifest_key", "items") if getattr(body, s) is not None]
-    if len(sources) != 1:
-        raise ApiError(400, "invalid_request", "give exactly one of 'prefix', 'manifest', 'manifest_key' or 'items'")
-    bucket = get_settings().bucket
-    if body.items is not None:
-        items = []
-        for item in body.items:
-            image = found(
-                image_rows.get_for_owner(session, item.image_id, principal.owner_filter), "image", item.image_id
-            )
-            items.append((image.key, item.label, image.id))
-        return {"type": "images"}, items
-    if body.prefix is not None:
-        check_readable(principal, body.prefix)
-        pairs, source = items_from_prefix(body.prefix), {"type": "prefix", "prefix": body.prefix}
-    elif body.manifest_key is not None:
-        check_readable(principal, body.manifest_key)
-        text = storage.get(body.manifest_key).decode("utf-8", "replace")
-        pairs, source = items_from_manifest(text, principal), {"type": "manifest", "key": body.manifest_key}
-    else:
-        assert body.manifest is not None  # the one source given (checked above)
-        pairs, source = items_from_manifest(body.manifest, principal), {"type": "manifest"}
-    ids = dataset_rows.image_ids_by_key(session, bucket, [key for key, _ in pairs])
-    return source, [(key, label, ids.get(key)) for key, label in pairs]
 
 
 @route(
@@ -143,25 +72,16 @@ def _labelled_items(
     response={201: responses.Dataset},
 )
 def create_dataset(body: CreateDataset):
-    from chalicelib.db import datasets as dataset_rows
-
-    principal = current_principal(datasets_api.current_request)
-    with session_scope() as session:
-        if dataset_rows.name_taken(session, principal.user_id, body.name):
-            raise ApiError(409, "name_taken", f"you already have a dataset named {body.name!r}")
-        source, items = _labelled_items(body, principal, session)
-        if not items:
-            raise ApiError(400, "empty_dataset", "the source names no items")
-        dataset = dataset_rows.create(
-            session,
-            owner_id=principal.user_id,
-            name=body.name,
-            description=body.description,
-            source=source,
-            items=items,
-        )
-        body_json = dataset_json(dataset, dataset_rows.label_counts(session, dataset.id))
-    return created(body_json, f"/api/datasets/{body_json['id']}")
+    summary = dataset_service.create(
+        current_principal(datasets_api.current_request),
+        name=body.name,
+        description=body.description,
+        prefix=body.prefix,
+        manifest=body.manifest,
+        manifest_key=body.manifest_key,
+        images=None if body.items is None else [(item.image_id, item.label) for item in body.items],
+    )
+    return created(dataset_json(summary), f"/api/datasets/{summary.dataset.id}")
 
 
 @route(
@@ -175,20 +95,10 @@ def create_dataset(body: CreateDataset):
     response={201: responses.DatasetUploadTicket},
 )
 def presign_dataset_upload(body: DatasetUpload):
-    if not SAFE_PATH.match(body.path) or any(part in (".", "..") for part in body.path.split("/")):
-        raise ApiError(
-            400,
-            "invalid_path",
-            "path must be folders and a file name of letters, digits, '.', '_', '-' (no '.' or '..' parts)",
-        )
-    if body.content_type not in ACCEPTED_CONTENT_TYPES:
-        raise ApiError(415, "unsupported_media_type", f"content_type must be one of {sorted(ACCEPTED_CONTENT_TYPES)}")
-    if body.size > get_settings().max_upload_bytes:
-        raise ApiError(413, "file_too_large", f"the limit is {get_settings().max_upload_bytes:,} bytes")
-    principal = current_principal(datasets_api.current_request)
-    key = storage.dataset_key(principal.user_id, body.path)
-    post = storage.presign_post(key, body.content_type, max_bytes=body.size)
-    return created({"key": key, "url": post["url"], "fields": post["fields"]}, "/api/datasets")
+    ticket = dataset_service.start_upload(
+        current_principal(datasets_api.current_request), path=body.path, content_type=body.content_type, size=body.size
+    )
+    return created({"key": ticket.key, "url": ticket.url, "fields": ticket.fields}, "/api/datasets")
 
 
 @route(
@@ -201,14 +111,10 @@ def presign_dataset_upload(body: DatasetUpload):
     response=responses.DatasetPage,
 )
 def list_datasets(query: PageQuery):
-    from chalicelib.db import datasets as dataset_rows
-
-    principal = current_principal(datasets_api.current_request)
-    with session_scope() as session:
-        rows = dataset_rows.list_for_owner(
-            session, principal.owner_filter, limit=query.limit + 1, before_id=cursor_id(query.cursor)
-        )
-        return paginated(rows, query.limit, lambda d: dataset_json(d, dataset_rows.label_counts(session, d.id)))
+    rows = dataset_service.page(
+        current_principal(datasets_api.current_request), limit=query.limit + 1, before_id=cursor_id(query.cursor)
+    )
+    return paginated(rows, query.limit, dataset_json)
 
 
 @route(
@@ -221,13 +127,9 @@ def list_datasets(query: PageQuery):
     response=responses.Dataset,
 )
 def get_dataset(dataset_id: str):
-    from chalicelib.db import datasets as dataset_rows
-
-    wanted_id = parse_id(dataset_id, "dataset")
-    principal = current_principal(datasets_api.current_request)
-    with session_scope() as session:
-        dataset = found(dataset_rows.get_for_owner(session, wanted_id, principal.owner_filter), "dataset", wanted_id)
-        return dataset_json(dataset, dataset_rows.label_counts(session, wanted_id))
+    return dataset_json(
+        dataset_service.get(current_principal(datasets_api.current_request), parse_id(dataset_id, "dataset"))
+    )
 
 
 @route(
@@ -240,19 +142,5 @@ def get_dataset(dataset_id: str):
     response={204: None},
 )
 def delete_dataset(dataset_id: str):
-    from chalicelib.db import datasets as dataset_rows
-
-    wanted_id = parse_id(dataset_id, "dataset")
-    principal = current_principal(datasets_api.current_request)
-    with session_scope() as session:
-        dataset = found(dataset_rows.get_for_owner(session, wanted_id, principal.owner_filter), "dataset", wanted_id)
-        jobs = dataset_rows.training_job_ids(session, wanted_id)
-        if jobs:  # deleting would cascade to their history and metrics
-            raise ApiError(
-                409,
-                "dataset_in_use",
-                f"training jobs {jobs[:10]} were trained on dataset {wanted_id}; "
-                "it is kept so their history stays complete",
-            )
-        dataset_rows.delete_dataset(session, dataset)
+    dataset_service.delete(current_principal(datasets_api.current_request), parse_id(dataset_id, "dataset"))
     return Response(body="", status_code=204)

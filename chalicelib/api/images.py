@@ -1,9 +1,10 @@
-"""Images: upload through the API, presigned direct upload to S3, list and show."""
+"""Images: upload through the API, presigned direct upload to S3, list and show.
+
+The logic is in chalicelib/services/images.py; these views read the request and shape the answer.
+"""
 
 from __future__ import annotations
 
-import re
-import unicodedata
 from typing import TYPE_CHECKING, Annotated, Literal
 
 import msgspec
@@ -14,19 +15,10 @@ from chalicelib import storage
 from chalicelib.api import responses
 from chalicelib.api.multipart import MultipartError, parse_multipart, request_bytes
 from chalicelib.api.routing import Cursor, created, cursor_id, paginated, parse_id, route
-from chalicelib.config import get_settings
-from chalicelib.db.session import session_scope
 from chalicelib.db.vocabulary import BAND_GUARANTEED_DISTANCE, IMAGE_STATUSES
-from chalicelib.errors import ApiError, found
-from chalicelib.imaging.imageio import (
-    ACCEPTED_CONTENT_TYPES,
-    ACCEPTED_NAMES,
-    SNIFF_BYTES,
-    describe_non_image,
-    sniff_content_type,
-)
+from chalicelib.errors import ApiError
+from chalicelib.services import images as image_service
 from chalicelib.services.identity import current_principal
-from chalicelib.services.quota import enforce_upload_quota
 
 if TYPE_CHECKING:
     from chalicelib.db.tables import Image
@@ -51,15 +43,6 @@ class ImageListQuery(msgspec.Struct, forbid_unknown_fields=True):
 class SimilarQuery(msgspec.Struct, forbid_unknown_fields=True):
     max_distance: Annotated[int, Meta(ge=0, le=24)] = BAND_GUARANTEED_DISTANCE
     limit: Annotated[int, Meta(ge=1, le=MAX_PAGE)] = 20
-
-
-def display_filename(name: str | None) -> str | None:
-    """A filename safe to show: no directories, control characters or absurd length."""
-    if not name:
-        return None
-    name = unicodedata.normalize("NFC", name).replace("\\", "/").rsplit("/", 1)[-1]
-    name = re.sub(r"[\x00-\x1f\x7f<>\"'`]", "", name).strip(" .")
-    return name[:255] or None
 
 
 def image_json(image: Image) -> dict:
@@ -88,21 +71,6 @@ def image_json(image: Image) -> dict:
     }
 
 
-def _check_size(size: int) -> None:
-    limit = get_settings().max_upload_bytes
-    if size > limit:
-        raise ApiError(413, "file_too_large", f"the file is {size:,} bytes; the limit is {limit:,} bytes")
-
-
-def _content_type_of(data: bytes) -> str:
-    content_type = sniff_content_type(data[:SNIFF_BYTES])
-    if content_type is None:
-        what = describe_non_image(data)
-        detail = f"the file is {what}" if what else "the file's content is not a supported image"
-        raise ApiError(415, "unsupported_media_type", f"{detail} (accepted: {ACCEPTED_NAMES})")
-    return content_type
-
-
 @route(
     images_api,
     "/api/upload",
@@ -120,8 +88,6 @@ def _content_type_of(data: bytes) -> str:
     response={202: responses.Image},
 )
 def upload():
-    from chalicelib.db import images as image_rows
-
     request = images_api.current_request
     try:
         parts = parse_multipart(request_bytes(request), request.headers.get("content-type", ""))
@@ -132,29 +98,8 @@ def upload():
         raise ApiError(
             400, "missing_file", "send the image as the multipart field 'file' (curl -F \"file=@image.jpg\")"
         )
-    data = bytes(part.data)
-    _check_size(len(data))
-    content_type = _content_type_of(data)
-    principal = current_principal(request)
-    settings = get_settings()
-    key = storage.new_upload_key(principal.user_id, content_type)
-    with session_scope() as session:
-        enforce_upload_quota(session, principal.user_id, len(data))
-        image = image_rows.create_pending(
-            session,
-            owner_id=principal.user_id,
-            bucket=settings.bucket,
-            key=key,
-            filename=display_filename(part.filename),
-            content_type=content_type,
-            size_bytes=len(data),
-        )
-        # The row is written in the same transaction as the upload: if S3 refuses, no row remains.
-        # An S3 event that races ahead waits on this row's insert, then finds it.
-        storage.put(key, data, content_type)
-        session.flush()
-        body = image_json(image)
-    return created(body, f"/api/images/{body['id']}", status=202)
+    image = image_service.upload(current_principal(request), bytes(part.data), part.filename)
+    return created(image_json(image), f"/api/images/{image.id}", status=202)
 
 
 @route(
@@ -174,37 +119,15 @@ def upload():
     response={201: responses.ImageUploadTicket},
 )
 def presign_upload(body: PresignRequest):
-    from chalicelib.db import images as image_rows
-
-    content_type = body.content_type.split(";")[0].strip().lower()
-    if content_type not in ACCEPTED_CONTENT_TYPES:
-        raise ApiError(
-            415,
-            "unsupported_media_type",
-            f"content_type must be one of {sorted(ACCEPTED_CONTENT_TYPES)}, got {body.content_type!r}",
-        )
-    _check_size(body.size)
-    principal = current_principal(images_api.current_request)
-    settings = get_settings()
-    key = storage.new_upload_key(principal.user_id, content_type)
-    with session_scope() as session:
-        enforce_upload_quota(session, principal.user_id, body.size)
-        image = image_rows.create_pending(
-            session,
-            owner_id=principal.user_id,
-            bucket=settings.bucket,
-            key=key,
-            filename=display_filename(body.filename),
-            content_type=content_type,
-            size_bytes=body.size,
-        )
-        session.flush()
-        image_id = image.id
-    # The signature binds the size announced: a larger file is refused by S3 (and re-checked on ingest).
-    post = storage.presign_post(key, content_type, max_bytes=body.size)
+    ticket = image_service.start_upload(
+        current_principal(images_api.current_request),
+        filename=body.filename,
+        content_type=body.content_type,
+        size=body.size,
+    )
     return created(
-        {"image_id": image_id, "url": post["url"], "fields": post["fields"], "expires_in": settings.presign_expiry_s},
-        f"/api/images/{image_id}",
+        {"image_id": ticket.image_id, "url": ticket.url, "fields": ticket.fields, "expires_in": ticket.expires_in},
+        f"/api/images/{ticket.image_id}",
     )
 
 
@@ -218,18 +141,13 @@ def presign_upload(body: PresignRequest):
     response=responses.ImagePage,
 )
 def list_images(query: ImageListQuery):
-    from chalicelib.db import images as image_rows
-
-    principal = current_principal(images_api.current_request)
-    with session_scope() as session:
-        rows = image_rows.list_for_owner(
-            session,
-            principal.owner_filter,
-            limit=query.limit + 1,
-            before_id=cursor_id(query.cursor),
-            status=query.status,
-        )
-        return paginated(rows, query.limit, image_json)
+    rows = image_service.page(
+        current_principal(images_api.current_request),
+        limit=query.limit + 1,
+        before_id=cursor_id(query.cursor),
+        status=query.status,
+    )
+    return paginated(rows, query.limit, image_json)
 
 
 @route(
@@ -242,14 +160,8 @@ def list_images(query: ImageListQuery):
     response=responses.ImageDetail,
 )
 def get_image(image_id: str):
-    from chalicelib.db import images as image_rows
-    from chalicelib.db import tasks as task_rows
-
-    wanted_id = parse_id(image_id, "image")
-    principal = current_principal(images_api.current_request)
-    with session_scope() as session:
-        image = found(image_rows.get_for_owner(session, wanted_id, principal.owner_filter), "image", wanted_id)
-        return {**image_json(image), "analyses": task_rows.latest_analyses(session, wanted_id)}
+    image, analyses = image_service.get(current_principal(images_api.current_request), parse_id(image_id, "image"))
+    return {**image_json(image), "analyses": analyses}
 
 
 @route(
@@ -263,20 +175,9 @@ def get_image(image_id: str):
     response=responses.SimilarImages,
 )
 def similar_images(image_id: str, query: SimilarQuery):
-    from sqlalchemy import select
-
-    from chalicelib.db import images as image_rows
-    from chalicelib.db.tables import Image
-
     wanted_id = parse_id(image_id, "image")
-    principal = current_principal(images_api.current_request)
-    with session_scope() as session:
-        image = found(image_rows.get_for_owner(session, wanted_id, principal.owner_filter), "image", wanted_id)
-        if image.phash is None:
-            raise ApiError(
-                409, "image_not_ready", f"image {wanted_id} is {image.status}: it has no perceptual hash yet"
-            )
-        neighbours = image_rows.similar(session, image, max_distance=query.max_distance, limit=query.limit)
-        by_id = {i.id: i for i in session.scalars(select(Image).where(Image.id.in_([n for n, _ in neighbours])))}
-        items = [{"distance": distance, "image": image_json(by_id[n])} for n, distance in neighbours]
+    neighbours = image_service.similar(
+        current_principal(images_api.current_request), wanted_id, max_distance=query.max_distance, limit=query.limit
+    )
+    items = [{"distance": distance, "image": image_json(image)} for distance, image in neighbours]
     return {"image_id": wanted_id, "max_distance": query.max_distance, "items": items}

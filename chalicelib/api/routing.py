@@ -322,8 +322,7 @@ def _resource(doc: RouteDoc, kwargs: dict, response: Response) -> tuple[str | No
 
 
 def _record_audit(request, doc: RouteDoc, kwargs: dict, response: Response) -> None:
-    from chalicelib.db import audit
-    from chalicelib.db.session import session_scope
+    from chalicelib.services import audit
     from chalicelib.services.identity import authenticated_principal
 
     try:
@@ -336,19 +335,17 @@ def _record_audit(request, doc: RouteDoc, kwargs: dict, response: Response) -> N
         if principal is not None and principal.api_key_id is not None:
             details["api_key_id"] = principal.api_key_id
         identity = (request.context or {}).get("identity") or {}
-        with session_scope() as session:
-            audit.record(
-                session,
-                action=note.pop("action", doc.action),
-                outcome=audit.outcome_of(response.status_code),
-                user_id=note.pop("user_id", principal.user_id if principal else None),
-                resource_type=note.pop("resource_type", resource_type),
-                resource_id=note.pop("resource_id", resource_id),
-                ip=identity.get("sourceIp"),
-                user_agent=request.headers.get("user-agent"),
-                request_id=request_id(request),
-                details=details,
-            )
+        audit.record(
+            action=note.pop("action", doc.action),
+            status=response.status_code,
+            user_id=note.pop("user_id", principal.user_id if principal else None),
+            resource_type=note.pop("resource_type", resource_type),
+            resource_id=note.pop("resource_id", resource_id),
+            ip=identity.get("sourceIp"),
+            user_agent=request.headers.get("user-agent"),
+            request_id=request_id(request),
+            details=details,
+        )
     except Exception:  # the request's own work is committed: a lost audit row is logged, not a failure
         log.exception("could not write the audit log for %s %s", doc.method, doc.path)
 

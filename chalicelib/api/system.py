@@ -1,17 +1,15 @@
-"""`GET /` (what this API is) and `GET /health` (is every component reachable)."""
+"""`GET /` (what this API is) and `GET /health` (is every component reachable: chalicelib/services/health.py)."""
 
 from __future__ import annotations
 
-import time
-
 from chalice import Blueprint, Response
 
-from chalicelib import __version__, storage
+from chalicelib import __version__
 from chalicelib.api import responses
 from chalicelib.api.routing import ROUTES, MediaBody, route
 from chalicelib.api.web import page, wants_html
 from chalicelib.config import get_settings
-from chalicelib.db.session import session_scope
+from chalicelib.services import health as health_service
 
 system_api = Blueprint(__name__)
 
@@ -38,22 +36,6 @@ def index():
     return Response(body=body, status_code=200, headers={"Content-Type": "application/json", "Vary": "Accept"})
 
 
-def _check(probe) -> dict:
-    started = time.perf_counter()
-    try:
-        probe()
-    except Exception as exc:  # any failure means the component is down; say which and why
-        return {"status": "down", "error": f"{type(exc).__name__}: {str(exc)[:200]}"}
-    return {"status": "up", "latency_ms": round((time.perf_counter() - started) * 1000, 1)}
-
-
-def _database() -> None:
-    from sqlalchemy import text
-
-    with session_scope() as session:
-        session.execute(text("SELECT 1"))
-
-
 @route(
     system_api,
     "/health",
@@ -65,7 +47,6 @@ def _database() -> None:
     response={200: responses.Health, 503: responses.Health},
 )
 def health():
-    components = {"database": _check(_database), "storage": _check(storage.ping)}
-    healthy = all(c["status"] == "up" for c in components.values())
-    body = {"status": "ok" if healthy else "degraded", "components": components}
-    return Response(body=body, status_code=200 if healthy else 503, headers={"Content-Type": "application/json"})
+    report = health_service.check()
+    body = {"status": "ok" if report.healthy else "degraded", "components": report.components}
+    return Response(body=body, status_code=200 if report.healthy else 503, headers={"Content-Type": "application/json"})

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from chalicelib.db import owned
@@ -36,6 +37,11 @@ def create_pending(
 def get_for_owner(session: Session, image_id: int, owner_id: int | None) -> Image | None:
     """The image if it exists and belongs to owner_id (None: an admin, any owner)."""
     return owned.get(session, Image, image_id, owner_id)
+
+
+def by_ids(session: Session, image_ids: list[int]) -> dict[int, Image]:
+    """The images with these ids, by id (no owner filter: the caller chose the ids)."""
+    return {image.id: image for image in session.scalars(select(Image).where(Image.id.in_(image_ids)))}
 
 
 def list_for_owner(

@@ -15,6 +15,13 @@ from chalicelib.errors import ApiError
 if TYPE_CHECKING:
     from sqlalchemy.orm import Session
 
+    from chalicelib.db.tables import User
+
+
+def quota_of(user: User) -> int:
+    """The user's storage quota in bytes; 0 means unlimited."""
+    return get_settings().user_quota_bytes if user.quota_bytes is None else user.quota_bytes
+
 
 def enforce_upload_quota(session: Session, user_id: int, size_bytes: int) -> None:
     """Raise a 403 `quota_exceeded` unless the user may store size_bytes more (call in the upload's transaction)."""
@@ -23,7 +30,7 @@ def enforce_upload_quota(session: Session, user_id: int, size_bytes: int) -> Non
     user = users.lock_for_upload(session, user_id)
     if user is None:
         return
-    quota = get_settings().user_quota_bytes if user.quota_bytes is None else user.quota_bytes
+    quota = quota_of(user)
     if not quota:
         return
     used = users.storage_used(session, user_id)
