@@ -14,13 +14,16 @@ from chalicelib.api.tasks import tasks_api
 from chalicelib.api.web import web_api
 from chalicelib.aws_secrets import resolve_secret_environment
 from chalicelib.config import get_settings
+from chalicelib.logs import configure_logging
 
 # In AWS, DATABASE_URL and SECRET_KEY come from Secrets Manager at cold start (a no-op
 # elsewhere). Before the first get_settings(): nothing reads settings at import.
 resolve_secret_environment()
 settings = get_settings()
 
-app = Chalice(app_name="pixelake")
+# Chalice's own configure_logs would set `pixelake` to ERROR and drop every other line.
+configure_logging()
+app = Chalice(app_name="pixelake", configure_logs=False)
 app.api.binary_types.append("multipart/form-data")
 for blueprint in (
     system_api,

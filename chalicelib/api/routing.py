@@ -25,6 +25,7 @@ from msgspec import Meta
 
 from chalicelib.config import get_settings
 from chalicelib.errors import ApiError, InvalidRequest
+from chalicelib.logs import log_context
 
 log = logging.getLogger("pixelake.api")
 
@@ -226,10 +227,12 @@ def note_audit(request, **fields: Any) -> None:
 
 def request_id(request) -> str:
     """API Gateway's request id, else the Lambda invocation's (the local server), else a new one."""
-    rid = (request.context or {}).get("requestId")
+    rid = getattr(request, "_pixelake_request_id", None) or (request.context or {}).get("requestId")
     if not rid and request.lambda_context is not None:
         rid = getattr(request.lambda_context, "aws_request_id", None)
-    return rid or uuid.uuid4().hex
+    rid = rid or uuid.uuid4().hex
+    request._pixelake_request_id = rid  # the log lines and the audit row name the same id
+    return rid
 
 
 def _resource(doc: RouteDoc, kwargs: dict, response: Response) -> tuple[str | None, str | None]:
@@ -324,6 +327,10 @@ def route(
         def handle(**kwargs: Any) -> Response:
             request = bp.current_request
             doc = next(d for d in docs if d.method == request.method)
+            with log_context(request_id=request_id(request)):
+                return _handle(request, doc, kwargs)
+
+        def _handle(request, doc: RouteDoc, kwargs: dict) -> Response:
             try:
                 response = _respond(view, request, doc, kwargs)
             except ApiError as exc:
@@ -353,39 +360,3 @@ def created(body: Any, location: str, status: int = 201) -> Response:
     return Response(
         body=to_json(body), status_code=status, headers={"Content-Type": "application/json", "Location": location}
     )
-
-
-# --- no secrets in logs ---
-
-_SECRET_PATTERNS = (
-    (re.compile(r"(?i)(bearer\s+)[\w.~+/=-]+"), r"\1[redacted]"),
-    (re.compile(r"\beyJ[\w-]+\.[\w-]+\.[\w-]+"), "[redacted-jwt]"),
-    (re.compile(r"\bpxl_[\w-]+"), "pxl_[redacted]"),
-    (
-        re.compile(r"(?i)(\"?(?:password|secret|token|api[_-]?key)\"?\s*[:=]\s*)(\"[^\"]*\"|'[^']*'|[^\s,}]+)"),
-        r"\1[redacted]",
-    ),
-)
-
-
-def redact(text: str) -> str:
-    for pattern, replacement in _SECRET_PATTERNS:
-        text = pattern.sub(replacement, text)
-    return text
-
-
-class RedactSecrets(logging.Filter):
-    """Masks bearer tokens, JWTs, API keys and password/secret values in a record and its traceback."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        record.msg = redact(record.getMessage())
-        record.args = ()
-        if record.exc_info and not record.exc_text:
-            record.exc_text = logging.Formatter().formatException(record.exc_info)
-        if record.exc_text:
-            record.exc_text = redact(record.exc_text)
-        return True
-
-
-for _name in ("pixelake.api", "pixelake.auth"):
-    logging.getLogger(_name).addFilter(RedactSecrets())

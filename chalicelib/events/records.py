@@ -11,21 +11,25 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
+from chalicelib.logs import log_context
+
 log = logging.getLogger("pixelake.sqs")
 
 
 def handle_records(event, parse: Callable[[str], Any], handle: Callable[[Any], None], *, expects: str) -> dict:
     failures = []
+    invocation = getattr(getattr(event, "context", None), "aws_request_id", None)
     for record in event:
         message_id = record.to_dict().get("messageId")
-        try:
-            message = parse(record.body)
-        except (ValueError, KeyError, TypeError):
-            log.error("dropping message %s: not %s", message_id, expects)
-            continue
-        try:
-            handle(message)
-        except Exception:
-            log.exception("transient failure on message %s; it will be retried", message_id)
-            failures.append({"itemIdentifier": message_id})
+        with log_context(request_id=invocation, message_id=message_id):
+            try:
+                message = parse(record.body)
+            except (ValueError, KeyError, TypeError):
+                log.error("dropping message %s: not %s", message_id, expects)
+                continue
+            try:
+                handle(message)
+            except Exception:
+                log.exception("transient failure on message %s; it will be retried", message_id)
+                failures.append({"itemIdentifier": message_id})
     return {"batchItemFailures": failures}

@@ -6,6 +6,7 @@ import json
 import logging
 
 from chalicelib.events.records import handle_records
+from chalicelib.logs import log_context
 from chalicelib.services.task_runs import execute
 
 log = logging.getLogger("pixelake.worker")
@@ -16,7 +17,8 @@ def task_id_of(body: str) -> int:
 
 
 def execute_logged(task_id: int) -> None:
-    log.info("task %s: %s", task_id, execute(task_id))
+    with log_context(task_id=task_id):
+        log.info("task %s: %s", task_id, execute(task_id))
 
 
 def run_tasks(event) -> dict:

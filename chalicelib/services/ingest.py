@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from chalicelib import storage
 from chalicelib.config import get_settings
 from chalicelib.db import direct
+from chalicelib.logs import bind
 
 log = logging.getLogger("pixelake.ingest")
 
@@ -40,6 +41,7 @@ def ingest_object(obj: UploadedObject) -> str:
         image = direct.claim_image_for_ingest(
             db, owner_id=owner_id, bucket=obj.bucket, key=obj.key, size_bytes=obj.size, etag=obj.etag
         )
+        bind(image_id=image["id"], user_id=owner_id)
         if image["status"] in ("ready", "failed") and image["etag"] == obj.etag:
             return image["status"]  # a duplicate delivery: done already
         seen = {"etag": obj.etag, "size_bytes": obj.size}

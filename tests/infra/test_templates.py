@@ -187,6 +187,9 @@ def test_packaged_functions_have_names_handlers_layers_roles_and_vpc(packaged):
         }
         env = props["Environment"]["Variables"]
         assert env["PIXELAKE_STAGE"] == "dev" and env["PIXELAKE_AUTH"] == "required"
+        # JSON log lines (chalicelib/logs.py relies on the runtime's JSON handler there).
+        assert props["LoggingConfig"]["LogFormat"] == "JSON"
+        assert props["LoggingConfig"]["ApplicationLogLevel"] == env["PIXELAKE_LOG_LEVEL"] == "INFO"
         assert {
             "PIXELAKE_BUCKET",
             "DATABASE_SECRET_ARN",
