@@ -1,12 +1,13 @@
 """Pixelake's logs: where `pixelake.*` lines go, the ids on each line, and no secrets in them.
 
-`configure_logging()` runs once per process (app.py, the local stack, Dask workers):
+`configure_logging()` runs once per process (app.py, the local stack, and Dask workers through
+`dask worker --preload chalicelib.logs`):
 
 - On Lambda with the JSON log format (`LoggingConfig: {LogFormat: JSON}` in infra/aws, which
   sets AWS_LAMBDA_LOG_FORMAT=JSON) the runtime's own handler on the root logger writes one JSON
   object per line with its `requestId`, and every extra attribute of a record becomes a field:
   Pixelake's lines propagate to it. On Lambda with the text format, Pixelake writes its own JSON
-  lines to stdout instead (`JsonLines`).
+  lines to stdout instead (`JsonLines`), as it does wherever PIXELAKE_LOG_FORMAT=json (containers).
 - Elsewhere Pixelake's loggers propagate to the root logger: the local stack's console
   (`configure_console()`: readable lines with the ids at the end) and pytest's caplog see them.
 
@@ -184,12 +185,14 @@ def configure_logging(environ: Mapping[str, str] | None = None) -> None:
     for handler in [h for h in logger.handlers if getattr(h, "_pixelake", False)]:
         logger.removeHandler(handler)
     on_lambda = bool(environ.get("AWS_LAMBDA_FUNCTION_NAME"))
-    if on_lambda and environ.get("AWS_LAMBDA_LOG_FORMAT", "").upper() != "JSON":
+    runtime_json = on_lambda and environ.get("AWS_LAMBDA_LOG_FORMAT", "").upper() == "JSON"
+    # PIXELAKE_LOG_FORMAT=json: containers (the Dask workers on ECS, whose stdout is CloudWatch's).
+    if (on_lambda and not runtime_json) or environ.get("PIXELAKE_LOG_FORMAT", "").lower() == "json":
         handler = logging.StreamHandler(sys.stdout)
         handler.setFormatter(JsonLines())
         handler._pixelake = True  # type: ignore[attr-defined]
         logger.addHandler(handler)
-        logger.propagate = False  # the runtime's text handler would print each line again
+        logger.propagate = False  # a text handler on the root (the runtime's, Dask's) would print it again
     else:
         logger.propagate = True
 
@@ -205,3 +208,8 @@ def configure_console(level: str | None = None) -> None:
         root.addHandler(handler)
     root.setLevel(logging.WARNING)  # other libraries' info lines would drown Pixelake's
     logging.getLogger(LOGGER_NAME).setLevel((level or _level(os.environ)).upper())
+
+
+def dask_setup(worker: Any) -> None:
+    """`dask worker --preload chalicelib.logs`: the jobs' pixelake lines reach the worker's output."""
+    configure_logging()

@@ -98,3 +98,14 @@ def test_secrets_are_masked_in_messages_and_tracebacks(caplog):
     for secret in (token, "abcdef123456", "p@ss w0rd", "hunter2-secret"):
         assert secret not in text
     assert "Bearer [redacted]" in text and "pxl_[redacted]" in text and "proxy.internal" in text
+
+
+def test_containers_write_json_lines_when_asked():
+    # The Dask workers on ECS: PIXELAKE_LOG_FORMAT=json, configured by `--preload chalicelib.logs`.
+    code = (
+        "import logging\nfrom chalicelib import logs\nlogs.dask_setup(worker=None)\n"
+        "with logs.log_context(job_id=12):\n    logging.getLogger('pixelake.jobs').info('training')\n"
+    )
+    out = run_function(code, PIXELAKE_LOG_FORMAT="json")
+    [line] = [json.loads(text) for text in out.stdout.splitlines()]
+    assert (line["logger"], line["message"], line["job_id"]) == ("pixelake.jobs", "training", 12)
