@@ -14,7 +14,7 @@ import msgspec
 from chalice import Blueprint
 
 from chalicelib import __version__
-from chalicelib.api.routing import ROUTES, RouteDoc, route
+from chalicelib.api.routing import ROUTES, RouteDoc, route, server_url
 
 openapi_api = Blueprint(__name__)
 
@@ -169,4 +169,4 @@ def _cached_document(route_count: int) -> dict:
 )
 def openapi_json():
     # Routes are declared at import: the document only changes when a route is added.
-    return _cached_document(len(ROUTES))
+    return {**_cached_document(len(ROUTES)), "servers": [{"url": server_url(openapi_api.current_request)}]}

@@ -235,6 +235,34 @@ def request_id(request) -> str:
     return rid
 
 
+# --- the deployed stage's path ---
+
+
+def stage_prefix(request) -> str:
+    """What API Gateway puts before the routes' paths: "/api" on a stage named api (or a custom
+    domain's base path), "" locally. The request context's path has it, the event's path not."""
+    full = (request.context or {}).get("path") or ""
+    own = request.to_original_event().get("path") or ""
+    if own and full != own and full.endswith(own):
+        return full[: -len(own)].rstrip("/")
+    return ""
+
+
+def server_url(request) -> str:
+    """This API's root URL as the client reached it (the OpenAPI document's `servers`)."""
+    host = request.headers.get("host") or "localhost"
+    scheme = request.headers.get("x-forwarded-proto") or ("https" if (request.context or {}).get("stage") else "http")
+    return f"{scheme}://{host}{stage_prefix(request)}"
+
+
+def _on_stage(request, response: Response) -> Response:
+    """A Location header the views write as /api/… names the resource under the stage's path."""
+    location = (response.headers or {}).get("Location", "")
+    if location.startswith("/"):
+        response.headers["Location"] = stage_prefix(request) + location
+    return response
+
+
 def _resource(doc: RouteDoc, kwargs: dict, response: Response) -> tuple[str | None, str | None]:
     """The resource a request acted on: its last path id, else what its Location header names."""
     params = doc.path_params
@@ -343,7 +371,7 @@ def route(
                 response = error_response(500, "internal_error", "an internal error occurred; it has been logged")
             if doc.method in MUTATING_METHODS:
                 _record_audit(request, doc, kwargs, response)
-            return _with_cors(request, response)
+            return _with_cors(request, _on_stage(request, response))
 
         if path not in _METHODS_BY_PATH:
             _METHODS_BY_PATH[path] = []
