@@ -257,8 +257,8 @@ def server_url(request) -> str:
 
 def _on_stage(request, response: Response) -> Response:
     """A Location header the views write as /api/… names the resource under the stage's path."""
-    location = (response.headers or {}).get("Location", "")
-    if location.startswith("/"):
+    location = (response.headers or {}).get("Location")
+    if isinstance(location, str) and location.startswith("/"):
         response.headers["Location"] = stage_prefix(request) + location
     return response
 
