@@ -1,6 +1,6 @@
 """Pixelake's Chalice app: wires blueprints and event handlers, nothing else."""
 
-from chalice import Chalice
+from chalice import Chalice, Rate
 
 from chalicelib.api.audit import audit_api
 from chalicelib.api.auth import auth_api
@@ -60,3 +60,11 @@ def run_ml_task(event):
     from chalicelib.events.tasks import run_tasks
 
     return run_tasks(event)
+
+
+@app.schedule(Rate(10, unit=Rate.MINUTES))
+def sweep_uploads(event):
+    """Uploads stuck pending: dead-lettered ingests end failed, never-sent presigned uploads expired."""
+    from chalicelib.events.sweeps import sweep_uploads as sweep
+
+    return sweep(event)

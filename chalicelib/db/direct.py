@@ -185,6 +185,44 @@ def mark_image_failed(
     return "failed"
 
 
+def fail_dead_lettered_image(db: pg8000.native.Connection, *, bucket: str, key: str, reason: str) -> int | None:
+    """An upload whose ingest message was dead-lettered: failed with the reason, if no ingest
+    finished it. The etag is cleared so that a redriven message ingests it again (an ingest skips
+    a finished image only when the etag matches). Returns the image id it failed, else None."""
+    row = one(
+        db,
+        "UPDATE images SET status = 'failed', error = :error, etag = NULL, processed_at = now(), updated_at = now() "
+        "WHERE bucket = :bucket AND key = :key AND status IN ('pending', 'processing') RETURNING id",
+        error=reason,
+        bucket=bucket,
+        key=key,
+    )
+    return row["id"] if row else None
+
+
+def pending_uploads_created_before(db: pg8000.native.Connection, seconds: int, limit: int = 500) -> list[dict]:
+    """Images still `pending` (their file never ingested) created more than `seconds` ago."""
+    rows = db.run(
+        "SELECT id, bucket, key FROM images WHERE status = 'pending' "
+        "AND created_at < now() - make_interval(secs => :seconds) ORDER BY id LIMIT :limit",
+        seconds=seconds,
+        limit=limit,
+    )
+    return [{"id": r[0], "bucket": r[1], "key": r[2]} for r in rows]
+
+
+def expire_pending_image(db: pg8000.native.Connection, image_id: int, reason: str) -> bool:
+    """A presigned upload that never arrived: `expired`, unless an ingest got to it meanwhile."""
+    row = one(
+        db,
+        "UPDATE images SET status = 'expired', error = :error, updated_at = now() "
+        "WHERE id = :id AND status = 'pending' RETURNING id",
+        error=reason,
+        id=image_id,
+    )
+    return row is not None
+
+
 def mark_image_ready(
     db: pg8000.native.Connection, image_id: int, outcome, thumbnails: list[dict], *, etag: str | None, size_bytes: int
 ) -> str:

@@ -141,6 +141,7 @@ FUNCTION_IMPORTS = {
     "ingest_upload": "import app, chalicelib.events.uploads",
     "run_task": "import app, chalicelib.events.tasks",
     "run_ml_task": "import app, chalicelib.events.tasks",
+    "sweep_uploads": "import app, chalicelib.events.sweeps",
 }
 
 
