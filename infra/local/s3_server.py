@@ -130,7 +130,8 @@ class S3Journal:
     def compact(self) -> int:
         """Rewrite the journal as the state the replay produced: each bucket it created once, then
         each live object once (deleted and overwritten ones dropped), so the next start replays
-        what exists, not every write ever made. Returns the entries written.
+        what exists, not every write ever made. Returns the entries written (0 when the journal
+        was compact already: nothing is rewritten).
 
         Crash-safe: the new journal and bodies are written beside the old ones, then the bodies
         directory and the journal are swapped by renames; `_recover` finishes or undoes a swap
@@ -152,6 +153,9 @@ class S3Journal:
             for name, bucket in regions["global"].buckets.items()
             if name in created
         }
+        live = sum(1 for bucket in buckets.values() for key in bucket.keys.values() if hasattr(key, "value"))
+        if len(buckets) + live == len(self.log_path.read_text().splitlines()):
+            return 0  # compact already: every entry is a live bucket or object
         next_log, next_bodies, old_bodies = self._compaction_paths()
         next_bodies.mkdir(parents=True, exist_ok=True)
         written = 0
