@@ -12,7 +12,8 @@ PORT ?= 5000
 STAGE ?= dev
 PACKAGE_REGION := $(or $(AWS_REGION),$(AWS_DEFAULT_REGION),us-east-1)
 
-.PHONY: venv dev test lint system-packages schema migrate clean layers package deploy destroy bench
+.PHONY: venv dev test lint system-packages schema migrate clean layers package deploy destroy bench \
+	localstack-venv localstack dev-localstack
 
 $(STAMP): requirements.txt requirements-dev.txt $(wildcard layers/*/requirements.txt) pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -27,6 +28,7 @@ dev: venv
 	PORT=$(PORT) $(PY) -m infra.local
 
 test: venv system-packages lint
+	@$(MAKE) -s localstack-venv || echo "LocalStack could not be installed: tests/e2e/test_localstack.py is skipped"
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 # ruff (lint + format check) over everything, mypy over app.py, chalicelib/ and cli/ (pyproject.toml).
@@ -82,3 +84,32 @@ deploy: venv
 
 destroy: venv
 	STAGE=$(STAGE) infra/aws/destroy.sh
+
+# --- LocalStack (docs/localstack.md): host mode, its own Python 3.13 venv, loopback only ---
+LOCALSTACK_VENV ?= .pixelake/localstack/venv
+LOCALSTACK_PORT ?= 4566
+LOCALSTACK_VERSION ?= 2026.3.0
+LOCALSTACK_PYTHON ?= $(shell for p in python3.13 $(HOME)/.pyenv/versions/3.13*/bin/python3.13; do \
+	$$p -c 'import sys' >/dev/null 2>&1 && { echo $$p; break; }; done)
+
+$(LOCALSTACK_VENV)/.installed-$(LOCALSTACK_VERSION):
+	@test -n "$(LOCALSTACK_PYTHON)" || { echo "LocalStack needs Python 3.13 (pyenv install 3.13)"; exit 1; }
+	test -x $(LOCALSTACK_VENV)/bin/python || $(LOCALSTACK_PYTHON) -m venv $(LOCALSTACK_VENV)
+	$(LOCALSTACK_VENV)/bin/pip install -q --upgrade pip
+	# cbor2 6 and pyOpenSSL 26 break localstack-core 2026.3 at start-up.
+	$(LOCALSTACK_VENV)/bin/pip install -q "localstack-core[runtime]==$(LOCALSTACK_VERSION)" "cbor2<6" "pyopenssl<26"
+	rm -f $(LOCALSTACK_VENV)/.installed-* && touch $@
+
+localstack-venv: $(LOCALSTACK_VENV)/.installed-$(LOCALSTACK_VERSION)
+
+# S3 and SQS on http://127.0.0.1:$(LOCALSTACK_PORT) in the foreground. hypercorn: the default
+# twisted gateway binds 0.0.0.0 whatever GATEWAY_LISTEN says.
+localstack: localstack-venv
+	GATEWAY_SERVER=hypercorn GATEWAY_LISTEN=127.0.0.1:$(LOCALSTACK_PORT) LOCALSTACK_HOST=127.0.0.1:$(LOCALSTACK_PORT) \
+		SERVICES=s3,sqs SKIP_SSL_CERT_DOWNLOAD=1 DISABLE_EVENTS=1 \
+		exec $(LOCALSTACK_VENV)/bin/python -m localstack.runtime.main
+
+# `make dev` with S3 and SQS on the LocalStack that `make localstack` runs (another terminal).
+dev-localstack: venv
+	AWS_ENDPOINT_URL=http://127.0.0.1:$(LOCALSTACK_PORT) AWS_ACCESS_KEY_ID=test AWS_SECRET_ACCESS_KEY=test \
+		PORT=$(PORT) $(PY) -m infra.local

@@ -1,6 +1,6 @@
 """Pixelake's Chalice app: wires blueprints and event handlers, nothing else."""
 
-from chalice import Chalice
+from chalice import Chalice, Rate
 
 from chalicelib.api.audit import audit_api
 from chalicelib.api.auth import auth_api
@@ -15,13 +15,16 @@ from chalicelib.api.training import training_api
 from chalicelib.api.web import web_api
 from chalicelib.aws_secrets import resolve_secret_environment
 from chalicelib.config import get_settings
+from chalicelib.logs import configure_logging
 
 # In AWS, DATABASE_URL and SECRET_KEY come from Secrets Manager at cold start (a no-op
 # elsewhere). Before the first get_settings(): nothing reads settings at import.
 resolve_secret_environment()
 settings = get_settings()
 
-app = Chalice(app_name="pixelake")
+# Chalice's own configure_logs would set `pixelake` to ERROR and drop every other line.
+configure_logging()
+app = Chalice(app_name="pixelake", configure_logs=False)
 app.api.binary_types.append("multipart/form-data")
 for blueprint in (
     system_api,
@@ -59,3 +62,11 @@ def run_ml_task(event):
     from chalicelib.events.tasks import run_tasks
 
     return run_tasks(event)
+
+
+@app.schedule(Rate(10, unit=Rate.MINUTES))
+def sweep_uploads(event):
+    """Uploads stuck pending: dead-lettered ingests end failed, never-sent presigned uploads expired."""
+    from chalicelib.events.sweeps import sweep_uploads as sweep
+
+    return sweep(event)

@@ -357,5 +357,13 @@ CREATE INDEX ix_images_phash_band7 ON images (owner_id, ((phash >> 56) & 255)) W
 
 UPDATE alembic_version SET version_num='0004' WHERE alembic_version.version_num = '0003';
 
+-- Running upgrade 0004 -> 0006
+
+ALTER TABLE images DROP CONSTRAINT ck_images_status;
+
+ALTER TABLE images ADD CONSTRAINT ck_images_status CHECK (status IN ('pending', 'processing', 'ready', 'failed', 'expired'));
+
+UPDATE alembic_version SET version_num='0006' WHERE alembic_version.version_num = '0004';
+
 COMMIT;
 

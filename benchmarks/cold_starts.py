@@ -149,6 +149,113 @@ def seed(env: dict) -> dict:
     return {"user_id": user_id, "token": token, "bucket": bucket}
 
 
+# --- the AWS secrets path: DATABASE_URL and SECRET_KEY from Secrets Manager (moto) ---
+
+# A statement's first line: the environment a function has on AWS (ARNs, no DATABASE_URL), set
+# inside the timed process so the row runs with the same interpreter start as every other row.
+AWS_ENVIRONMENT = """
+import os
+os.environ.update({env!r})
+for name in ("DATABASE_URL", "SECRET_KEY"):
+    os.environ.pop(name, None)
+"""
+
+# The reference for the api's first request: a bare Chalice app whose one route reads the same
+# secret with boto3 and answers from PostgreSQL with pg8000 — what any Python API on Lambda pays.
+BARE_FIRST_REQUEST = """
+import json, os
+import boto3, pg8000.native
+from chalice import Chalice
+from chalice.test import Client
+secrets = boto3.client("secretsmanager")
+credentials = json.loads(secrets.get_secret_value(SecretId=os.environ["DATABASE_SECRET_ARN"])["SecretString"])
+key = secrets.get_secret_value(SecretId=os.environ["SECRET_KEY_SECRET_ARN"])["SecretString"]
+bare = Chalice(app_name="bare")
+@bare.route("/api/images")
+def images():
+    db = pg8000.native.Connection(credentials["username"], password=credentials["password"] or None,
+                                  host=os.environ["DATABASE_HOST"], port=int(os.environ["DATABASE_PORT"]),
+                                  database=os.environ["DATABASE_NAME"])
+    rows = db.run("SELECT id, key, status FROM images WHERE owner_id = :owner ORDER BY id DESC LIMIT 50", owner={user_id})
+    db.close()
+    return {{"images": [{{"id": r[0], "key": r[1], "status": r[2]}} for r in rows]}}
+with Client(bare) as client:
+    response = client.http.get("/api/images", headers={{"Authorization": "Bearer " + key[:8]}})
+assert response.status_code == 200, response.body[:300]
+"""
+
+SECRETS_ROWS = {
+    "api": "api (AWS secrets path): import app",
+    "ingest": "ingest (AWS secrets path): import app + handler",
+    "worker": "worker (AWS secrets path): import app + handler",
+    "api_first_request": "api (AWS secrets path): import + first request (GET /api/images, token)",
+    "bare_first_request": "reference: bare chalice + boto3 + pg8000, secrets + first request",
+}
+
+
+def aws_environment(env: dict) -> dict | None:
+    """The functions' AWS environment against the stack: secrets in moto's Secrets Manager naming
+    the stack's database. None when the database is reached over a unix socket (DATABASE_HOST
+    names a TCP endpoint, as RDS Proxy is)."""
+    from urllib.parse import urlsplit
+
+    import boto3
+
+    parts = urlsplit(env["DATABASE_URL"])
+    if "unix_sock" in parts.query or not parts.hostname:
+        return None
+    client = boto3.client("secretsmanager", endpoint_url=env["AWS_ENDPOINT_URL"], region_name=env["AWS_DEFAULT_REGION"])
+    name = uuid.uuid4().hex[:8]
+    database = client.create_secret(
+        Name=f"rds!cold-{name}",
+        SecretString=json.dumps({"username": parts.username or "postgres", "password": parts.password or ""}),
+    )
+    key = client.create_secret(Name=f"pixelake-cold-{name}-secret-key", SecretString=env["SECRET_KEY"])
+    aws = {k: v for k, v in env.items() if k not in ("DATABASE_URL", "SECRET_KEY")}
+    aws.update(
+        DATABASE_SECRET_ARN=database["ARN"],
+        DATABASE_HOST=parts.hostname,
+        DATABASE_PORT=str(parts.port or 5432),
+        DATABASE_NAME=parts.path.strip("/"),
+        SECRET_KEY_SECRET_ARN=key["ARN"],
+        AWS_REGION=env["AWS_DEFAULT_REGION"],
+    )
+    return aws
+
+
+def secrets_path_statements(env: dict, seeded: dict) -> dict[str, str]:
+    """The cold-start rows with the secrets path taken (empty without a TCP database)."""
+    aws = aws_environment(env)
+    if aws is None:
+        return {}
+    prefix = AWS_ENVIRONMENT.format(env=aws)
+    return {
+        SECRETS_ROWS["api"]: prefix + "import app",
+        SECRETS_ROWS["ingest"]: prefix + "import app, chalicelib.events.uploads",
+        SECRETS_ROWS["worker"]: prefix + "import app, chalicelib.events.tasks",
+        SECRETS_ROWS["api_first_request"]: prefix + API_FIRST_REQUEST.format(repo=str(REPO), token=seeded["token"]),
+        SECRETS_ROWS["bare_first_request"]: prefix + BARE_FIRST_REQUEST.format(user_id=seeded["user_id"]),
+    }
+
+
+def secrets_path_figures(best_ms: dict[str, float]) -> dict:
+    """The secrets-path rows' figures: ms per function and the api's first request against the
+    bare reference (target ≤ 1.5×)."""
+    if SECRETS_ROWS["api"] not in best_ms:
+        return {"skipped": "the benchmark database is on a unix socket: set BENCH_DATABASE_URL to a TCP server"}
+    return {
+        "api_import_ms": best_ms[SECRETS_ROWS["api"]],
+        "ingest_ms": best_ms[SECRETS_ROWS["ingest"]],
+        "worker_ms": best_ms[SECRETS_ROWS["worker"]],
+        "api_first_request_ms": best_ms[SECRETS_ROWS["api_first_request"]],
+        "bare_first_request_ms": best_ms[SECRETS_ROWS["bare_first_request"]],
+        "api_first_request_ratio": round(
+            best_ms[SECRETS_ROWS["api_first_request"]] / best_ms[SECRETS_ROWS["bare_first_request"]], 2
+        ),
+        "targets": {"api_first_request_ratio": 1.5},
+    }
+
+
 def upload_notification(seeded: dict) -> str:
     """The body S3 sends to the uploads queue for the seeded JPEG."""
     return json.dumps(
@@ -216,5 +323,6 @@ def statements(env: dict) -> tuple[dict[str, str], dict[str, list[str]]]:
         "ingest: + every module its first event loaded": IMPORT_MODULES.format(modules=ingest),
         "worker: import app + handler": "import app, chalicelib.events.tasks",
         "worker: + every module its first event loaded": IMPORT_MODULES.format(modules=worker),
+        **secrets_path_statements(env, seeded),
     }
     return rows, {"ingest": notable_packages(ingest), "worker": notable_packages(worker)}

@@ -26,6 +26,7 @@ import sys
 import time
 from collections.abc import MutableMapping
 from typing import Any
+from urllib.parse import quote
 
 DEFAULT_DATABASE_NAME = "pixelake"
 DEFAULT_DATABASE_PORT = 5432
@@ -45,19 +46,14 @@ def secret_string(secret_arn: str, client: Any) -> str:
 def database_url_from_secret(
     secret_arn: str, host: str, *, client: Any, dbname: str = DEFAULT_DATABASE_NAME, port: int = DEFAULT_DATABASE_PORT
 ) -> str:
-    """postgresql+pg8000://user:password@host:port/dbname from an RDS {"username", "password"} secret."""
-    from sqlalchemy.engine import URL
+    """postgresql+pg8000://user:password@host:port/dbname from an RDS {"username", "password"} secret.
 
+    Built with urllib, not sqlalchemy.engine.URL: this runs at every cold start on AWS and the
+    ingest and worker functions never load SQLAlchemy otherwise (~150 ms). Every reserved
+    character is percent-encoded, which SQLAlchemy's and pg8000's URL parsers both decode."""
     credentials = json.loads(secret_string(secret_arn, client))
-    url = URL.create(
-        "postgresql+pg8000",
-        username=credentials["username"],
-        password=credentials["password"],
-        host=host,
-        port=port,
-        database=dbname,
-    )
-    return url.render_as_string(hide_password=False)
+    username, password = (quote(str(credentials[k]), safe="") for k in ("username", "password"))
+    return f"postgresql+pg8000://{username}:{password}@{host}:{int(port)}/{quote(dbname, safe='')}"
 
 
 def resolve_secret_environment(environ: MutableMapping[str, str] | None = None, client: Any = None) -> list[str]:

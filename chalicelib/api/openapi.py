@@ -16,7 +16,15 @@ from chalice import Blueprint
 
 from chalicelib import __version__
 from chalicelib.api.responses import OpenApiDocument
-from chalicelib.api.routing import JSON_CONTENT_TYPE, ROUTES, RouteDoc, json_type, media_types_of, route
+from chalicelib.api.routing import (
+    JSON_CONTENT_TYPE,
+    ROUTES,
+    RouteDoc,
+    json_type,
+    media_types_of,
+    route,
+    server_url,
+)
 
 openapi_api = Blueprint(__name__)
 
@@ -197,4 +205,4 @@ def _cached_document(route_count: int) -> dict:
 )
 def openapi_json():
     # Routes are declared at import: the document only changes when a route is added.
-    return _cached_document(len(ROUTES))
+    return {**_cached_document(len(ROUTES)), "servers": [{"url": server_url(openapi_api.current_request)}]}

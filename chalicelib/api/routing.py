@@ -26,6 +26,7 @@ from msgspec import Meta
 
 from chalicelib.config import get_settings
 from chalicelib.errors import ApiError, InvalidRequest
+from chalicelib.logs import log_context
 
 log = logging.getLogger("pixelake.api")
 
@@ -303,10 +304,40 @@ def note_audit(request, **fields: Any) -> None:
 
 def request_id(request) -> str:
     """API Gateway's request id, else the Lambda invocation's (the local server), else a new one."""
-    rid = (request.context or {}).get("requestId")
+    rid = getattr(request, "_pixelake_request_id", None) or (request.context or {}).get("requestId")
     if not rid and request.lambda_context is not None:
         rid = getattr(request.lambda_context, "aws_request_id", None)
-    return rid or uuid.uuid4().hex
+    rid = rid or uuid.uuid4().hex
+    request._pixelake_request_id = rid  # the log lines and the audit row name the same id
+    return rid
+
+
+# --- the deployed stage's path ---
+
+
+def stage_prefix(request) -> str:
+    """What API Gateway puts before the routes' paths: "/api" on a stage named api (or a custom
+    domain's base path), "" locally. The request context's path has it, the event's path not."""
+    full = (request.context or {}).get("path") or ""
+    own = request.to_original_event().get("path") or ""
+    if own and full != own and full.endswith(own):
+        return full[: -len(own)].rstrip("/")
+    return ""
+
+
+def server_url(request) -> str:
+    """This API's root URL as the client reached it (the OpenAPI document's `servers`)."""
+    host = request.headers.get("host") or "localhost"
+    scheme = request.headers.get("x-forwarded-proto") or ("https" if (request.context or {}).get("stage") else "http")
+    return f"{scheme}://{host}{stage_prefix(request)}"
+
+
+def _on_stage(request, response: Response) -> Response:
+    """A Location header the views write as /api/… names the resource under the stage's path."""
+    location = (response.headers or {}).get("Location")
+    if isinstance(location, str) and location.startswith("/"):
+        response.headers["Location"] = stage_prefix(request) + location
+    return response
 
 
 def _resource(doc: RouteDoc, kwargs: dict, response: Response) -> tuple[str | None, str | None]:
@@ -410,6 +441,10 @@ def route(
         def handle(**kwargs: Any) -> Response:
             request = bp.current_request
             doc = next(d for d in docs if d.method == request.method)
+            with log_context(request_id=request_id(request)):
+                return _handle(request, doc, kwargs)
+
+        def _handle(request, doc: RouteDoc, kwargs: dict) -> Response:
             try:
                 response = _respond(view, request, doc, kwargs)
             except ApiError as exc:
@@ -422,7 +457,7 @@ def route(
                 response = error_response(500, "internal_error", "an internal error occurred; it has been logged")
             if doc.method in MUTATING_METHODS:
                 _record_audit(request, doc, kwargs, response)
-            return _with_cors(request, response)
+            return _with_cors(request, _on_stage(request, response))
 
         if path not in _METHODS_BY_PATH:
             _METHODS_BY_PATH[path] = []
@@ -438,39 +473,3 @@ def route(
 def created(body: Any, location: str, status: int = 201) -> Response:
     """A 201 (or 202) with a Location; the body is encoded through the route's declared type."""
     return Response(body=body, status_code=status, headers={"Content-Type": JSON_CONTENT_TYPE, "Location": location})
-
-
-# --- no secrets in logs ---
-
-_SECRET_PATTERNS = (
-    (re.compile(r"(?i)(bearer\s+)[\w.~+/=-]+"), r"\1[redacted]"),
-    (re.compile(r"\beyJ[\w-]+\.[\w-]+\.[\w-]+"), "[redacted-jwt]"),
-    (re.compile(r"\bpxl_[\w-]+"), "pxl_[redacted]"),
-    (
-        re.compile(r"(?i)(\"?(?:password|secret|token|api[_-]?key)\"?\s*[:=]\s*)(\"[^\"]*\"|'[^']*'|[^\s,}]+)"),
-        r"\1[redacted]",
-    ),
-)
-
-
-def redact(text: str) -> str:
-    for pattern, replacement in _SECRET_PATTERNS:
-        text = pattern.sub(replacement, text)
-    return text
-
-
-class RedactSecrets(logging.Filter):
-    """Masks bearer tokens, JWTs, API keys and password/secret values in a record and its traceback."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        record.msg = redact(record.getMessage())
-        record.args = ()
-        if record.exc_info and not record.exc_text:
-            record.exc_text = logging.Formatter().formatException(record.exc_info)
-        if record.exc_text:
-            record.exc_text = redact(record.exc_text)
-        return True
-
-
-for _name in ("pixelake.api", "pixelake.auth"):
-    logging.getLogger(_name).addFilter(RedactSecrets())

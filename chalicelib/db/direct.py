@@ -169,6 +169,17 @@ def claim_image_for_ingest(
     return row
 
 
+def pending_uploads_created_before(db: pg8000.native.Connection, seconds: int, limit: int = 500) -> list[dict]:
+    """Images still `pending` (their file never ingested) created more than `seconds` ago."""
+    rows = db.run(
+        "SELECT id, bucket, key FROM images WHERE status = 'pending' "
+        "AND created_at < now() - make_interval(secs => :seconds) ORDER BY id LIMIT :limit",
+        seconds=seconds,
+        limit=limit,
+    )
+    return [{"id": r[0], "bucket": r[1], "key": r[2]} for r in rows]
+
+
 # --- tasks and results (worker, and the analyses ingest runs) ---------------------------------
 
 

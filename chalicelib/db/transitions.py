@@ -61,7 +61,7 @@ _TASK_FINISH = (
     "duration_ms = floor(extract(epoch FROM clock_timestamp() - coalesce(started_at, clock_timestamp())) * 1000)"
 )
 
-# --- images: pending → ready | failed (ingest) --------------------------------------------------
+# --- images: pending → ready | failed (ingest), failed when dead-lettered, expired (sweeps) ------
 
 
 def image_failed(db: Runner, image_id: int, reason: str, *, etag: str | None, size_bytes: int) -> str:
@@ -99,6 +99,31 @@ def image_ready(
         id=image_id,
     )
     return "ready"
+
+
+def image_dead_lettered(db: Runner, *, bucket: str, key: str, reason: str) -> int | None:
+    """An upload whose ingest message was dead-lettered: failed with the reason, if no ingest
+    finished it. The etag is cleared so that a redriven message ingests it again (an ingest skips
+    a finished image only when the etag matches). Returns the image id it failed, else None."""
+    rows = db.run(
+        "UPDATE images SET status = 'failed', error = :error, etag = NULL, processed_at = now(), updated_at = now() "
+        "WHERE bucket = :bucket AND key = :key AND status IN ('pending', 'processing') RETURNING id",
+        error=reason,
+        bucket=bucket,
+        key=key,
+    )
+    return rows[0][0] if rows else None
+
+
+def image_expired(db: Runner, image_id: int, reason: str) -> bool:
+    """A presigned upload that never arrived: `expired`, unless an ingest got to it meanwhile."""
+    rows = db.run(
+        "UPDATE images SET status = 'expired', error = :error, updated_at = now() "
+        "WHERE id = :id AND status = 'pending' RETURNING id",
+        error=reason,
+        id=image_id,
+    )
+    return bool(rows)
 
 
 # --- tasks: pending → running → succeeded | failed (worker, Dask, api) --------------------------
@@ -192,7 +217,7 @@ def job_finished(
     return bool(rows)
 
 
-# --- batches: pending → running → succeeded (Dask) ----------------------------------------------
+# --- batches: pending → running → succeeded | failed (Dask, api) ------------------------------
 
 
 def batch_running(db: Runner, batch_id: int) -> bool:

@@ -4,7 +4,8 @@ Kept free of SQLAlchemy so the api's request schemas (and the raw-SQL writers of
 worker functions) can name them without paying for the ORM at import.
 """
 
-IMAGE_STATUSES = ("pending", "processing", "ready", "failed")
+# expired: a presigned upload whose file did not arrive before its URL expired (services/stuck_uploads.py).
+IMAGE_STATUSES = ("pending", "processing", "ready", "failed", "expired")
 TASK_STATUSES = ("pending", "running", "succeeded", "failed")
 TASK_FINISHED = ("succeeded", "failed")
 JOB_STATUSES = ("pending", "running", "succeeded", "failed", "cancelled")

@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 
+from chalicelib import metrics
 from chalicelib.events.records import handle_records
+from chalicelib.logs import current_context, log_context
 from chalicelib.services.task_runs import execute
 
 log = logging.getLogger("pixelake.worker")
@@ -16,7 +19,21 @@ def task_id_of(body: str) -> int:
 
 
 def execute_logged(task_id: int) -> None:
-    log.info("task %s: %s", task_id, execute(task_id))
+    with log_context(task_id=task_id):
+        started = time.perf_counter()
+        try:
+            status = execute(task_id)
+        except Exception:
+            _task_metric("retried", started)
+            raise
+        _task_metric(status, started)
+        log.info("task %s: %s", task_id, status)
+
+
+def _task_metric(outcome: str, started: float) -> None:
+    # execute() binds the task's operation (or model kind) into the log context once it has read the task.
+    operation = str(current_context().get("operation") or "unknown")
+    metrics.task_finished(operation, outcome, (time.perf_counter() - started) * 1000)
 
 
 def run_tasks(event) -> dict:

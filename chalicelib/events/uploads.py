@@ -12,6 +12,7 @@ from urllib.parse import unquote_plus
 
 from chalicelib import storage
 from chalicelib.events.records import handle_records
+from chalicelib.logs import log_context
 from chalicelib.services.ingest import UploadedObject, ingest_object
 
 log = logging.getLogger("pixelake.ingest")
@@ -36,7 +37,8 @@ def uploaded_objects(message_body: str) -> list[UploadedObject]:
 
 def ingest_objects(objects: list[UploadedObject]) -> None:
     for obj in objects:
-        log.info("ingested %s: %s", obj.key, ingest_object(obj))
+        with log_context():  # the image and user ids bound by the ingest end with this object
+            log.info("ingested %s: %s", obj.key, ingest_object(obj))
 
 
 def ingest_upload(event) -> dict:

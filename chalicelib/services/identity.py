@@ -22,6 +22,7 @@ from datetime import UTC, datetime, timedelta
 
 from chalicelib.config import get_settings
 from chalicelib.errors import ApiError
+from chalicelib.logs import bind
 
 TOKEN_ALGORITHM = "HS256"
 TOKEN_ISSUER = "pixelake"
@@ -182,6 +183,7 @@ def current_principal(request) -> Principal:
     if principal is None:
         principal = _authenticate(request)
         setattr(request, _REQUEST_ATTRIBUTE, principal)
+        bind(user_id=principal.user_id)  # every later line of this request names its user
     return principal
 
 

@@ -9,12 +9,14 @@ it and, after maxReceiveCount, moves it to the dead-letter queue.
 from __future__ import annotations
 
 import logging
+import time
 from dataclasses import dataclass
 from typing import TypedDict
 
-from chalicelib import storage
+from chalicelib import metrics, storage
 from chalicelib.config import get_settings
 from chalicelib.db import direct, transitions
+from chalicelib.logs import bind
 
 log = logging.getLogger("pixelake.ingest")
 
@@ -35,7 +37,20 @@ class _Seen(TypedDict):
 
 
 def ingest_object(obj: UploadedObject) -> str:
-    """Ingest one uploaded object; returns the image's final status. Raises on transient faults."""
+    """Ingest one uploaded object; returns the image's final status. Raises on transient faults.
+    Emits the IngestDuration and Ingests metrics by outcome and reason (chalicelib/metrics.py)."""
+    started = time.perf_counter()
+    try:
+        status, reason = _ingest(obj)
+    except Exception:
+        metrics.ingest_finished("retried", "transient", (time.perf_counter() - started) * 1000)
+        raise
+    metrics.ingest_finished(status, reason, (time.perf_counter() - started) * 1000)
+    return status
+
+
+def _ingest(obj: UploadedObject) -> tuple[str, str]:
+    """The image's final status and why, as a metric dimension (none, too_large, rejected, …)."""
     from chalicelib.imaging.imageio import ImageRejected
     from chalicelib.imaging.ingest import analyze_upload
 
@@ -44,18 +59,18 @@ def ingest_object(obj: UploadedObject) -> str:
     with direct.transaction() as db:
         if owner_id is None or not direct.user_exists(db, owner_id):
             log.warning("ignoring %s: its key names no known user (uploads/<user id>/<name>)", obj.key)
-            return "ignored"
+            return "ignored", "unknown_user"
         image = direct.claim_image_for_ingest(
             db, owner_id=owner_id, bucket=obj.bucket, key=obj.key, size_bytes=obj.size, etag=obj.etag
         )
+        bind(image_id=image["id"], user_id=owner_id)
         if image["status"] in ("ready", "failed") and image["etag"] == obj.etag:
-            return image["status"]  # a duplicate delivery: done already
+            return image["status"], "duplicate"  # a duplicate delivery: done already
         seen = _Seen(etag=obj.etag, size_bytes=obj.size)
         if obj.size > settings.max_upload_bytes:
             # A presigned POST's size condition is not enforced by every S3 emulator: check again.
-            return transitions.image_failed(
-                db, image["id"], f"the file is {obj.size:,} bytes; the limit is {settings.max_upload_bytes:,}", **seen
-            )
+            limit = f"the file is {obj.size:,} bytes; the limit is {settings.max_upload_bytes:,}"
+            return transitions.image_failed(db, image["id"], limit, **seen), "too_large"
         data = storage.get(obj.key, bucket=obj.bucket)
         try:
             outcome = analyze_upload(
@@ -66,12 +81,11 @@ def ingest_object(obj: UploadedObject) -> str:
                 analyzers=settings.ingest_analyzers,
             )
         except ImageRejected as exc:
-            return transitions.image_failed(db, image["id"], str(exc), **seen)
+            return transitions.image_failed(db, image["id"], str(exc), **seen), "rejected"
         except Exception as exc:  # decoders raise many types on hostile input: the file is at fault, not us
             log.warning("could not process %s", obj.key, exc_info=True)
-            return transitions.image_failed(
-                db, image["id"], f"the image could not be decoded ({type(exc).__name__})", **seen
-            )
+            undecodable = f"the image could not be decoded ({type(exc).__name__})"
+            return transitions.image_failed(db, image["id"], undecodable, **seen), "undecodable"
         thumbnails = []
         for thumb in outcome.thumbnails:
             key = storage.thumbnail_key(image["id"], thumb.size, thumb.format)
@@ -91,4 +105,4 @@ def ingest_object(obj: UploadedObject) -> str:
             direct.record_finished_analysis(
                 db, owner_id=image["owner_id"], image_id=image["id"], name=name, data=result, duration_ms=duration_ms
             )
-        return status
+        return status, "none"

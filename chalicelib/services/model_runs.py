@@ -14,11 +14,12 @@ from __future__ import annotations
 
 import collections
 import threading
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from chalicelib import storage
+from chalicelib import metrics, storage
 from chalicelib.config import get_settings
 from chalicelib.db.direct import ResultRow, analysis_result
 
@@ -96,6 +97,8 @@ def run(model: ModelArtifact, data: bytes, params: dict) -> ResultRow:
 
     runtime = loaded_model(model)
     source = AnalysisInput.from_bytes(data, max_pixels=get_settings().max_pixels)
+    started = time.perf_counter()
     predictions = run_model(runtime, model.task, source, params)
+    metrics.model_inference(model.framework, (time.perf_counter() - started) * 1000)
     body = {"predictions": predictions, "model": {"name": model.name, "version": model.version}}
     return analysis_result(body, kind="prediction")

@@ -22,6 +22,7 @@ from chalicelib import storage
 from chalicelib.config import get_settings
 from chalicelib.db import direct, transitions
 from chalicelib.db.direct import ResultRow
+from chalicelib.logs import bind
 from chalicelib.services import resolver
 from chalicelib.services.model_runs import ModelArtifact
 
@@ -147,6 +148,7 @@ def execute(task_id: int) -> str:
             ModelArtifact(**model) if model is not None else None,
             task["attempts"],
         )
+    bind(operation=work.operation or work.kind)  # the log lines' and the TaskDuration metric's operation
     try:
         results = perform(work, storage.get(work.image_key, bucket=work.bucket))
     except Exception as exc:

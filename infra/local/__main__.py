@@ -9,14 +9,12 @@ import sys
 import threading
 from pathlib import Path
 
+from chalicelib.logs import configure_console
 from infra.local.stack import LocalStack
 
 
 def main() -> int:
-    logging.basicConfig(
-        level=os.environ.get("PIXELAKE_LOG_LEVEL", "INFO"), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
-    logging.getLogger("werkzeug").setLevel(logging.WARNING)
+    configure_console(os.environ.get("PIXELAKE_LOG_LEVEL", "INFO"))
     home = Path(os.environ.get("PIXELAKE_HOME", ".pixelake")).resolve()
     port = int(os.environ.get("PORT", "5000"))
     aws_port = os.environ.get("PIXELAKE_AWS_PORT")

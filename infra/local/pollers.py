@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 import uuid
 
 log = logging.getLogger("pixelake.pollers")
@@ -117,3 +118,37 @@ class QueuePoller(threading.Thread):
                         QueueUrl=self.queue_url, ReceiptHandle=m["ReceiptHandle"], VisibilityTimeout=2
                     )
         return len(messages)
+
+
+def scheduled_event(function_name: str, region: str) -> dict:
+    """The EventBridge event a `@app.schedule` Lambda receives."""
+    return {
+        "version": "0",
+        "id": str(uuid.uuid4()),
+        "detail-type": "Scheduled Event",
+        "source": "aws.events",
+        "account": "000000000000",
+        "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "region": region,
+        "resources": [f"arn:aws:events:{region}:000000000000:rule/{function_name}"],
+        "detail": {},
+    }
+
+
+class Schedule(threading.Thread):
+    """Invoke a `@app.schedule` handler every `interval_s` seconds, as EventBridge would."""
+
+    def __init__(self, handler, *, name: str, interval_s: float, region: str = "us-east-1"):
+        super().__init__(name=f"schedule-{name}", daemon=True)
+        self.handler, self.function_name, self.interval_s, self.region = handler, name, interval_s, region
+        self.stopping = threading.Event()
+
+    def stop(self) -> None:
+        self.stopping.set()
+
+    def run(self) -> None:
+        while not self.stopping.wait(self.interval_s):
+            try:
+                self.handler(scheduled_event(self.function_name, self.region), LambdaContext(self.function_name))
+            except Exception:  # the next run may succeed (the database back, …): keep the schedule
+                log.exception("scheduled %s failed; it runs again in %s s", self.function_name, self.interval_s)

@@ -4,7 +4,9 @@ moto keeps everything in memory. Losing a user's files on a restart is losing da
 successful S3 write (object PUT/POST/DELETE, bucket creation) is appended to a journal under
 $PIXELAKE_HOME/s3 before the response returns, and replayed into a fresh server on start —
 the idea of moto's own request recorder, restricted to S3 writes (replaying SQS traffic would
-re-deliver old messages). Multipart uploads are not replayable (upload ids change): the
+re-deliver old messages). After each replay the journal is compacted to the live state (each
+bucket and each existing object once), so a start replays what exists, not the whole history.
+Multipart uploads are not replayable (upload ids change): the
 project's own writes use single PUTs and presigned POSTs.
 """
 
@@ -13,8 +15,10 @@ from __future__ import annotations
 import io
 import json
 import os
+import shutil
 import threading
 from pathlib import Path
+from urllib.parse import quote, unquote
 
 from werkzeug.serving import make_server
 from werkzeug.test import EnvironBuilder, run_wsgi_app
@@ -67,6 +71,8 @@ class S3Journal:
     def __init__(self, directory: Path):
         self.directory = directory
         self.bodies = directory / "bodies"
+        directory.mkdir(parents=True, exist_ok=True)
+        self._recover()
         self.bodies.mkdir(parents=True, exist_ok=True)
         self.log_path = directory / "journal.jsonl"
         self.lock = threading.Lock()
@@ -100,6 +106,92 @@ class S3Journal:
                 log.flush()
                 os.fsync(log.fileno())
 
+    def _recover(self) -> None:
+        """Finish or undo a compaction a crash interrupted (see `compact` for the order of steps)."""
+        next_log, next_bodies, old_bodies = self._compaction_paths()
+        if next_log.exists():
+            if next_bodies.exists():  # the new bodies were not moved in yet: keep the old journal
+                shutil.rmtree(next_bodies)
+                next_log.unlink()
+                if not self.bodies.exists() and old_bodies.exists():
+                    old_bodies.rename(self.bodies)
+            else:  # the new bodies are in place: the new journal goes with them
+                os.replace(next_log, self.log_path)
+        if old_bodies.exists():
+            shutil.rmtree(old_bodies)
+
+    def _compaction_paths(self) -> tuple[Path, Path, Path]:
+        return (
+            self.directory / "journal.jsonl.next",
+            self.directory / "bodies.next",
+            self.directory / "bodies.old",
+        )
+
+    def compact(self) -> int:
+        """Rewrite the journal as the state the replay produced: each bucket it created once, then
+        each live object once (deleted and overwritten ones dropped), so the next start replays
+        what exists, not every write ever made. Returns the entries written (0 when the journal
+        was compact already: nothing is rewritten).
+
+        Crash-safe: the new journal and bodies are written beside the old ones, then the bodies
+        directory and the journal are swapped by renames; `_recover` finishes or undoes a swap
+        that was interrupted."""
+        from moto.s3.models import s3_backends
+
+        if not self.log_path.exists():
+            return 0
+        created: dict[str, dict] = {}  # bucket → its creation entry (path-style /bucket, no query)
+        for line in self.log_path.read_text().splitlines():
+            entry = json.loads(line)
+            path = entry["path"].partition("?")[0].strip("/")
+            if entry["method"] == "PUT" and path and "/" not in path and not entry["query"]:
+                created[unquote(path)] = entry
+        # moto's backends are per process: take only the buckets this journal created.
+        buckets = {
+            name: bucket
+            for regions in s3_backends.values()
+            for name, bucket in regions["global"].buckets.items()
+            if name in created
+        }
+        live = sum(1 for bucket in buckets.values() for key in bucket.keys.values() if hasattr(key, "value"))
+        if len(buckets) + live == len(self.log_path.read_text().splitlines()):
+            return 0  # compact already: every entry is a live bucket or object
+        next_log, next_bodies, old_bodies = self._compaction_paths()
+        next_bodies.mkdir(parents=True, exist_ok=True)
+        written = 0
+        with next_log.open("w") as log:
+
+            def write(entry: dict, body: bytes) -> None:
+                nonlocal written
+                written += 1
+                (next_bodies / f"{written:09d}").write_bytes(body)
+                log.write(json.dumps({**entry, "body": f"{written:09d}"}) + "\n")
+
+            for name in buckets:
+                write(created[name], (self.bodies / created[name]["body"]).read_bytes())
+            for name, bucket in buckets.items():
+                for key in bucket.keys.values():
+                    if not hasattr(key, "value"):  # a delete marker of a versioned bucket
+                        continue
+                    value = key.value
+                    headers = {
+                        "-".join(part.capitalize() for part in header.split("-")): str(v)
+                        for header, v in key.metadata.items()
+                        if header != "x-amz-content-sha256"
+                    }
+                    headers["Content-Length"] = str(len(value))
+                    path = f"/{quote(name)}/{quote(key.name, safe='/~')}"
+                    write({"method": "PUT", "path": path, "query": "", "headers": headers}, value)
+            log.flush()
+            os.fsync(log.fileno())
+        self.bodies.rename(old_bodies)
+        next_bodies.rename(self.bodies)
+        os.replace(next_log, self.log_path)
+        shutil.rmtree(old_bodies)
+        with self.lock:
+            self.count = written
+        return written
+
     def replay(self, app) -> int:
         if not self.log_path.exists():
             return 0
@@ -126,8 +218,6 @@ class S3Journal:
 
 
 def _unquote_path(path: str) -> str:
-    from urllib.parse import unquote
-
     return unquote(path)
 
 
@@ -157,7 +247,13 @@ class MotoServer:
         return self
 
     def replay(self) -> int:
-        return self.journal.replay(self.app) if self.journal else 0
+        """Replay the journal into this (fresh) server, then compact it to what is live."""
+        if not self.journal:
+            return 0
+        replayed = self.journal.replay(self.app)
+        if replayed:
+            self.journal.compact()
+        return replayed
 
     def stop(self) -> None:
         self.server.shutdown()

@@ -16,7 +16,7 @@ import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from infra.local.pollers import QueuePoller
+from infra.local.pollers import QueuePoller, Schedule
 
 log = logging.getLogger("pixelake.stack")
 PROJECT_DIR = Path(__file__).resolve().parents[2]
@@ -130,6 +130,10 @@ class LocalStack:
             )
             poller.start()
             self.stopping.append(poller.stop)
+        # The upload sweep runs every 10 minutes on AWS; every minute here, so a dev sees it act.
+        sweep = Schedule(chalice_app.sweep_uploads, name="sweep_uploads", interval_s=60, region=settings.aws_region)
+        sweep.start()
+        self.stopping.append(sweep.stop)
 
     def _start_dask(self) -> None:
         env_file = self.write_worker_environment()

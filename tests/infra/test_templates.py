@@ -32,6 +32,7 @@ FUNCTIONS = {
     "IngestUpload": ("app.ingest_upload", "ImagingLayer"),
     "RunTask": ("app.run_task", "ImagingLayer"),
     "RunMlTask": ("app.run_ml_task", "MlLayer"),
+    "SweepUploads": ("app.sweep_uploads", None),
 }
 PLACEHOLDER = re.compile(r"pixelake-(layer|network|role):")
 
@@ -187,6 +188,9 @@ def test_packaged_functions_have_names_handlers_layers_roles_and_vpc(packaged):
         }
         env = props["Environment"]["Variables"]
         assert env["PIXELAKE_STAGE"] == "dev" and env["PIXELAKE_AUTH"] == "required"
+        # JSON log lines (chalicelib/logs.py relies on the runtime's JSON handler there).
+        assert props["LoggingConfig"]["LogFormat"] == "JSON"
+        assert props["LoggingConfig"]["ApplicationLogLevel"] == env["PIXELAKE_LOG_LEVEL"] == "INFO"
         assert {
             "PIXELAKE_BUCKET",
             "DATABASE_SECRET_ARN",
@@ -194,7 +198,7 @@ def test_packaged_functions_have_names_handlers_layers_roles_and_vpc(packaged):
             "SECRET_KEY_SECRET_ARN",
             "DASK_SCHEDULER_ADDRESS",
         } <= env.keys()
-    assert len(roles) == 4, "one role per function"
+    assert len(roles) == len(FUNCTIONS), "one role per function"
     assert resources["APIHandler"]["Properties"]["FunctionName"] == {"Fn::Sub": "pixelake-${Stage}-api"}
     for layer in ("ImagingLayer", "MlLayer", "DaskLayer"):
         assert resources[layer]["Properties"]["ContentUri"].startswith("../layers/")
@@ -221,3 +225,86 @@ def test_deploy_scripts_are_shellcheck_clean():
     scripts = sorted(str(p) for p in AWS.glob("*.sh"))
     result = subprocess.run(["shellcheck", "-x", *scripts], cwd=ROOT, capture_output=True, text=True)
     assert result.returncode == 0, result.stdout
+
+
+# --- monitoring: alarms, the dashboard, API Gateway's own errors ---
+
+ALARMS = {
+    "UploadsDeadLetterAlarm",
+    "TasksDeadLetterAlarm",
+    "MlTasksDeadLetterAlarm",
+    "ApiErrorRateAlarm",
+    "IngestErrorRateAlarm",
+    "WorkerErrorRateAlarm",
+    "ClassifierErrorRateAlarm",
+    "IngestLatencyAlarm",
+    "ProxyConnectionsAlarm",
+}
+
+
+def _substituted(template: str, values: dict[str, str]) -> str:
+    return re.sub(r"\$\{([\w:.]+)\}", lambda m: values.get(m.group(1), f"x-{m.group(1)}"), template)
+
+
+def test_packaged_alarms_notify_the_topic_and_are_documented(packaged):
+    resources = packaged["template"]["Resources"]
+    alarms = {k for k, v in resources.items() if v["Type"] == "AWS::CloudWatch::Alarm"}
+    assert alarms == ALARMS
+    operations = (ROOT / "docs" / "operations.md").read_text()
+    for logical_id in ALARMS:
+        props = resources[logical_id]["Properties"]
+        assert props["AlarmActions"] == [{"Ref": "AlarmTopic"}], logical_id
+        name = props["AlarmName"]["Fn::Sub"].replace("pixelake-${Stage}-", "")
+        assert f"`{name}`" in operations, f"docs/operations.md does not explain the {name} alarm"
+        anchor = props["AlarmDescription"]
+        anchor = anchor["Fn::Sub"] if isinstance(anchor, dict) else anchor
+        assert re.search(r"docs/operations\.md#([\w-]+)", anchor), logical_id
+    # The DLQ alarms name the queues storage.yaml creates.
+    queue_names = {
+        q["Properties"]["QueueName"]["Fn::Sub"]
+        for q in load(AWS / "storage.yaml")["Resources"].values()
+        if q["Type"] == "AWS::SQS::Queue"
+    }
+    for logical_id in ("UploadsDeadLetterAlarm", "TasksDeadLetterAlarm", "MlTasksDeadLetterAlarm"):
+        [dimension] = resources[logical_id]["Properties"]["Dimensions"]
+        assert dimension["Value"]["Fn::Sub"] in queue_names
+
+
+def test_packaged_pixelake_metrics_in_alarms_and_dashboard_are_ones_the_code_emits(packaged):
+    from chalicelib import metrics
+
+    resources = packaged["template"]["Resources"]
+    latency = resources["IngestLatencyAlarm"]["Properties"]
+    assert (latency["Namespace"], latency["MetricName"], latency["ExtendedStatistic"]) == (
+        metrics.NAMESPACE,
+        "IngestDuration",
+        "p95",
+    )
+    assert latency["Dimensions"] == [{"Name": "Stage", "Value": {"Ref": "Stage"}}]  # metrics.emf_line's Stage series
+    body_template = resources["Dashboard"]["Properties"]["DashboardBody"]["Fn::Sub"][0]
+    body = json.loads(_substituted(body_template, {"Stage": "dev", "AWS::Region": "eu-west-1"}))
+    named = set(re.findall(r'MetricName=\\?"(\w+)\\?"', json.dumps(body)))
+    named |= {m[1] for w in body["widgets"] for m in w["properties"].get("metrics", []) if m[0] == "Pixelake"}
+    assert named & set(metrics.METRICS) == named - {"ApproximateNumberOfMessagesVisible"}
+    assert set(metrics.METRICS) - {"Ingests", "Tasks"} <= named  # every duration, wait and progress is plotted
+    alarm_widget = body["widgets"][0]["properties"]["alarms"]
+    assert len(alarm_widget) == len(ALARMS)
+
+
+def test_packaged_gateway_errors_have_the_api_error_shape(packaged):
+    responses = packaged["template"]["Resources"]["RestAPI"]["Properties"]["GatewayResponses"]
+    statuses = {kind: r.get("StatusCode") for kind, r in responses.items()}
+    assert {statuses[k] for k in ("ACCESS_DENIED", "THROTTLED", "INTEGRATION_TIMEOUT", "REQUEST_TOO_LARGE")} == {
+        403,
+        429,
+        504,
+        413,
+    }
+    assert statuses["MISSING_AUTHENTICATION_TOKEN"] == 404  # an unknown path is not a 403
+    for kind, response in responses.items():
+        # What API Gateway fills in: messageString is a quoted JSON string, the others plain text.
+        body = response["ResponseTemplates"]["application/json"]
+        body = body.replace("$context.error.messageString", '"Forbidden"').replace("$context.", "")
+        error = json.loads(body)["error"]
+        assert set(error) == {"code", "message"} and error["code"].islower(), kind
+        assert response["ResponseParameters"]["Headers"]["Access-Control-Allow-Origin"] == "'*'"

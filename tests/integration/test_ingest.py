@@ -148,3 +148,14 @@ def test_the_s3_test_event_and_objects_outside_uploads_are_ignored(client):
     test_event = json.dumps({"Service": "Amazon S3", "Event": "s3:TestEvent", "Bucket": "pixelake-local"})
     response = client.lambda_.invoke("ingest_upload", client.events.generate_sqs_event(message_bodies=[test_event]))
     assert response.payload == {"batchItemFailures": []}
+
+
+def test_an_ingest_logs_a_line_with_its_image_id_and_user_id(deliver, local_user, caplog):
+    # No caplog.set_level: the app's own logging setup must let pixelake's info lines through.
+    key, payload = deliver(jpeg_bytes(), user_id=local_user, name="logged.jpg")
+    assert payload == {"batchItemFailures": []}
+    image = image_by_key(key)
+    lines = [r for r in caplog.records if r.name == "pixelake.ingest" and key in r.getMessage()]
+    assert lines, [r.getMessage() for r in caplog.records]
+    assert (lines[-1].levelname, lines[-1].image_id, lines[-1].user_id) == ("INFO", image.id, local_user)
+    assert lines[-1].message_id  # the SQS record it came from

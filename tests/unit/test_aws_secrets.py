@@ -132,3 +132,54 @@ def test_new_connections_use_the_rotated_password(secrets):
     engine.connect().close()
     assert seen == [PASSWORD, "rotated"]
     assert not aws_secrets.refresh_password_on_connect(create_engine("sqlite://"), {})
+
+
+# What each function imports at cold start (app.py + its handler module) on AWS, where the
+# secrets path runs before anything else.
+FUNCTION_IMPORTS = {
+    "api_handler": "import app",
+    "ingest_upload": "import app, chalicelib.events.uploads",
+    "run_task": "import app, chalicelib.events.tasks",
+    "run_ml_task": "import app, chalicelib.events.tasks",
+    "sweep_uploads": "import app, chalicelib.events.sweeps",
+}
+
+
+@pytest.mark.parametrize("function", sorted(FUNCTION_IMPORTS))
+def test_each_function_cold_starts_on_the_secrets_path_without_sqlalchemy(moto_endpoint, function):
+    client = boto3.client(
+        "secretsmanager",
+        endpoint_url=moto_endpoint,
+        region_name="eu-west-1",
+        aws_access_key_id="t",
+        aws_secret_access_key="t",
+    )
+    suffix = function.replace("_", "-")
+    db = client.create_secret(
+        Name=f"rds!cold-{suffix}", SecretString=json.dumps({"username": "pixelake", "password": PASSWORD})
+    )
+    key = client.create_secret(Name=f"pixelake-cold-{suffix}-key", SecretString="signing-key-123")
+    code = (
+        f"import sys, json; {FUNCTION_IMPORTS[function]}; import os; "
+        "print(json.dumps({'loaded': [m for m in ('sqlalchemy', 'pg8000', 'numpy') if m in sys.modules], "
+        "'url': os.environ['DATABASE_URL'], 'key': os.environ['SECRET_KEY']}))"
+    )
+    environ = {
+        "PATH": os.environ["PATH"],
+        "PYTHONPATH": str(ROOT),
+        "PIXELAKE_STAGE": "dev",
+        "AWS_LAMBDA_FUNCTION_NAME": f"pixelake-dev-{function}",
+        "AWS_ENDPOINT_URL": moto_endpoint,
+        "AWS_REGION": "eu-west-1",
+        "AWS_ACCESS_KEY_ID": "t",
+        "AWS_SECRET_ACCESS_KEY": "t",
+        "DATABASE_SECRET_ARN": db["ARN"],
+        "DATABASE_HOST": "proxy.example.internal",
+        "DATABASE_SSL": "require",
+        "SECRET_KEY_SECRET_ARN": key["ARN"],
+    }
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, env=environ)
+    assert out.returncode == 0, out.stderr[-2000:]
+    result = json.loads(out.stdout.strip().splitlines()[-1])
+    assert result["loaded"] == []  # the ORM, the driver (the first query loads it) and numpy
+    assert make_url(result["url"]).password == PASSWORD and result["key"] == "signing-key-123"

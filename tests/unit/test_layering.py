@@ -28,14 +28,17 @@ LAYERS: dict[str, set[str]] = {
         "chalicelib.config",
         "chalicelib.errors",
         "chalicelib.logs",
+        "chalicelib.metrics",
         "chalicelib",
     },
     "chalicelib.events": {
         "chalicelib.services",
         "chalicelib.storage",
+        "chalicelib.queues",  # the scheduled sweep's event source is the uploads dead-letter queue
         "chalicelib.config",
         "chalicelib.errors",
         "chalicelib.logs",
+        "chalicelib.metrics",
     },
     "chalicelib.services": {
         "chalicelib.db",
@@ -48,6 +51,7 @@ LAYERS: dict[str, set[str]] = {
         "chalicelib.config",
         "chalicelib.errors",
         "chalicelib.logs",
+        "chalicelib.metrics",
         "chalicelib.aws_secrets",
         "chalicelib",
     },
@@ -61,6 +65,7 @@ LAYERS: dict[str, set[str]] = {
     "chalicelib.dask_preload": {"chalicelib.config"},  # what `dask scheduler/worker --preload` loads
     "chalicelib.aws_secrets": {"chalicelib.config"},
     "chalicelib.logs": {"chalicelib.config"},
+    "chalicelib.metrics": {"chalicelib.config", "chalicelib.logs"},
     "chalicelib.config": set(),
     "chalicelib": set(),  # the package itself: __version__
     "chalicelib.errors": set(),
