@@ -18,6 +18,8 @@ from chalicelib.db import datasets as dataset_rows
 from chalicelib.db import jobs as job_rows
 from chalicelib.db import transitions
 from chalicelib.db.session import session_scope
+from chalicelib.logs import log_context
+from chalicelib.metrics import job_progress
 
 log = logging.getLogger("pixelake.jobs")
 
@@ -28,12 +30,28 @@ class JobCancelled(Exception):
     pass
 
 
+def _with_log_context(id_name: str):
+    """Every log line of the job carries its id (job_id or batch_id), as a request's carry theirs.
+    functools.wraps keeps the name, so Dask still pickles the job by reference."""
+
+    def decorate(job):
+        @functools.wraps(job)
+        def run(ident: int) -> str:
+            with log_context(**{id_name: ident}):
+                return job(ident)
+
+        return run
+
+    return decorate
+
+
 def read_object(bucket: str, key: str) -> bytes:
     """Module-level (picklable with functools.partial) reader for Dask workers."""
     return storage.get(key, bucket=bucket)
 
 
 def _progress(job_id: int, percent: int, stage: str) -> None:
+    job_progress("training", percent, job_id=job_id)
     with session_scope() as session:
         if (
             transitions.job_progress(transitions.on_session(session), job_id, progress=percent, stage=stage)
@@ -42,6 +60,7 @@ def _progress(job_id: int, percent: int, stage: str) -> None:
             raise JobCancelled()
 
 
+@_with_log_context("job_id")
 def run_training_job(job_id: int) -> str:
     """Extract features in parallel, fit, evaluate on held-out items, save with skops, register."""
     from distributed import worker_client
@@ -140,6 +159,7 @@ def run_batch_item(task_id: int) -> str:
     return execute(task_id)
 
 
+@_with_log_context("batch_id")
 def run_batch_job(batch_id: int) -> str:
     """Run the batch's unfinished tasks in partitions; each task records its own outcome."""
     from distributed import worker_client
@@ -151,7 +171,11 @@ def run_batch_job(batch_id: int) -> str:
             return "skipped"
         task_ids = job_rows.pending_batch_tasks(session, batch_id)
     with worker_client() as client:
-        for outcome in run_batch(client, task_ids, run_batch_item, default_partitions(client, len(task_ids))):
+        for done, outcome in enumerate(
+            run_batch(client, task_ids, run_batch_item, default_partitions(client, len(task_ids))), 1
+        ):
+            if done % max(1, len(task_ids) // 20) == 0:  # about twenty points per batch
+                job_progress("batch", round(100 * done / len(task_ids)), batch_id=batch_id)
             if not outcome.ok:  # a transient fault the task could not record itself
                 with session_scope() as session:
                     transitions.task_failed(
