@@ -57,3 +57,11 @@ def run_ml_task(event):
     from chalicelib.events.tasks import run_tasks
 
     return run_tasks(event)
+
+
+@app.on_sqs_message(queue=settings.inference_queue, batch_size=5)
+def run_inference(event):
+    """Registered ONNX model tasks on onnxruntime, in the inference layer's function (no OpenCV there)."""
+    from chalicelib.events.tasks import run_tasks
+
+    return run_tasks(event)

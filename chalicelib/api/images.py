@@ -44,6 +44,8 @@ class ImageListQuery(msgspec.Struct, forbid_unknown_fields=True):
 class SimilarQuery(msgspec.Struct, forbid_unknown_fields=True):
     max_distance: Annotated[int, Meta(ge=0, le=24)] = BAND_GUARANTEED_DISTANCE
     limit: Annotated[int, Meta(ge=1, le=MAX_PAGE)] = 20
+    # With a model: nearest by the cosine of that embed model's vectors instead of by phash.
+    model: Annotated[str, Meta(pattern=r"^[a-z0-9][a-z0-9_.-]{0,99}$")] | None = None
 
 
 def display_filename(name: str | None) -> str | None:
@@ -247,8 +249,13 @@ def get_image(image_id: str):
     methods=["GET"],
     query=SimilarQuery,
     tag="images",
-    summary="Near-duplicates of an image among yours, by Hamming distance of perceptual hashes (nearest first)",
-    responses={404: "no such image", 409: "the image has no hash yet"},
+    summary="Images like this one among yours, nearest first: near-duplicates by Hamming distance of perceptual "
+    "hashes, or with `model` (a registered embed model) by cosine similarity of its embeddings",
+    responses={
+        400: "the model does not embed",
+        404: "no such image or model",
+        409: "the image has no hash yet, or no embedding from the model",
+    },
 )
 def similar_images(image_id: str, query: SimilarQuery):
     from sqlalchemy import select
@@ -260,6 +267,15 @@ def similar_images(image_id: str, query: SimilarQuery):
     principal = current_principal(images_api.current_request)
     with session_scope() as session:
         image = found(image_rows.get_for_owner(session, image_id, principal.owner_filter), "image", image_id)
+        if query.model is not None:
+            from chalicelib.services.similarity import nearest_images
+
+            model, nearest = nearest_images(
+                session, image, user_id=principal.user_id, model_name=query.model, limit=query.limit
+            )
+            by_id = {i.id: i for i in session.scalars(select(Image).where(Image.id.in_([n for n, _ in nearest])))}
+            items = [{"similarity": round(s, 6), "image": image_json(by_id[n])} for n, s in nearest]
+            return {"image_id": image_id, "model": model, "items": items}
         if image.phash is None:
             raise ApiError(409, "image_not_ready", f"image {image_id} is {image.status}: it has no perceptual hash yet")
         neighbours = image_rows.similar(session, image, max_distance=query.max_distance, limit=query.limit)

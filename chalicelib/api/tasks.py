@@ -207,9 +207,9 @@ def choose_model(request, name: str | None, *, task: str | None = None) -> Chose
 def submit_model_run(request, *, image_id: int, model: ChosenModel, params: dict, wait_s: float) -> Response:
     """Queue a run of a registered model: scikit-learn models on ml-tasks, ONNX models on tasks."""
     from chalicelib.ml.runtimes import model_task
+    from chalicelib.services.model_runs import queue_for_model
 
     entry = model_task(model.task)
-    settings = get_settings()
     task_id = submit_task(
         request,
         image_id=image_id,
@@ -218,7 +218,7 @@ def submit_model_run(request, *, image_id: int, model: ChosenModel, params: dict
         params=entry.clean_params(params),
         model_id=model.id,
         operation=model.name,
-        queue=settings.ml_tasks_queue if model.framework == "sklearn" else settings.tasks_queue,
+        queue=queue_for_model(model.framework),
     )
     return accepted_or_finished(request, task_id, wait_s)
 

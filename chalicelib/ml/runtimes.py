@@ -21,6 +21,7 @@ input spec when a model is registered.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import math
 import os
@@ -38,6 +39,7 @@ if TYPE_CHECKING:
     import numpy as np
 
     from chalicelib.imaging.analyzers import AnalysisInput
+    from chalicelib.ml.onnx_graph import GraphSignature
 
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
 MAX_TOP_K = 100
@@ -137,16 +139,20 @@ def cached_artifact(sha256: str) -> Path | None:
 
 @dataclass(frozen=True)
 class InputSpec:
-    """How an image becomes the network's input tensor: x = (pixel · scale − mean) / std."""
+    """How an image becomes the network's input tensor, x = (pixel · scale − mean) / std, and how
+    its outputs are read (`output` for classifiers, `head` for detectors)."""
 
-    size: tuple[int, int]  # (width, height) the network takes
+    size: tuple[int, int] | None  # (width, height) the network takes; None: taken from the graph
     mean: tuple[float, ...] = (0.0, 0.0, 0.0)
     std: tuple[float, ...] = (1.0, 1.0, 1.0)
     channel_order: str = "RGB"  # RGB, BGR or GRAY
     layout: str = "NCHW"  # NCHW or NHWC
     scale: float = 1 / 255
-    resize: str = "stretch"  # stretch, or crop: shorter side to size, centre crop
-    output: str = "auto"  # auto, logits (softmax applied) or probabilities
+    # stretch; crop: shorter side to size, centre crop; letterbox: longer side to size, padded
+    # with grey 114 (what YOLO exports are trained with)
+    resize: str = "stretch"
+    output: str = "auto"  # classify: auto, logits (softmax applied) or probabilities
+    head: str = "ssd"  # detect: ssd [N,7] rows, yolov5 [1,N,5+C], yolov8 / yolo11 [1,4+C,N]
 
     @property
     def channels(self) -> int:
@@ -154,7 +160,7 @@ class InputSpec:
 
     def to_dict(self) -> dict:
         return {
-            "size": list(self.size),
+            "size": list(self.size) if self.size else None,
             "mean": list(self.mean),
             "std": list(self.std),
             "channel_order": self.channel_order,
@@ -162,19 +168,26 @@ class InputSpec:
             "scale": self.scale,
             "resize": self.resize,
             "output": self.output,
+            "head": self.head,
         }
 
 
+DETECTION_HEADS = ("ssd", "yolov5", "yolov8", "yolo11")
 _SPEC_CHOICES = {
     "channel_order": ("RGB", "BGR", "GRAY"),
     "layout": ("NCHW", "NHWC"),
-    "resize": ("stretch", "crop"),
+    "resize": ("stretch", "crop", "letterbox"),
     "output": ("auto", "logits", "probabilities"),
+    "head": DETECTION_HEADS,
 }
 
 
-def validate_input_spec(spec: dict | InputSpec) -> InputSpec:
-    """A checked InputSpec from its JSON form; raises InvalidRequest naming the bad field."""
+def validate_input_spec(spec: dict | InputSpec, *, size_optional: bool = False) -> InputSpec:
+    """A checked InputSpec from its JSON form; raises InvalidRequest naming the bad field.
+
+    `size_optional`: the size may be left out (or null) when the graph fixes it (onnxruntime
+    models: registration reads it from the graph).
+    """
     if isinstance(spec, InputSpec):
         return spec
     if not isinstance(spec, dict):
@@ -186,7 +199,7 @@ def validate_input_spec(spec: dict | InputSpec) -> InputSpec:
             code="invalid_input_spec",
             allowed=sorted(InputSpec.__dataclass_fields__),
         )
-    if "size" not in spec:
+    if spec.get("size") is None and not size_optional:
         raise InvalidRequest("input_spec needs 'size': [width, height]", code="invalid_input_spec")
     values: dict[str, Any] = {}
     for name, choices in _SPEC_CHOICES.items():
@@ -203,7 +216,11 @@ def validate_input_spec(spec: dict | InputSpec) -> InputSpec:
                     allowed=list(choices),
                 )
             values[name] = value
-    values["size"] = tuple(_numbers(spec["size"], "size", 2, 2, integer=True, minimum=1, maximum=4096))
+    values["size"] = (
+        tuple(_numbers(spec["size"], "size", 2, 2, integer=True, minimum=1, maximum=4096))
+        if spec.get("size") is not None
+        else None
+    )
     channels = 1 if values.get("channel_order") == "GRAY" else 3
     for name, default in (("mean", 0.0), ("std", 1.0)):
         if name in spec:  # one value for every channel, or one per channel
@@ -247,6 +264,102 @@ def _numbers(
             )
         numbers.append(v if integer else float(v))
     return numbers
+
+
+def _mismatch(message: str) -> InvalidRequest:
+    return InvalidRequest(message, code="model_mismatch")
+
+
+def _image_dims(spec: InputSpec) -> tuple[int, int, int]:
+    """Positions of (channels, height, width) in the input tensor's shape."""
+    return (1, 2, 3) if spec.layout == "NCHW" else (3, 1, 2)
+
+
+def check_graph(graph: GraphSignature, spec: InputSpec, task: str, labels: list[str]) -> InputSpec:
+    """The spec, its size filled from the graph when left out, after checking that the graph's one
+    input and its outputs fit the metadata; raises InvalidRequest (code model_mismatch) naming
+    the tensor and the dimension that do not."""
+    if len(graph.inputs) != 1:
+        names = [i.name for i in graph.inputs]
+        raise _mismatch(f"the model takes {len(names)} inputs {names}; Pixelake feeds one image tensor")
+    tensor = graph.inputs[0]
+    if tensor.elem_type != "float":
+        raise _mismatch(f"input {tensor.name!r} is {tensor.elem_type}; Pixelake feeds float32 tensors")
+    size = spec.size
+    if tensor.shape is not None:
+        if len(tensor.shape) != 4:
+            raise _mismatch(
+                f"input {tensor.name!r} is {tensor.dims_text()}: a {len(tensor.shape)}-D tensor, "
+                f"not an {spec.layout} image batch"
+            )
+        c, h, w = _image_dims(spec)
+        batch, channels, height, width = tensor.shape[0], tensor.shape[c], tensor.shape[h], tensor.shape[w]
+        if isinstance(batch, int) and batch != 1:
+            raise _mismatch(f"input {tensor.name!r} is {tensor.dims_text()}: a fixed batch of {batch}, not 1")
+        if isinstance(channels, int) and channels != spec.channels:
+            raise _mismatch(
+                f"input {tensor.name!r} is {tensor.dims_text()}: {channels} channel(s) at position {c} "
+                f"({spec.layout}), but channel_order {spec.channel_order} gives {spec.channels}"
+            )
+        fixed = isinstance(height, int) and isinstance(width, int)
+        if fixed and size is not None and (width, height) != tuple(size):
+            raise _mismatch(
+                f"input {tensor.name!r} is {tensor.dims_text()}: {width}×{height} pixels, "
+                f"but input_spec size is {size[0]}×{size[1]}"
+            )
+        if isinstance(width, int) and isinstance(height, int) and size is None:
+            size = (width, height)
+    if size is None:
+        raise _mismatch(
+            f"input {tensor.name!r} is {tensor.dims_text()}: its size is dynamic; "
+            "give input_spec 'size': [width, height] to resize images to"
+        )
+    _check_outputs(graph, spec, task, labels)
+    return dataclasses.replace(spec, size=size)
+
+
+def _check_outputs(graph: GraphSignature, spec: InputSpec, task: str, labels: list[str]) -> None:
+    out = graph.outputs[0]
+    shape = out.shape
+    if shape is None:
+        return  # nothing declared: the first run will tell
+    said = f"output {out.name!r} is {out.dims_text()}"
+
+    def classes(count: int | str | None, what: str) -> None:
+        if isinstance(count, int) and labels and count != len(labels):
+            raise _mismatch(f"{said}: {count} {what}, but {len(labels)} labels were given")
+
+    if task == "classify" or task == "embed":
+        rest = [d for d in shape[1:] if d != 1]
+        if len(rest) > 1:
+            raise _mismatch(f"{said}: a {task} model's output must be one vector per image")
+        if task == "classify":
+            classes(rest[0] if rest else 1, "classes")
+    elif task == "detect":
+        if spec.head == "ssd":
+            if isinstance(shape[-1], int) and shape[-1] != 7:
+                raise _mismatch(f"{said}: an ssd head gives rows of 7 (image, class, score, x1, y1, x2, y2)")
+        elif len(shape) != 3:
+            raise _mismatch(f"{said}: a {spec.head} head gives a 3-D [1, …] tensor")
+        elif spec.head == "yolov5":
+            if isinstance(shape[2], int):
+                if shape[2] < 6:
+                    raise _mismatch(f"{said}: a yolov5 head gives rows of 5 + classes (box, objectness, scores)")
+                classes(shape[2] - 5, "classes (rows of 5 + classes)")
+        elif isinstance(shape[1], int):  # yolov8 / yolo11: [1, 4 + classes, anchors]
+            if shape[1] < 5:
+                raise _mismatch(f"{said}: a {spec.head} head gives [1, 4 + classes, boxes]")
+            classes(shape[1] - 4, "classes (4 + classes channels)")
+    elif task == "segment":
+        if spec.resize == "crop":
+            raise _mismatch(
+                "a segmentation model must see the whole image: resize 'stretch' or 'letterbox', not 'crop'"
+            )
+        if len(shape) == 4:
+            if isinstance(shape[1], int) and shape[1] > 1:
+                classes(shape[1], "class channels")
+        elif len(shape) != 3:
+            raise _mismatch(f"{said}: a segmentation model gives [1, classes, h, w] scores or a [1, h, w] class map")
 
 
 def softmax(scores: np.ndarray) -> np.ndarray:
@@ -295,6 +408,7 @@ class OnnxModel:
         import numpy as np
 
         spec = self.input_spec
+        assert spec.size is not None, "cv2.dnn models are registered with a size"
         if image.ndim == 2:
             image = cv2.cvtColor(image, cv2.COLOR_GRAY2BGR)
         elif image.shape[2] == 4:
@@ -519,10 +633,24 @@ class SklearnModel:
 
 # --- running a registered model ----------------------------------------------------------------
 
+
+@dataclass
+class ModelOutput:
+    """What one run of a model gives: the result's JSON body, and a class map or an embedding."""
+
+    body: dict
+    mask: np.ndarray | None = None  # segment: uint8 class ids at the stored image's size
+    embedding: np.ndarray | None = None  # embed: float32 vector
+
+
 # What a registered model does with an image, by the model's task, with the parameters a request
-# may give (the API validates them; the worker dispatches here). A model is an OnnxModel or a
-# SklearnModel; `source` an AnalysisInput holding the image's bytes.
+# may give (the API validates them; the worker dispatches here). A model is an OnnxModel (cv2.dnn),
+# an OrtModel (onnxruntime) or a SklearnModel; `source` an AnalysisInput holding the image's bytes.
 MODEL_TASKS = Registry("model task")
+
+
+def _predictions(found: list[dict]) -> ModelOutput:
+    return ModelOutput({"predictions": found})
 
 
 @MODEL_TASKS.register(
@@ -531,38 +659,77 @@ MODEL_TASKS = Registry("model task")
     Param("min_confidence", float, 0.0, "leave out labels less confident than this", minimum=0.0, maximum=1.0),
     produces_image=False,
 )
-def classify(
-    model: OnnxModel | SklearnModel, source: AnalysisInput, *, top_k: int, min_confidence: float
-) -> list[dict]:
+def classify(model: Any, source: AnalysisInput, *, top_k: int, min_confidence: float) -> ModelOutput:
     """Top-k labels with softmax (or the classifier's own) confidences, best first."""
-    return [p for p in model.classify(source, top_k) if p["confidence"] >= min_confidence]
+    return _predictions([p for p in model.classify(source, top_k) if p["confidence"] >= min_confidence])
 
 
 @MODEL_TASKS.register(
     "detect",
     Param("top_k", int, MAX_TOP_K, "most objects to return, most confident first", minimum=1, maximum=MAX_TOP_K),
     Param("min_confidence", float, 0.5, "leave out objects less confident than this", minimum=0.0, maximum=1.0),
+    Param(
+        "iou_threshold",
+        float,
+        0.45,
+        "non-maximum suppression: drop a box overlapping a better one of its class by more than this (YOLO heads)",
+        minimum=0.0,
+        maximum=1.0,
+    ),
     produces_image=False,
 )
-def detect(model: OnnxModel | SklearnModel, source: AnalysisInput, *, top_k: int, min_confidence: float) -> list[dict]:
+def detect(
+    model: Any, source: AnalysisInput, *, top_k: int, min_confidence: float, iou_threshold: float
+) -> ModelOutput:
     """Objects with label, confidence and box (pixels of the stored, oriented image)."""
-    if not isinstance(model, OnnxModel):
+    if isinstance(model, OnnxModel):  # cv2.dnn: SSD rows, suppressed by the network itself
+        return _predictions(model.detect(source.array, min_confidence)[:top_k])
+    if not hasattr(model, "segment"):
         raise InvalidRequest("only ONNX models can detect objects", code="unsupported_model")
-    return model.detect(source.array, min_confidence)[:top_k]
+    return _predictions(model.detect(source, min_confidence, iou_threshold)[:top_k])
+
+
+@MODEL_TASKS.register("segment", produces_image=True)
+def segment(model: Any, source: AnalysisInput) -> ModelOutput:
+    """A class per pixel: a PNG mask of class ids (0..255) and each class's share of the image."""
+    if not hasattr(model, "segment"):
+        raise InvalidRequest(
+            "segmentation runs on onnxruntime: register the model as framework 'onnx'", code="unsupported_model"
+        )
+    mask, shares = model.segment(source)
+    return ModelOutput({"classes": shares, "width": int(mask.shape[1]), "height": int(mask.shape[0])}, mask=mask)
+
+
+@MODEL_TASKS.register(
+    "embed",
+    Param("normalize", bool, True, "scale the vector to unit length (L2), as cosine similarity search expects"),
+    produces_image=False,
+)
+def embed(model: Any, source: AnalysisInput, *, normalize: bool) -> ModelOutput:
+    """A vector for the image, stored for GET /api/images/{id}/similar?model=…"""
+    if not hasattr(model, "embed"):
+        raise InvalidRequest(
+            "embeddings run on onnxruntime: register the model as framework 'onnx'", code="unsupported_model"
+        )
+    vector = model.embed(source, normalize)
+    norm = math.sqrt(float((vector.astype("float64") ** 2).sum()))
+    return ModelOutput(
+        {"dimensions": int(vector.size), "norm": round(norm, 6), "normalized": normalize}, embedding=vector
+    )
 
 
 def model_task(task: str) -> Entry:
-    """The MODEL_TASKS entry for a model's task; a 400 for tasks no runtime runs yet."""
+    """The MODEL_TASKS entry for a model's task; a 400 for tasks no runtime runs."""
     if task not in MODEL_TASKS:
         raise InvalidRequest(
-            f"models for {task!r} can be registered but not run yet; runnable: {MODEL_TASKS.names()}",
+            f"models for {task!r} can be registered but not run; runnable: {MODEL_TASKS.names()}",
             code="unsupported_model_task",
             allowed=MODEL_TASKS.names(),
         )
     return MODEL_TASKS.get(task)
 
 
-def run_model(model: OnnxModel | SklearnModel, task: str, source: AnalysisInput, params: dict | None) -> list[dict]:
-    """[{label, confidence, box?}], best first, of a loaded model on one image."""
+def run_model(model: Any, task: str, source: AnalysisInput, params: dict | None) -> ModelOutput:
+    """One run of a loaded model on one image."""
     entry = model_task(task)
     return entry.func(model, source, **entry.clean_params(params))

@@ -74,7 +74,7 @@ def perform(task: TaskInput, data: bytes) -> list[ResultRow]:
 
         if task.model is None:
             raise InvalidRequest("the model this task was to run has been deleted", code="model_not_found")
-        return [model_runner.run(task.model, data, task.params)]
+        return [model_runner.run(task.model, data, task.params, task_id=task.task_id, bucket=task.bucket)]
     raise ValueError(f"unknown task kind {task.kind!r}")
 
 

@@ -26,12 +26,14 @@ CONSUMERS = {
     "uploads": ("ingest_upload", "IngestUpload"),
     "tasks": ("run_task", "RunTask"),
     "ml-tasks": ("run_ml_task", "RunMlTask"),
+    "inference": ("run_inference", "RunInference"),
 }
 FUNCTIONS = {
     "APIHandler": ("app.app", "DaskLayer"),
     "IngestUpload": ("app.ingest_upload", "ImagingLayer"),
     "RunTask": ("app.run_task", "ImagingLayer"),
     "RunMlTask": ("app.run_ml_task", "MlLayer"),
+    "RunInference": ("app.run_inference", "InferenceLayer"),
 }
 PLACEHOLDER = re.compile(r"pixelake-(layer|network|role):")
 
@@ -194,7 +196,7 @@ def test_packaged_functions_have_names_handlers_layers_roles_and_vpc(packaged):
             "SECRET_KEY_SECRET_ARN",
             "DASK_SCHEDULER_ADDRESS",
         } <= env.keys()
-    assert len(roles) == 4, "one role per function"
+    assert len(roles) == len(FUNCTIONS), "one role per function"
     assert resources["APIHandler"]["Properties"]["FunctionName"] == {"Fn::Sub": "pixelake-${Stage}-api"}
     for layer in ("ImagingLayer", "MlLayer", "DaskLayer"):
         assert resources[layer]["Properties"]["ContentUri"].startswith("../layers/")
