@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import io
+
 import numpy as np
 from onnx import TensorProto, helper, numpy_helper
+from PIL import Image
 
 
 def detector_net(rows: np.ndarray) -> bytes:
@@ -105,3 +108,18 @@ def colour_embedder(projection: np.ndarray) -> bytes:
         ],
     )
     return _model(graph)
+
+
+def tinted(rng, warm: bool, size=48) -> bytes:
+    """A PNG for transfer learning: A smooth random texture t in 60..190 with luma exactly t: (t + d, t − d·.299/.587, t) or (t, t − d·.114/.587, t + d)."""
+    coarse = rng.uniform(60, 190, (6, 6))
+    t = np.asarray(Image.fromarray(coarse.astype(np.float32), "F").resize((size, size), Image.Resampling.BICUBIC))
+    t = np.clip(t, 60, 190)
+    d = 40.0
+    if warm:
+        rgb = np.stack([t + d, t - d * 0.299 / 0.587, t], axis=2)
+    else:
+        rgb = np.stack([t, t - d * 0.114 / 0.587, t + d], axis=2)
+    out = io.BytesIO()
+    Image.fromarray(np.clip(np.rint(rgb), 0, 255).astype(np.uint8), "RGB").save(out, "PNG")
+    return out.getvalue()

@@ -101,6 +101,12 @@ def clean_input_spec(framework: str, spec: dict) -> dict:
                 code="invalid_input_spec",
                 allowed=FEATURES.names(),
             )
+        if spec["feature"] == "embedding":
+            raise InvalidRequest(
+                "a classifier on a backbone's embeddings runs as one ONNX model (backbone + head): export it with "
+                "chalicelib.ml.onnx_export.compose_with_backbone and register it as framework 'onnx'",
+                code="invalid_input_spec",
+            )
         params = clean_feature_params(spec["feature"], spec.get("feature_params"))
         return {"feature": spec["feature"], "feature_params": params}
     from chalicelib.ml.runtimes import validate_input_spec

@@ -231,8 +231,9 @@ class OrtModel:
     def label(self, index: int) -> str:
         return self.labels[index] if self.labels and 0 <= index < len(self.labels) else f"class_{index}"
 
-    def forward(self, img: Image.Image) -> tuple[list[np.ndarray], Geometry]:
-        """The network's outputs for one decoded image, and the image → input geometry."""
+    def forward(self, source: Any) -> tuple[list[np.ndarray], Geometry]:
+        """The network's outputs for one image (an AnalysisInput or a Pillow image), and the image → input geometry."""
+        img = getattr(source, "pil", source)
         x, geometry = input_tensor(img, self.input_spec)
         try:
             outputs = self.session.run(None, {self.input_name: x})
@@ -246,7 +247,7 @@ class OrtModel:
         """[{label, confidence}] of the top_k classes, softmax (or the model's own) confidences, best first."""
         import numpy as np
 
-        outputs, _ = self.forward(source.pil)
+        outputs, _ = self.forward(source)
         scores = np.asarray(outputs[0], dtype=np.float64).reshape(-1)
         if self.labels and len(self.labels) != len(scores):
             raise InvalidRequest(
@@ -265,7 +266,7 @@ class OrtModel:
         """[{label, confidence, box}] after the confidence threshold and class-aware NMS, best
         first; boxes in the stored image's pixels, clipped to it."""
 
-        outputs, geometry = self.forward(source.pil)
+        outputs, geometry = self.forward(source)
         assert self.input_spec.size is not None
         boxes, scores, classes = detection_rows(outputs[0], self.input_spec.head, self.input_spec.size)
         confident = scores >= min_confidence
@@ -294,7 +295,7 @@ class OrtModel:
         import numpy as np
         from PIL import Image
 
-        outputs, geometry = self.forward(source.pil)
+        outputs, geometry = self.forward(source)
         out = np.asarray(outputs[0])
         if out.ndim == 4 and out.shape[1] > 1:  # [1, classes, h, w] scores
             class_map = np.argmax(out[0], axis=0)
@@ -335,7 +336,7 @@ class OrtModel:
         """The image's embedding (float32), L2-normalised when asked."""
         import numpy as np
 
-        outputs, _ = self.forward(source.pil)
+        outputs, _ = self.forward(source)
         vector = np.asarray(outputs[0], dtype=np.float32).reshape(-1)
         if not np.isfinite(vector).all():
             raise InvalidRequest("the model's embedding holds NaN or infinite values", code="model_failed")

@@ -15,7 +15,7 @@ import threading
 import numpy as np
 import pytest
 import requests
-from onnx_nets import colour_embedder, dynamic_classifier, planted_head, red_segmenter
+from onnx_nets import colour_embedder, dynamic_classifier, planted_head, red_segmenter, tinted
 from PIL import Image
 
 JSON = {"Content-Type": "application/json"}
@@ -276,3 +276,56 @@ def test_similar_by_model_explains_what_is_missing(client, ready_image, model_ca
     assert bad_name.status_code == 400
     # The perceptual-hash search is still there without a model.
     assert client.http.get(f"/api/images/{image['id']}/similar").status_code == 200
+
+
+def test_a_transfer_learned_classifier_runs_backbone_and_head_in_one_task(
+    client, ready_image, model_cache, inference_threads
+):
+    """Embeddings of a registered backbone → a scikit-learn head → both exported as one ONNX
+    model, registered and run by the inference function on textures HOG cannot tell apart."""
+    from chalicelib.ml.features import extract
+    from chalicelib.ml.onnx_export import compose_with_backbone, export_sklearn, opset_of
+    from chalicelib.ml.runtimes import cached_artifact
+    from chalicelib.ml.training import train_and_evaluate
+    from chalicelib.services.model_runs import ModelArtifact, artifact_file
+
+    backbone = colour_embedder(np.random.default_rng(3).standard_normal((16, 3)))
+    registered = register(client, {"name": "backbone", "framework": "onnx", "task": "embed"}, backbone)
+    assert registered.status_code == 201, registered.body
+    row = registered.json_body
+    artifact_key = f"models/{1}/backbone/1/model.onnx"
+    artifact_file(  # the backbone into this machine's model cache, as a training worker fetches it
+        ModelArtifact(row["id"], "backbone", 1, "onnx", "embed", artifact_key, row["sha256"], row["input_spec"], [])
+    )
+    assert cached_artifact(row["sha256"]) is not None
+    params = {"model": "backbone", "sha256": row["sha256"], "input_spec": row["input_spec"], "dimensions": 16}
+    rng = np.random.default_rng(5)
+    images = [tinted(rng, warm=i % 2 == 0) for i in range(60)]
+    labels = ["warm" if i % 2 == 0 else "cool" for i in range(60)]
+    X = np.stack([extract(image, "embedding", params) for image in images])
+    outcome = train_and_evaluate(X, labels, algorithm="logistic_regression", params={}, seed=0)
+    assert outcome.metrics["accuracy"] == 1.0
+    joined = compose_with_backbone(
+        backbone, export_sklearn(outcome.model, 16, opset=opset_of(backbone)), normalize=True
+    )
+    meta = {
+        "name": "tint",
+        "framework": "onnx",
+        "task": "classify",
+        "labels": outcome.labels,
+        "input_spec": {**row["input_spec"], "output": "probabilities"},
+        "metrics": outcome.metrics,
+    }
+    classifier = register(client, meta, joined)
+    assert classifier.status_code == 201, classifier.body
+    for warm in (True, False):
+        held_out = tinted(np.random.default_rng(99 + warm), warm=warm)
+        image = ready_image(held_out, "texture.png")
+        task = analyze(client, image["id"], "tint", top_k=2).json_body
+        assert task["status"] == "succeeded", task
+        predictions = task["result"]["predictions"]
+        expected = outcome.model.predict_proba(extract(held_out, "embedding", params)[None])[0]
+        assert predictions[0]["label"] == ("warm" if warm else "cool")
+        by_label = {p["label"]: p["confidence"] for p in predictions}
+        assert by_label == pytest.approx(dict(zip(outcome.labels, expected, strict=True)), abs=1e-4)
+    assert inference_threads == ["poller-run_inference"] * 2
