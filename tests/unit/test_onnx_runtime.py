@@ -262,3 +262,21 @@ def test_onnx_models_run_without_opencv(tmp_path):
     )
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "blue"
+
+
+def test_a_large_jpeg_is_decoded_reduced_and_boxes_still_come_in_stored_pixels(tmp_path):
+    # 1600×800 letterboxed into 64×64: scale 0.04, 16 px of grey above and below; decoded at 1/8.
+    planted = yolov8_planted([((400, 300, 200, 100), (0.9, 0.0))], {"scale": (0.04, 0.04), "offset": (0, 16)})
+    model = OrtModel(
+        saved(tmp_path, planted_head(planted)),
+        {"size": [64, 64], "resize": "letterbox", "head": "yolov8"},
+        ["car", "x"],
+    )
+    out = io.BytesIO()
+    Image.new("RGB", (1600, 800), (120, 130, 140)).save(out, "JPEG", quality=90)
+    source = AnalysisInput.from_bytes(out.getvalue())
+    assert onnx_runtime.decoded(source, model.input_spec).size == (200, 100)
+    found = model.detect(source, min_confidence=0.5)
+    assert found == [
+        {"label": "car", "confidence": pytest.approx(0.9), "box": {"x": 300, "y": 250, "width": 200, "height": 100}}
+    ]
