@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import io
 import json
+import os
 import statistics
 import sys
 import time
@@ -98,7 +99,6 @@ def p50(samples: list[float]) -> float:
 
 
 def inference(runs: int, threads: int) -> dict:
-    import os
     import tempfile
 
     os.environ["PIXELAKE_ONNX_THREADS"] = str(threads)
@@ -276,7 +276,23 @@ def main(argv: list[str] | None = None) -> int:
     if args.which == "inference":
         report = inference(args.runs, args.threads)
     else:
-        report = similar(args.vectors, args.dimensions)
+        server = None
+        if not os.environ.get("DATABASE_URL"):  # the embedded PostgreSQL, which has pgvector
+            import tempfile
+
+            from chalicelib.config import reset_settings
+            from chalicelib.db.migrate import upgrade
+            from infra.local.postgres import EmbeddedPostgres
+
+            server = EmbeddedPostgres(Path(tempfile.mkdtemp(prefix="bench-pg-")) / "postgres")
+            os.environ["DATABASE_URL"] = server.start()
+            upgrade(os.environ["DATABASE_URL"])
+            reset_settings()
+        try:
+            report = similar(args.vectors, args.dimensions)
+        finally:
+            if server is not None:
+                server.stop()
     print(json.dumps(report, indent=2))
     return 0
 
