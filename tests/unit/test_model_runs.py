@@ -71,3 +71,14 @@ def test_scikit_learn_models_run_without_opencv(tmp_path):
     assert result.returncode == 0, result.stderr
     predicted, truth = result.stdout.split()
     assert predicted == truth
+
+
+def test_the_queue_of_a_model_task_follows_its_runtime():
+    from chalicelib.config import get_settings
+    from chalicelib.services.model_runs import queue_for_model
+
+    settings = get_settings()
+    assert queue_for_model("onnx") == settings.inference_queue  # onnxruntime, the inference function
+    assert queue_for_model("opencv") == settings.tasks_queue  # cv2.dnn, the imaging worker
+    assert queue_for_model("sklearn") == settings.ml_tasks_queue
+    assert len({settings.inference_queue, settings.tasks_queue, settings.ml_tasks_queue}) == 3
