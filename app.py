@@ -70,3 +70,11 @@ def sweep_uploads(event):
     from chalicelib.events.sweeps import sweep_uploads as sweep
 
     return sweep(event)
+
+
+@app.on_sqs_message(queue=settings.inference_queue, batch_size=5)
+def run_inference(event):
+    """Registered ONNX model tasks on onnxruntime, in the inference layer's function (no OpenCV there)."""
+    from chalicelib.events.tasks import run_tasks
+
+    return run_tasks(event)

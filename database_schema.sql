@@ -357,13 +357,49 @@ CREATE INDEX ix_images_phash_band7 ON images (owner_id, ((phash >> 56) & 255)) W
 
 UPDATE alembic_version SET version_num='0004' WHERE alembic_version.version_num = '0003';
 
--- Running upgrade 0004 -> 0006
+-- Running upgrade 0004 -> 0005
 
 ALTER TABLE images DROP CONSTRAINT ck_images_status;
 
 ALTER TABLE images ADD CONSTRAINT ck_images_status CHECK (status IN ('pending', 'processing', 'ready', 'failed', 'expired'));
 
-UPDATE alembic_version SET version_num='0006' WHERE alembic_version.version_num = '0004';
+UPDATE alembic_version SET version_num='0005' WHERE alembic_version.version_num = '0004';
+
+-- Running upgrade 0005 -> 0006
+
+DO $$
+BEGIN
+    IF EXISTS (SELECT 1 FROM pg_available_extensions WHERE name = 'vector') THEN
+        CREATE EXTENSION IF NOT EXISTS vector;
+    END IF;
+EXCEPTION WHEN insufficient_privilege THEN
+    RAISE NOTICE 'pgvector not created (insufficient privilege): similarity search scans exactly';
+END
+$$;
+
+CREATE TABLE image_embeddings (
+    id BIGSERIAL NOT NULL, 
+    image_id BIGINT NOT NULL, 
+    model_id BIGINT NOT NULL, 
+    owner_id BIGINT NOT NULL, 
+    task_id BIGINT, 
+    dimensions INTEGER NOT NULL, 
+    norm FLOAT NOT NULL, 
+    embedding REAL[] NOT NULL, 
+    created_at TIMESTAMP WITH TIME ZONE DEFAULT now() NOT NULL, 
+    updated_at TIMESTAMP WITH TIME ZONE DEFAULT now() NOT NULL, 
+    CONSTRAINT pk_image_embeddings PRIMARY KEY (id), 
+    CONSTRAINT ck_image_embeddings_dimensions CHECK (dimensions > 0 AND cardinality(embedding) = dimensions), 
+    CONSTRAINT fk_image_embeddings_image_id_images FOREIGN KEY(image_id) REFERENCES images (id) ON DELETE CASCADE, 
+    CONSTRAINT fk_image_embeddings_model_id_ml_models FOREIGN KEY(model_id) REFERENCES ml_models (id) ON DELETE CASCADE, 
+    CONSTRAINT fk_image_embeddings_owner_id_users FOREIGN KEY(owner_id) REFERENCES users (id) ON DELETE CASCADE, 
+    CONSTRAINT fk_image_embeddings_task_id_processing_tasks FOREIGN KEY(task_id) REFERENCES processing_tasks (id) ON DELETE SET NULL, 
+    CONSTRAINT uq_image_embeddings_image_id_model_id UNIQUE (image_id, model_id)
+);
+
+CREATE INDEX ix_image_embeddings_model_id_owner_id ON image_embeddings (model_id, owner_id);
+
+UPDATE alembic_version SET version_num='0006' WHERE alembic_version.version_num = '0005';
 
 COMMIT;
 

@@ -39,6 +39,16 @@ class Settings:
     ml_tasks_queue: str = field(
         default="", metadata=_env("PIXELAKE_ML_TASKS_QUEUE", "queue of scikit-learn model tasks")
     )
+    inference_queue: str = field(
+        default="", metadata=_env("PIXELAKE_INFERENCE_QUEUE", "queue of registered ONNX model tasks (onnxruntime)")
+    )
+    onnx_threads: int = field(
+        default=0,
+        metadata=_env(
+            "PIXELAKE_ONNX_THREADS",
+            "onnxruntime intra-op threads per session; 0 = the vCPUs Lambda gives the function's memory (1 per 1769 MB), else the CPUs this process may use",
+        ),
+    )
     max_upload_bytes: int = field(
         default=50 * 1024 * 1024, metadata=_env("PIXELAKE_MAX_UPLOAD_BYTES", "largest accepted image file")
     )
@@ -160,6 +170,7 @@ class Settings:
             "uploads_queue": f"pixelake-{self.stage}-uploads",
             "tasks_queue": f"pixelake-{self.stage}-tasks",
             "ml_tasks_queue": f"pixelake-{self.stage}-ml-tasks",
+            "inference_queue": f"pixelake-{self.stage}-inference",
             "model_url_private": "allow" if self.stage == "local" else "deny",
         }
         for name, value in derived.items():

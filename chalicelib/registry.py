@@ -23,6 +23,7 @@ REQUIRED = object()
 # Which Lambda layer (and so which queue) an entry needs.
 IMAGING = "imaging"
 ML = "ml"
+INFERENCE = "inference"  # onnxruntime + numpy + Pillow: registered ONNX models
 
 _JSON_TYPES = {int: "integer", float: "number", bool: "boolean", str: "string", list: "array", dict: "object"}
 

@@ -167,7 +167,7 @@ def drain_queue(stack_env):
 
 @pytest.fixture
 def workers(db, chalice_app):
-    """Pollers feeding the uploads, tasks and ml-tasks queues to the Chalice handlers, as the local stack runs them."""
+    """Pollers feeding the uploads, tasks, ml-tasks and inference queues to the Chalice handlers, as the local stack runs them."""
     from chalicelib import queues
     from chalicelib.config import get_settings
     from infra.local.pollers import QueuePoller
@@ -189,6 +189,13 @@ def workers(db, chalice_app):
             queues.queue_url(settings.ml_tasks_queue),
             chalice_app.run_ml_task,
             name="run_ml_task",
+            wait_s=1,
+        ),
+        QueuePoller(
+            queues.sqs_client(),
+            queues.queue_url(settings.inference_queue),
+            chalice_app.run_inference,
+            name="run_inference",
             wait_s=1,
         ),
     ]

@@ -43,6 +43,8 @@ class ImageListQuery(msgspec.Struct, forbid_unknown_fields=True):
 class SimilarQuery(msgspec.Struct, forbid_unknown_fields=True):
     max_distance: Annotated[int, Meta(ge=0, le=24)] = BAND_GUARANTEED_DISTANCE
     limit: Annotated[int, Meta(ge=1, le=MAX_PAGE)] = 20
+    # With a model: nearest by the cosine of that embed model's vectors instead of by phash.
+    model: Annotated[str, Meta(pattern=r"^[a-z0-9][a-z0-9_.-]{0,99}$")] | None = None
 
 
 def image_json(image: Image) -> dict:
@@ -170,14 +172,22 @@ def get_image(image_id: str):
     methods=["GET"],
     query=SimilarQuery,
     tag="images",
-    summary="Near-duplicates of an image among yours, by Hamming distance of perceptual hashes (nearest first)",
-    responses={404: "no such image", 409: "the image has no hash yet"},
+    summary="Images like this one among yours, nearest first: near-duplicates by Hamming distance of perceptual "
+    "hashes, or with `model` (a registered embed model) by cosine similarity of its embeddings",
+    responses={
+        400: "the model does not embed",
+        404: "no such image or model",
+        409: "the image has no hash yet, or no embedding from the model",
+    },
     response=responses.SimilarImages,
 )
 def similar_images(image_id: str, query: SimilarQuery):
     wanted_id = parse_id(image_id, "image")
-    neighbours = image_service.similar(
-        current_principal(images_api.current_request), wanted_id, max_distance=query.max_distance, limit=query.limit
-    )
+    principal = current_principal(images_api.current_request)
+    if query.model is not None:
+        model, nearest = image_service.similar_by_embedding(principal, wanted_id, model=query.model, limit=query.limit)
+        items = [{"similarity": round(similarity, 6), "image": image_json(image)} for similarity, image in nearest]
+        return {"image_id": wanted_id, "model": model, "items": items}
+    neighbours = image_service.similar(principal, wanted_id, max_distance=query.max_distance, limit=query.limit)
     items = [{"distance": distance, "image": image_json(image)} for distance, image in neighbours]
     return {"image_id": wanted_id, "max_distance": query.max_distance, "items": items}

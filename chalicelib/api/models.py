@@ -38,7 +38,7 @@ MAX_LABELS = 10_000
 MAX_LABEL_LENGTH = 200  # results.label holds the top label
 # Built-in analyzers answer first in /api/analyze, and GET /api/models/uploads is not a model.
 RESERVED_NAMES = frozenset(ANALYZERS.names()) | {"uploads"}
-# Runs in cv2.dnn (the imaging worker) or scikit-learn (the ml worker).
+# onnx: onnxruntime (the inference function); opencv: cv2.dnn (the imaging worker); sklearn: the ml worker.
 ARTIFACT_EXTENSIONS = {"onnx": "onnx", "opencv": "onnx", "sklearn": "skops"}
 
 Name = Annotated[str, Meta(pattern=NAME_PATTERN, description="lowercase letters, digits, _ . -; up to 100")]
@@ -101,11 +101,18 @@ def clean_input_spec(framework: str, spec: dict) -> dict:
                 code="invalid_input_spec",
                 allowed=FEATURES.names(),
             )
+        if spec["feature"] == "embedding":
+            raise InvalidRequest(
+                "a classifier on a backbone's embeddings runs as one ONNX model (backbone + head): export it with "
+                "chalicelib.ml.onnx_export.compose_with_backbone and register it as framework 'onnx'",
+                code="invalid_input_spec",
+            )
         params = clean_feature_params(spec["feature"], spec.get("feature_params"))
         return {"feature": spec["feature"], "feature_params": params}
-    from chalicelib.ml.runtimes import validate_input_spec
+    from chalicelib.ml.model_spec import validate_input_spec
 
-    return validate_input_spec(spec).to_dict()
+    # onnxruntime models may leave the size to the graph (read at registration).
+    return validate_input_spec(spec, size_optional=framework == "onnx").to_dict()
 
 
 def check_request(body: RegisterRequest) -> dict:
@@ -114,6 +121,15 @@ def check_request(body: RegisterRequest) -> dict:
         raise ApiError(400, "reserved_name", f"{body.name!r} is the name of a built-in analyzer; choose another name")
     if body.framework == "sklearn" and body.task != "classify":
         raise ApiError(400, "invalid_task", "scikit-learn models are classifiers: task must be 'classify'")
+    if body.framework == "opencv" and (
+        body.task not in ("classify", "detect") or body.input_spec.get("head", "ssd") != "ssd"
+    ):
+        raise ApiError(
+            400,
+            "invalid_task",
+            "cv2.dnn (framework 'opencv') runs classifiers and ssd detectors; "
+            "register YOLO heads, segmentation and embedding models as framework 'onnx' (onnxruntime)",
+        )
     if len(body.labels) != len(set(body.labels)):
         raise ApiError(400, "invalid_labels", "labels must be unique")
     if len(msgspec.json.encode(body.metrics)) > 1 << 20:
@@ -130,12 +146,28 @@ def check_artifact(framework: str, staged: StagedArtifact) -> None:
         raise ApiError(400, "invalid_model", "the file is not an ONNX model (ModelProto starting with ir_version)")
 
 
+def check_onnx_graph(body: RegisterRequest, spec: dict, staged: StagedArtifact) -> dict:
+    """The input spec after checking it against the inputs and outputs the ONNX file declares
+    (its size filled in from a fixed-size input); a 400 `model_mismatch` naming what differs."""
+    from chalicelib.ml.model_spec import check_graph, validate_input_spec
+    from chalicelib.ml.onnx_graph import NotOnnx, signature
+
+    try:
+        graph = signature(storage.get(staged.key))
+    except NotOnnx as exc:
+        raise ApiError(400, "invalid_model", f"the file is not an ONNX model: {exc}") from None
+    checked = check_graph(graph, validate_input_spec(spec, size_optional=True), body.task, list(body.labels))
+    return checked.to_dict()
+
+
 def register(user_id: int, body: RegisterRequest, spec: dict, staged: StagedArtifact) -> dict:
     """The new version's row and artifact, in one transaction (the copy happens under the name's lock)."""
     from chalicelib.db import ml_models as model_rows
 
     try:
         check_artifact(body.framework, staged)
+        if body.framework in ("onnx", "opencv"):
+            spec = check_onnx_graph(body, spec, staged)
         with session_scope() as session:
             version = model_rows.allocate_version(session, user_id, body.name)
             key = storage.model_key(user_id, body.name, version, ARTIFACT_EXTENSIONS[body.framework])

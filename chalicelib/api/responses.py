@@ -134,15 +134,20 @@ class ImagePage(Body):
     next_cursor: str | None
 
 
-class SimilarImage(Body):
-    distance: int
+# One body for both searches of GET /api/images/{id}/similar: by perceptual hash (`max_distance`,
+# each item's `distance`) or, with ?model=, by embedding (`model`, each item's `similarity`). The
+# other search's fields are left out, not sent as null.
+class SimilarImage(Body, omit_defaults=True):
     image: Image
+    distance: int | None = None
+    similarity: float | None = None
 
 
-class SimilarImages(Body):
+class SimilarImages(Body, omit_defaults=True):
     image_id: int
-    max_distance: int
     items: list[SimilarImage]
+    max_distance: int | None = None
+    model: ModelVersion | None = None
 
 
 class PresignedPost(Body):
@@ -224,7 +229,9 @@ class ModelUploadTicket(PresignedPost):
 # --- tasks, the operations catalogue, statistics (routes in chalicelib/api/tasks.py) ---
 
 
-class TaskModel(Body):
+class ModelVersion(Body):
+    """A registered model version named in a task or a search."""
+
     name: str
     version: int
 
@@ -245,7 +252,7 @@ class Task(Body):
     started_at: datetime | None
     finished_at: datetime | None
     duration_ms: int | None
-    model: TaskModel | None
+    model: ModelVersion | None
 
 
 class TaskPage(Body):

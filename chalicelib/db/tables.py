@@ -24,7 +24,7 @@ from sqlalchemy import (
     func,
     text,
 )
-from sqlalchemy.dialects.postgresql import INET, JSONB
+from sqlalchemy.dialects.postgresql import ARRAY, INET, JSONB, REAL
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 from chalicelib.db.vocabulary import (  # re-exported: the models' vocabulary
@@ -238,6 +238,28 @@ class MLModel(Timestamped, Base):
     status: Mapped[str] = mapped_column(String(16), server_default="inactive")
     description: Mapped[str | None] = mapped_column(Text)
     training_job_id: Mapped[int | None] = mapped_column(BigInteger)
+
+
+class ImageEmbedding(Timestamped, Base):
+    """One image's vector from one embedding model (chalicelib.db.embeddings): REAL[] so that
+    every PostgreSQL holds it; where pgvector is installed, a per-model HNSW index on the cast
+    `embedding::vector(dimensions)` serves the nearest-neighbour search."""
+
+    __tablename__ = "image_embeddings"
+    __table_args__ = (
+        UniqueConstraint("image_id", "model_id"),
+        Index("ix_image_embeddings_model_id_owner_id", "model_id", "owner_id"),
+        CheckConstraint("dimensions > 0 AND cardinality(embedding) = dimensions", name="dimensions"),
+    )
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    image_id: Mapped[int] = mapped_column(ForeignKey("images.id", ondelete="CASCADE"))
+    model_id: Mapped[int] = mapped_column(ForeignKey("ml_models.id", ondelete="CASCADE"))
+    owner_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
+    task_id: Mapped[int | None] = mapped_column(ForeignKey("processing_tasks.id", ondelete="SET NULL"))
+    dimensions: Mapped[int] = mapped_column(Integer)
+    norm: Mapped[float] = mapped_column(Float)  # L2 norm, so an exact cosine scan needs one dot product per row
+    embedding: Mapped[list[float]] = mapped_column(ARRAY(REAL))
 
 
 class Dataset(Timestamped, Base):

@@ -15,7 +15,7 @@ import math
 from typing import TYPE_CHECKING
 
 from chalicelib.errors import InvalidRequest
-from chalicelib.registry import ML, FeatureEntry, Param, Registry
+from chalicelib.registry import INFERENCE, ML, FeatureEntry, Param, Registry
 
 if TYPE_CHECKING:  # numpy and Pillow live in the Lambda layers, not in the api function
     import numpy as np
@@ -156,6 +156,45 @@ def hog(
     blocks = np.minimum(blocks, 0.2)
     blocks = blocks / np.sqrt((blocks**2).sum(axis=(2, 3, 4), keepdims=True) + eps**2)
     return blocks.astype(np.float32).ravel()
+
+
+def _embedding_side(input_spec: dict, **_) -> int:
+    size = input_spec.get("size") or [224, 224]
+    return int(max(size))
+
+
+@FEATURES.register(
+    "embedding",
+    Param("model", str, description="the registered embed model used as the backbone (its name)"),
+    Param("sha256", str, description="the backbone version's artifact (filled in when the job starts)"),
+    Param("input_spec", dict, description="the backbone's input spec (filled in when the job starts)"),
+    Param("dimensions", int, description="length of the backbone's vectors", minimum=1, maximum=65536),
+    Param("normalize", bool, True, "L2-normalise the vectors before the classifier sees them"),
+    runtime=INFERENCE,
+    produces_image=False,
+    length=lambda dimensions, **_: dimensions,
+    decode_side=_embedding_side,
+)
+def embedding(
+    img: Image.Image, *, model: str, sha256: str, input_spec: dict, dimensions: int, normalize: bool = True
+) -> np.ndarray:
+    """A registered embedding model's vector for the image (transfer learning: a pretrained backbone).
+
+    Runs on onnxruntime from the backbone's verified artifact in this machine's model cache
+    (chalicelib.services.model_runs.artifact_file puts it there before extraction starts).
+    """
+    from chalicelib.ml.artifacts import cached_artifact
+    from chalicelib.ml.onnx_runtime import OrtModel
+
+    path = cached_artifact(sha256)
+    if path is None:
+        raise InvalidRequest(
+            f"the backbone {model!r} ({sha256[:12]}…) is not in this machine's model cache", code="backbone_missing"
+        )
+    vector = OrtModel(path, input_spec, sha256=sha256).embed(img, normalize)
+    if vector.size != dimensions:
+        raise InvalidRequest(f"the backbone {model!r} gives {vector.size} values, not {dimensions}")
+    return vector
 
 
 def clean_feature_params(feature: str, params: dict | None) -> dict:

@@ -1,8 +1,7 @@
-"""Model runtimes: verified artifacts, ONNX networks (OpenCV's dnn) and scikit-learn models (skops).
-
-No S3 and no database here: the caller downloads an artifact (into `artifact_path(sha256)`
-or as bytes), `store_artifact`/`load_artifact` verify it against the sha256 recorded when the
-model was registered, and the runtimes load it from the verified file.
+"""Model runtimes: ONNX networks on OpenCV's dnn (framework `opencv`) and scikit-learn models
+(skops), and the model tasks (classify, detect, segment, embed) every runtime answers. Registered
+ONNX models run on onnxruntime (chalicelib/ml/onnx_runtime.py); artifacts are verified by
+chalicelib/ml/artifacts.py, input specs checked by chalicelib/ml/model_spec.py.
 
 Why cv2.dnn and not onnxruntime for ONNX: Lambda allows 250 MB unzipped for a function and its
 layers, and the imaging layer (numpy + opencv-python-headless + Pillow) already takes ≈214 MB.
@@ -21,248 +20,21 @@ input spec when a model is registered.
 
 from __future__ import annotations
 
-import hashlib
 import math
 import os
-import re
-import tempfile
 import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from chalicelib.errors import InvalidRequest
+from chalicelib.ml.model_spec import MAX_TOP_K, InputSpec, softmax, top_predictions, validate_input_spec
 from chalicelib.registry import ModelTaskEntry, Param, Registry
 
 if TYPE_CHECKING:
     import numpy as np
 
     from chalicelib.imaging.analyzers import AnalysisInput
-
-_SHA256 = re.compile(r"^[0-9a-f]{64}$")
-MAX_TOP_K = 100
-
-
-class ArtifactMismatch(ValueError):
-    """A model file's bytes do not have the sha256 recorded for the model."""
-
-
-# --- artifacts -------------------------------------------------------------------------------
-
-
-def sha256_of(path_or_bytes: str | os.PathLike | bytes) -> str:
-    """Hex sha256 of bytes or of a file (read in 1 MB chunks)."""
-    if isinstance(path_or_bytes, (bytes, bytearray, memoryview)):
-        return hashlib.sha256(path_or_bytes).hexdigest()
-    digest = hashlib.sha256()
-    with open(path_or_bytes, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
-def _checked_sha256(expected_sha256: str) -> str:
-    expected = str(expected_sha256).lower()
-    if not _SHA256.match(expected):
-        raise InvalidRequest(f"'sha256' must be 64 hex digits, got {expected_sha256!r}")
-    return expected
-
-
-def load_artifact(path_or_bytes: str | os.PathLike | bytes, expected_sha256: str) -> bytes:
-    """The artifact's bytes, after checking their sha256; raises ArtifactMismatch."""
-    expected = _checked_sha256(expected_sha256)
-    data = (
-        bytes(path_or_bytes)
-        if isinstance(path_or_bytes, (bytes, bytearray, memoryview))
-        else Path(path_or_bytes).read_bytes()
-    )
-    actual = hashlib.sha256(data).hexdigest()
-    if actual != expected:
-        raise ArtifactMismatch(f"artifact sha256 is {actual}, expected {expected}")
-    return data
-
-
-def artifact_dir() -> Path:
-    """Where verified artifacts are cached: <tmp_dir>/models (Lambda's /tmp survives warm starts)."""
-    from chalicelib.config import get_settings
-
-    return Path(get_settings().tmp_dir) / "models"
-
-
-def artifact_path(sha256: str) -> Path:
-    """The cache file of the artifact with this sha256 (the name is the hash: no path tricks)."""
-    return artifact_dir() / _checked_sha256(sha256)
-
-
-def store_artifact(data: bytes, expected_sha256: str) -> Path:
-    """Verify `data` and write it to its cache file atomically; returns the path."""
-    load_artifact(data, expected_sha256)
-    path = artifact_path(expected_sha256)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, partial = tempfile.mkstemp(dir=path.parent, prefix=".partial-")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(partial, path)
-    except BaseException:
-        Path(partial).unlink(missing_ok=True)
-        raise
-    return path
-
-
-# Files this process has hashed, by (path, size, mtime): a warm container does not hash a
-# 100 MB model again for every task.
-_verified: set[tuple[str, int, int]] = set()
-
-
-def cached_artifact(sha256: str) -> Path | None:
-    """The cached, verified file for this sha256, or None (a corrupt file is deleted)."""
-    path = artifact_path(sha256)
-    try:
-        stat = path.stat()
-    except FileNotFoundError:
-        return None
-    key = (str(path), stat.st_size, stat.st_mtime_ns)
-    if key in _verified:
-        return path
-    if sha256_of(path) != sha256.lower():
-        path.unlink(missing_ok=True)
-        return None
-    _verified.add(key)
-    return path
-
-
-# --- ONNX (cv2.dnn) --------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class InputSpec:
-    """How an image becomes the network's input tensor: x = (pixel · scale − mean) / std."""
-
-    size: tuple[int, int]  # (width, height) the network takes
-    mean: tuple[float, ...] = (0.0, 0.0, 0.0)
-    std: tuple[float, ...] = (1.0, 1.0, 1.0)
-    channel_order: str = "RGB"  # RGB, BGR or GRAY
-    layout: str = "NCHW"  # NCHW or NHWC
-    scale: float = 1 / 255
-    resize: str = "stretch"  # stretch, or crop: shorter side to size, centre crop
-    output: str = "auto"  # auto, logits (softmax applied) or probabilities
-
-    @property
-    def channels(self) -> int:
-        return 1 if self.channel_order == "GRAY" else 3
-
-    def to_dict(self) -> dict:
-        return {
-            "size": list(self.size),
-            "mean": list(self.mean),
-            "std": list(self.std),
-            "channel_order": self.channel_order,
-            "layout": self.layout,
-            "scale": self.scale,
-            "resize": self.resize,
-            "output": self.output,
-        }
-
-
-_SPEC_CHOICES = {
-    "channel_order": ("RGB", "BGR", "GRAY"),
-    "layout": ("NCHW", "NHWC"),
-    "resize": ("stretch", "crop"),
-    "output": ("auto", "logits", "probabilities"),
-}
-
-
-def validate_input_spec(spec: dict | InputSpec) -> InputSpec:
-    """A checked InputSpec from its JSON form; raises InvalidRequest naming the bad field."""
-    if isinstance(spec, InputSpec):
-        return spec
-    if not isinstance(spec, dict):
-        raise InvalidRequest("'input_spec' must be an object", code="invalid_input_spec")
-    unknown = sorted(set(spec) - set(InputSpec.__dataclass_fields__))
-    if unknown:
-        raise InvalidRequest(
-            f"unknown input_spec field(s) {unknown}",
-            code="invalid_input_spec",
-            allowed=sorted(InputSpec.__dataclass_fields__),
-        )
-    if "size" not in spec:
-        raise InvalidRequest("input_spec needs 'size': [width, height]", code="invalid_input_spec")
-    values: dict[str, Any] = {}
-    for name, choices in _SPEC_CHOICES.items():
-        if name in spec:
-            value = (
-                spec[name].upper()
-                if name in ("channel_order", "layout") and isinstance(spec[name], str)
-                else spec[name]
-            )
-            if value not in choices:
-                raise InvalidRequest(
-                    f"input_spec '{name}' must be one of {list(choices)}, got {spec[name]!r}",
-                    code="invalid_input_spec",
-                    allowed=list(choices),
-                )
-            values[name] = value
-    values["size"] = tuple(_numbers(spec["size"], "size", 2, 2, integer=True, minimum=1, maximum=4096))
-    channels = 1 if values.get("channel_order") == "GRAY" else 3
-    for name, default in (("mean", 0.0), ("std", 1.0)):
-        if name in spec:  # one value for every channel, or one per channel
-            numbers = _numbers(spec[name], name, 1, channels)
-            if len(numbers) not in (1, channels):
-                raise InvalidRequest(f"input_spec '{name}' needs 1 or {channels} values", code="invalid_input_spec")
-            values[name] = tuple(numbers * channels if len(numbers) == 1 else numbers)
-        else:
-            values[name] = (default,) * channels
-    if any(s == 0 for s in values["std"]):
-        raise InvalidRequest("input_spec 'std' values must not be 0", code="invalid_input_spec")
-    if "scale" in spec:
-        values["scale"] = _numbers([spec["scale"]], "scale", 1, 1)[0]
-        if values["scale"] <= 0:
-            raise InvalidRequest("input_spec 'scale' must be > 0", code="invalid_input_spec")
-    return InputSpec(**values)
-
-
-def _numbers(
-    value: Any,
-    name: str,
-    least: int,
-    most: int,
-    *,
-    integer: bool = False,
-    minimum: float | None = None,
-    maximum: float | None = None,
-) -> list:
-    if not isinstance(value, (list, tuple)) or not least <= len(value) <= most:
-        count = str(least) if least == most else f"{least}..{most}"
-        raise InvalidRequest(f"input_spec '{name}' must be a list of {count} numbers", code="invalid_input_spec")
-    numbers = []
-    for v in value:
-        ok = isinstance(v, int) if integer else isinstance(v, (int, float))
-        if not ok or isinstance(v, bool) or (isinstance(v, float) and not math.isfinite(v)):
-            kind = "integers" if integer else "finite numbers"
-            raise InvalidRequest(f"input_spec '{name}' must hold {kind}, got {v!r}", code="invalid_input_spec")
-        if (minimum is not None and v < minimum) or (maximum is not None and v > maximum):
-            raise InvalidRequest(
-                f"input_spec '{name}' values must be within {minimum}..{maximum}", code="invalid_input_spec"
-            )
-        numbers.append(v if integer else float(v))
-    return numbers
-
-
-def softmax(scores: np.ndarray) -> np.ndarray:
-    import numpy as np
-
-    shifted = np.asarray(scores, dtype=np.float64) - np.max(scores)
-    exp = np.exp(shifted)
-    return exp / exp.sum()
-
-
-def _top_k(probabilities: np.ndarray, labels: list[str], top_k: int) -> list[dict]:
-    import numpy as np
-
-    top_k = max(1, min(int(top_k), MAX_TOP_K, len(probabilities)))
-    order = np.argsort(-probabilities, kind="stable")[:top_k]
-    return [{"label": labels[i], "confidence": round(float(probabilities[i]), 6)} for i in order]
 
 
 class OnnxModel:
@@ -295,6 +67,7 @@ class OnnxModel:
         import numpy as np
 
         spec = self.input_spec
+        assert spec.size is not None, "cv2.dnn models are registered with a size"
         if image.ndim == 2:
             image = cv2.cvtColor(image, cv2.COLOR_GRAY2BGR)
         elif image.shape[2] == 4:
@@ -337,7 +110,7 @@ class OnnxModel:
             is_distribution = scores.min() >= 0 and scores.max() <= 1 and abs(scores.sum() - 1) < 1e-3
             output = "probabilities" if is_distribution else "logits"
         probabilities = scores if output == "probabilities" else softmax(scores)
-        return _top_k(probabilities, self.labels or [f"class_{i}" for i in range(len(scores))], top_k)
+        return top_predictions(probabilities, self.labels or [f"class_{i}" for i in range(len(scores))], top_k)
 
     def classify(self, source: AnalysisInput, top_k: int = 5) -> list[dict]:
         """predict() on the decoded image (MODEL_TASKS' uniform entry point)."""
@@ -502,7 +275,7 @@ class SklearnModel:
         if not np.isfinite(x).all():
             raise InvalidRequest("features must be finite numbers")
         probabilities = self._probabilities(x)
-        return [_top_k(row, self.labels, top_k) for row in probabilities]
+        return [top_predictions(row, self.labels, top_k) for row in probabilities]
 
     def _probabilities(self, x: np.ndarray) -> np.ndarray:
         import numpy as np
@@ -522,10 +295,24 @@ class SklearnModel:
 
 # --- running a registered model ----------------------------------------------------------------
 
+
+@dataclass
+class ModelOutput:
+    """What one run of a model gives: the result's JSON body, and a class map or an embedding."""
+
+    body: dict
+    mask: np.ndarray | None = None  # segment: uint8 class ids at the stored image's size
+    embedding: np.ndarray | None = None  # embed: float32 vector
+
+
 # What a registered model does with an image, by the model's task, with the parameters a request
-# may give (the API validates them; the worker dispatches here). A model is an OnnxModel or a
-# SklearnModel; `source` an AnalysisInput holding the image's bytes.
+# may give (the API validates them; the worker dispatches here). A model is an OnnxModel (cv2.dnn),
+# an OrtModel (onnxruntime) or a SklearnModel; `source` an AnalysisInput holding the image's bytes.
 MODEL_TASKS = Registry("model task", ModelTaskEntry)
+
+
+def _predictions(found: list[dict]) -> ModelOutput:
+    return ModelOutput({"predictions": found})
 
 
 @MODEL_TASKS.register(
@@ -534,38 +321,77 @@ MODEL_TASKS = Registry("model task", ModelTaskEntry)
     Param("min_confidence", float, 0.0, "leave out labels less confident than this", minimum=0.0, maximum=1.0),
     produces_image=False,
 )
-def classify(
-    model: OnnxModel | SklearnModel, source: AnalysisInput, *, top_k: int, min_confidence: float
-) -> list[dict]:
+def classify(model: Any, source: AnalysisInput, *, top_k: int, min_confidence: float) -> ModelOutput:
     """Top-k labels with softmax (or the classifier's own) confidences, best first."""
-    return [p for p in model.classify(source, top_k) if p["confidence"] >= min_confidence]
+    return _predictions([p for p in model.classify(source, top_k) if p["confidence"] >= min_confidence])
 
 
 @MODEL_TASKS.register(
     "detect",
     Param("top_k", int, MAX_TOP_K, "most objects to return, most confident first", minimum=1, maximum=MAX_TOP_K),
     Param("min_confidence", float, 0.5, "leave out objects less confident than this", minimum=0.0, maximum=1.0),
+    Param(
+        "iou_threshold",
+        float,
+        0.45,
+        "non-maximum suppression: drop a box overlapping a better one of its class by more than this (YOLO heads)",
+        minimum=0.0,
+        maximum=1.0,
+    ),
     produces_image=False,
 )
-def detect(model: OnnxModel | SklearnModel, source: AnalysisInput, *, top_k: int, min_confidence: float) -> list[dict]:
+def detect(
+    model: Any, source: AnalysisInput, *, top_k: int, min_confidence: float, iou_threshold: float
+) -> ModelOutput:
     """Objects with label, confidence and box (pixels of the stored, oriented image)."""
-    if not isinstance(model, OnnxModel):
+    if isinstance(model, OnnxModel):  # cv2.dnn: SSD rows, suppressed by the network itself
+        return _predictions(model.detect(source.array, min_confidence)[:top_k])
+    if not hasattr(model, "segment"):
         raise InvalidRequest("only ONNX models can detect objects", code="unsupported_model")
-    return model.detect(source.array, min_confidence)[:top_k]
+    return _predictions(model.detect(source, min_confidence, iou_threshold)[:top_k])
+
+
+@MODEL_TASKS.register("segment", produces_image=True)
+def segment(model: Any, source: AnalysisInput) -> ModelOutput:
+    """A class per pixel: a PNG mask of class ids (0..255) and each class's share of the image."""
+    if not hasattr(model, "segment"):
+        raise InvalidRequest(
+            "segmentation runs on onnxruntime: register the model as framework 'onnx'", code="unsupported_model"
+        )
+    mask, shares = model.segment(source)
+    return ModelOutput({"classes": shares, "width": int(mask.shape[1]), "height": int(mask.shape[0])}, mask=mask)
+
+
+@MODEL_TASKS.register(
+    "embed",
+    Param("normalize", bool, True, "scale the vector to unit length (L2), as cosine similarity search expects"),
+    produces_image=False,
+)
+def embed(model: Any, source: AnalysisInput, *, normalize: bool) -> ModelOutput:
+    """A vector for the image, stored for GET /api/images/{id}/similar?model=…"""
+    if not hasattr(model, "embed"):
+        raise InvalidRequest(
+            "embeddings run on onnxruntime: register the model as framework 'onnx'", code="unsupported_model"
+        )
+    vector = model.embed(source, normalize)
+    norm = math.sqrt(float((vector.astype("float64") ** 2).sum()))
+    return ModelOutput(
+        {"dimensions": int(vector.size), "norm": round(norm, 6), "normalized": normalize}, embedding=vector
+    )
 
 
 def model_task(task: str) -> ModelTaskEntry:
-    """The MODEL_TASKS entry for a model's task; a 400 for tasks no runtime runs yet."""
+    """The MODEL_TASKS entry for a model's task; a 400 for tasks no runtime runs."""
     if task not in MODEL_TASKS:
         raise InvalidRequest(
-            f"models for {task!r} can be registered but not run yet; runnable: {MODEL_TASKS.names()}",
+            f"models for {task!r} can be registered but not run; runnable: {MODEL_TASKS.names()}",
             code="unsupported_model_task",
             allowed=MODEL_TASKS.names(),
         )
     return MODEL_TASKS.get(task)
 
 
-def run_model(model: OnnxModel | SklearnModel, task: str, source: AnalysisInput, params: dict | None) -> list[dict]:
-    """[{label, confidence, box?}], best first, of a loaded model on one image."""
+def run_model(model: Any, task: str, source: AnalysisInput, params: dict | None) -> ModelOutput:
+    """One run of a loaded model on one image."""
     entry = model_task(task)
     return entry.func(model, source, **entry.clean_params(params))

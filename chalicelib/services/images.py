@@ -154,3 +154,18 @@ def similar(principal: Principal, image_id: int, *, max_distance: int, limit: in
         neighbours = image_rows.similar(session, image, max_distance=max_distance, limit=limit)
         by_id = image_rows.by_ids(session, [n for n, _ in neighbours])
         return [(distance, by_id[n]) for n, distance in neighbours]
+
+
+def similar_by_embedding(
+    principal: Principal, image_id: int, *, model: str, limit: int
+) -> tuple[dict, list[tuple[float, Image]]]:
+    """(the embed model's name and version, [(cosine similarity, image)]) of the owner's images
+    nearest to one of the caller's images by that model's embeddings (chalicelib/services/similarity.py)."""
+    from chalicelib.db import images as image_rows
+    from chalicelib.services.similarity import nearest_images
+
+    with session_scope() as session:
+        image = found(image_rows.get_for_owner(session, image_id, principal.owner_filter), "image", image_id)
+        chosen, nearest = nearest_images(session, image, user_id=principal.user_id, model_name=model, limit=limit)
+        by_id = image_rows.by_ids(session, [n for n, _ in nearest])
+        return chosen, [(similarity, by_id[n]) for n, similarity in nearest]

@@ -1,9 +1,11 @@
 """Run a registered model on one image, in a worker: fetch and verify its artifact, load it once
 per container, predict.
 
-Both workers run this: ONNX models (framework onnx/opencv, cv2.dnn) in the imaging worker fed
-by the `tasks` queue; scikit-learn models in the ml worker fed by `ml-tasks`, whose layer has no
-OpenCV: that path touches only skops, scikit-learn and chalicelib.ml.features (numpy + Pillow).
+Three functions run this, each fed by its own queue (`resolver.queue_for`): ONNX models (framework
+`onnx`) on onnxruntime in the inference function (`inference`; numpy + Pillow + onnxruntime, no
+OpenCV); models registered as framework `opencv` on cv2.dnn in the imaging worker (`tasks`);
+scikit-learn models in the ml worker (`ml-tasks`; skops, scikit-learn and chalicelib.ml.features).
+The Dask workers run all three.
 
 The artifact is cached under <tmp_dir>/models/<sha256> and checked on every task (a stat, and
 a re-hash when the file changed): a corrupt or tampered copy is deleted and downloaded again,
@@ -24,7 +26,10 @@ from chalicelib.config import get_settings
 from chalicelib.db.direct import ResultRow, analysis_result
 
 if TYPE_CHECKING:
-    from chalicelib.ml.runtimes import OnnxModel, SklearnModel
+    from chalicelib.ml.onnx_runtime import OrtModel
+    from chalicelib.ml.runtimes import ModelOutput, OnnxModel, SklearnModel
+
+    Runtime = OnnxModel | OrtModel | SklearnModel
 
 # Loaded models kept per container, least recently used evicted first: a warm worker serves a
 # few models without reloading them, and a hundred models do not fill its memory.
@@ -55,7 +60,7 @@ def artifact_file(model: ModelArtifact) -> Path:
 
     Raises ArtifactMismatch when the stored object's bytes are not the registered ones.
     """
-    from chalicelib.ml.runtimes import cached_artifact, store_artifact
+    from chalicelib.ml.artifacts import cached_artifact, store_artifact
 
     path = cached_artifact(model.sha256)
     if path is None:
@@ -63,18 +68,24 @@ def artifact_file(model: ModelArtifact) -> Path:
     return path
 
 
-def load(model: ModelArtifact, path: Path) -> OnnxModel | SklearnModel:
-    from chalicelib.ml.runtimes import OnnxModel, SklearnModel
-
+def load(model: ModelArtifact, path: Path) -> Runtime:
     labels = list(model.labels) or None
     if model.framework == "sklearn":
+        from chalicelib.ml.runtimes import SklearnModel
+
         return SklearnModel.load(
             path, labels, feature=model.input_spec.get("feature"), feature_params=model.input_spec.get("feature_params")
         )
-    return OnnxModel(path, model.input_spec, labels)
+    if model.framework == "opencv":
+        from chalicelib.ml.runtimes import OnnxModel
+
+        return OnnxModel(path, model.input_spec, labels)
+    from chalicelib.ml.onnx_runtime import OrtModel
+
+    return OrtModel(path, model.input_spec, labels, sha256=model.sha256)
 
 
-def loaded_model(model: ModelArtifact) -> OnnxModel | SklearnModel:
+def loaded_model(model: ModelArtifact) -> Runtime:
     """The model ready to run, loaded once per container (keyed by artifact and version)."""
     path = artifact_file(model)
     key = (model.sha256, model.id)
@@ -86,19 +97,49 @@ def loaded_model(model: ModelArtifact) -> OnnxModel | SklearnModel:
     with _lock:
         _loaded[key] = runtime
         while len(_loaded) > MAX_LOADED_MODELS:
-            _loaded.popitem(last=False)
+            (evicted_sha256, _), _ = _loaded.popitem(last=False)
+            if not any(sha == evicted_sha256 for sha, _ in _loaded):
+                from chalicelib.ml.onnx_runtime import forget_session
+
+                forget_session(evicted_sha256)
     return runtime
 
 
-def run(model: ModelArtifact, data: bytes, params: dict) -> ResultRow:
-    """The prediction result row for one image: predictions best first, the top one lifted out."""
+def run(model: ModelArtifact, data: bytes, params: dict, *, task_id: int, bucket: str | None = None) -> ResultRow:
+    """The result row of one run on one image: predictions best first (the top one lifted out),
+    segmentation classes with the mask stored under results/, or an embedding's summary with the
+    vector stored for similarity search."""
     from chalicelib.imaging.analyzers import AnalysisInput
     from chalicelib.ml.runtimes import run_model
 
     runtime = loaded_model(model)
     source = AnalysisInput.from_bytes(data, max_pixels=get_settings().max_pixels)
     started = time.perf_counter()
-    predictions = run_model(runtime, model.task, source, params)
+    output = run_model(runtime, model.task, source, params)
     metrics.model_inference(model.framework, (time.perf_counter() - started) * 1000)
-    body = {"predictions": predictions, "model": {"name": model.name, "version": model.version}}
-    return analysis_result(body, kind="prediction")
+    body = {**output.body, "model": {"name": model.name, "version": model.version}}
+    result = analysis_result(body, kind="prediction")
+    if output.mask is not None:
+        store_mask(result, output, task_id, bucket)
+    if output.embedding is not None:
+        from chalicelib.db import direct, embeddings
+
+        with direct.transaction() as db:
+            embeddings.store(db, task_id, output.embedding)
+    return result
+
+
+def store_mask(result: ResultRow, output: ModelOutput, task_id: int, bucket: str | None) -> None:
+    """Put the class map as a grayscale PNG (pixel value = class id) beside the result."""
+    import io
+
+    from PIL import Image
+
+    assert output.mask is not None
+    buffer = io.BytesIO()
+    Image.fromarray(output.mask, "L").save(buffer, "PNG", optimize=False)
+    png = buffer.getvalue()
+    result.output_key = storage.result_mask_key(task_id)
+    storage.put(result.output_key, png, "image/png", bucket=bucket)
+    result.output_format, result.size_bytes = "png", len(png)
+    result.height, result.width = output.mask.shape[:2]

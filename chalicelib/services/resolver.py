@@ -20,7 +20,7 @@ from typing import Any
 
 from chalicelib.config import get_settings
 from chalicelib.errors import ApiError, InvalidRequest
-from chalicelib.registry import IMAGING, ML, Entry
+from chalicelib.registry import IMAGING, INFERENCE, ML, Entry
 
 # Task kinds, as stored in processing_tasks.kind.
 OPERATION = "operation"
@@ -45,8 +45,7 @@ class ChosenModel:
 
     @property
     def runtime(self) -> str:
-        # scikit-learn models run in the ml layer (no OpenCV there); ONNX models in the imaging one.
-        return ML if self.framework == "sklearn" else IMAGING
+        return runtime_of(self.framework)
 
 
 @dataclass(frozen=True)
@@ -68,9 +67,16 @@ class TaskPlan:
         return queue_for(self.runtime)
 
 
+def runtime_of(framework: str) -> str:
+    """Where a registered model runs: scikit-learn in the ml layer (no OpenCV there), `opencv`
+    models on cv2.dnn in the imaging layer, ONNX models on onnxruntime in the inference layer."""
+    return {"sklearn": ML, "opencv": IMAGING}.get(framework, INFERENCE)
+
+
 def queue_for(runtime: str) -> str:
+    """The queue whose function has the runtime's layer."""
     settings = get_settings()
-    return settings.ml_tasks_queue if runtime == ML else settings.tasks_queue
+    return {ML: settings.ml_tasks_queue, INFERENCE: settings.inference_queue}.get(runtime, settings.tasks_queue)
 
 
 def _analyzers():
@@ -143,7 +149,7 @@ def stored(kind: str, operation: str, params: dict, *, model_task: str | None = 
         if model_task is None:
             raise InvalidRequest("the model this task was to run has been deleted", code="model_not_found")
         entry = _model_task(model_task)
-        return TaskPlan(MODEL, operation, entry, params, ML if framework == "sklearn" else IMAGING)
+        return TaskPlan(MODEL, operation, entry, params, runtime_of(framework))
     else:
         raise InvalidRequest(f"unknown task kind {kind!r}")
     return TaskPlan(kind, operation, entry, params, entry.runtime)

@@ -86,7 +86,7 @@ def perform(task: TaskInput, data: bytes) -> list[ResultRow]:
     from chalicelib.services import model_runs as model_runner
 
     assert task.model is not None  # resolver.stored refused a model task without its model
-    return [model_runner.run(task.model, data, plan.params)]
+    return [model_runner.run(task.model, data, plan.params, task_id=task.task_id, bucket=task.bucket)]
 
 
 def analysis_result(data: dict, *, mask=None, task: TaskInput | None = None) -> ResultRow:
@@ -106,7 +106,7 @@ def analysis_result(data: dict, *, mask=None, task: TaskInput | None = None) -> 
 def failure_reason(exc: Exception) -> str:
     from chalicelib.errors import InvalidRequest
     from chalicelib.imaging.imageio import ImageRejected
-    from chalicelib.ml.runtimes import ArtifactMismatch
+    from chalicelib.ml.artifacts import ArtifactMismatch
 
     if isinstance(exc, ArtifactMismatch):
         return f"the model's stored artifact is damaged ({exc}); register the model again"

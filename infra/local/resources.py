@@ -25,6 +25,7 @@ def queue_specs(settings: Settings) -> list[QueueSpec]:
         QueueSpec(settings.uploads_queue, 720),
         QueueSpec(settings.tasks_queue, 720),
         QueueSpec(settings.ml_tasks_queue, 720),
+        QueueSpec(settings.inference_queue, 720),
     ]
 
 

@@ -119,6 +119,7 @@ class LocalStack:
             settings.uploads_queue: ("ingest_upload", chalice_app.ingest_upload),
             settings.tasks_queue: ("run_task", chalice_app.run_task),
             settings.ml_tasks_queue: ("run_ml_task", chalice_app.run_ml_task),
+            settings.inference_queue: ("run_inference", chalice_app.run_inference),
         }
         for queue_name, (function_name, handler) in handlers.items():
             poller = QueuePoller(

@@ -273,7 +273,7 @@ def test_a_tampered_cache_is_downloaded_again_and_a_damaged_artifact_fails_the_t
     from chalicelib import storage
     from chalicelib.db.session import session_scope
     from chalicelib.db.tables import MLModel
-    from chalicelib.ml.runtimes import artifact_path
+    from chalicelib.ml.artifacts import artifact_path
 
     net = colour_net(2.0)
     sha = register_file(client, colours(), net).json_body["sha256"]
@@ -329,7 +329,9 @@ def test_a_scikit_learn_model_classifies_a_digit_on_the_ml_tasks_queue(client, r
 
     threads = []
     real_run = model_runner.run
-    monkeypatch.setattr(model_runner, "run", lambda *a: threads.append(threading.current_thread().name) or real_run(*a))
+    monkeypatch.setattr(
+        model_runner, "run", lambda *a, **k: threads.append(threading.current_thread().name) or real_run(*a, **k)
+    )
     held_out = pngs[600]
     image = ready_image(held_out, "digit.png")
     task = analyze(client, image["id"], "digits", top_k=3).json_body
@@ -416,7 +418,11 @@ def test_a_large_download_streams_into_s3_in_parts_with_the_right_sha256(client,
 
     files, base_url = file_server
     # Over s3transfer's 8 MB multipart threshold, without a Content-Length: hashed while streaming.
-    data = b"\x08" + np.random.default_rng(0).bytes(9 * 1024 * 1024)
+    # A real model (registration reads its graph) carrying 9 MB of unused weights.
+    net = onnx.load_from_string(colour_net(1.0))
+    noise = np.random.default_rng(0).standard_normal(9 * 1024 * 1024 // 4).astype(np.float32)
+    net.graph.initializer.append(numpy_helper.from_array(noise, "unused"))
+    data = net.SerializeToString()
     files["/unsized/large.onnx"] = data
     model = post(client, "/api/models", {**colours(), "url": f"{base_url}/unsized/large.onnx"})
     assert model.status_code == 201, model.body

@@ -317,5 +317,5 @@ def _purge_task_queues() -> None:
     from chalicelib.config import get_settings
 
     settings = get_settings()
-    for name in (settings.tasks_queue, settings.ml_tasks_queue):
+    for name in (settings.tasks_queue, settings.ml_tasks_queue, settings.inference_queue):
         queues.sqs_client().purge_queue(QueueUrl=queues.queue_url(name))

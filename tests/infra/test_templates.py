@@ -26,6 +26,7 @@ CONSUMERS = {
     "uploads": ("ingest_upload", "IngestUpload"),
     "tasks": ("run_task", "RunTask"),
     "ml-tasks": ("run_ml_task", "RunMlTask"),
+    "inference": ("run_inference", "RunInference"),
 }
 FUNCTIONS = {
     "APIHandler": ("app.app", "DaskLayer"),
@@ -33,6 +34,7 @@ FUNCTIONS = {
     "RunTask": ("app.run_task", "ImagingLayer"),
     "RunMlTask": ("app.run_ml_task", "MlLayer"),
     "SweepUploads": ("app.sweep_uploads", None),
+    "RunInference": ("app.run_inference", "InferenceLayer"),
 }
 PLACEHOLDER = re.compile(r"pixelake-(layer|network|role):")
 

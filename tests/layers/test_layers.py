@@ -53,8 +53,10 @@ def layer_dirs(tmp_path_factory) -> dict[str, Path]:
     return unpacked
 
 
-def run_in_layer(opt: Path, code: str) -> dict:
-    """Run `code` with python3.12 -S and only opt/python on the path; it prints JSON."""
+def run_in_layer(opt: Path, code: str, home: Path | None = None) -> dict:
+    """Run `code` with python3.12 -S and only opt/python on the path; it prints JSON.
+
+    `home`: the HOME to give it (default opt itself, so anything written there is caught)."""
     files_before = sum(1 for _ in opt.rglob("*"))
     # Every module imported must come from the layer or the standard library.
     guard = (
@@ -64,7 +66,7 @@ def run_in_layer(opt: Path, code: str) -> dict:
         "                 if getattr(m, '__file__', None) and not m.__file__.startswith(allowed))\n"
         "assert not foreign, foreign\n"
     )
-    env = {"PYTHONPATH": str(opt / "python"), "PATH": "/usr/bin:/bin", "HOME": str(opt), "LANG": "C.UTF-8"}
+    env = {"PYTHONPATH": str(opt / "python"), "PATH": "/usr/bin:/bin", "HOME": str(home or opt), "LANG": "C.UTF-8"}
     result = subprocess.run(
         [build.python312(), "-S", "-s", "-c", code + "\n" + guard], env=env, capture_output=True, text=True, timeout=300
     )
@@ -168,6 +170,35 @@ def test_ml_layer_fits_predicts_and_round_trips_through_skops(layer_dirs):
     assert out["same_predictions"]
 
 
+INFERENCE_RUN = """
+import io, json, sys
+import numpy as np, onnxruntime
+from PIL import Image
+model = {model!r}
+session = onnxruntime.InferenceSession(model, providers=["CPUExecutionProvider"])
+png = io.BytesIO()
+Image.new("RGB", (40, 30), (240, 10, 10)).save(png, "PNG")
+pixels = np.asarray(Image.open(io.BytesIO(png.getvalue())).convert("RGB").resize((16, 16)), np.float32) / 255
+logits = session.run(None, {{"pixels": pixels.transpose(2, 0, 1)[None]}})[0]
+print(json.dumps({{"logits": logits.tolist(), "cv2": "cv2" in sys.modules, "numpy": np.__file__,
+                  "providers": session.get_providers()}}))
+"""
+
+
+def test_inference_layer_runs_an_onnx_model_with_pillow_and_no_opencv(layer_dirs, tmp_path):
+    from onnx_nets import dynamic_classifier
+
+    opt = layer_dirs["inference"]
+    assert not list((opt / "python").glob("cv2*")) and not list((opt / "python").glob("sympy*"))
+    # onnxruntime writes a device id under $HOME/.cache when imported (and carries on where HOME is
+    # read-only, as on Lambda): a HOME of its own, so the check that nothing lands in the layer holds.
+    out = run_in_layer(opt, INFERENCE_RUN.format(model=dynamic_classifier(4.0)), home=tmp_path)
+    assert out["numpy"].startswith(str(opt)) and not out["cv2"]
+    assert out["providers"] == ["CPUExecutionProvider"]
+    red, blue = out["logits"][0]
+    assert red == pytest.approx(4 * 240 / 255, abs=1e-4) and blue == pytest.approx(4 * 10 / 255, abs=1e-4)
+
+
 def test_dask_layer_gives_the_api_a_client(layer_dirs):
     opt = layer_dirs["dask"]
     result = run_in_layer(
@@ -181,7 +212,7 @@ def test_dask_layer_gives_the_api_a_client(layer_dirs):
     assert result["same"] is True
 
 
-@pytest.mark.parametrize("name", ["imaging", "ml", "dask"])
+@pytest.mark.parametrize("name", ["imaging", "ml", "dask", "inference"])
 def test_every_module_ships_an_unchecked_hash_pyc(layer_dirs, name):
     with zipfile.ZipFile(build.BUILD_DIR / f"{name}.zip") as zf:
         entries = set(zf.namelist())
@@ -218,4 +249,5 @@ def test_function_layers_come_from_chalice_config():
         "ingest_upload": {"imaging"},
         "run_task": {"imaging"},
         "run_ml_task": {"ml"},
+        "run_inference": {"inference"},
     }

@@ -51,7 +51,7 @@ def test_feature_modules_import_without_heavy_libraries():
         heavy = {"numpy", "PIL", "cv2", "sklearn", "scipy", "skops", "dask", "distributed"}
         loaded = sorted(heavy & {name.split(".")[0] for name in sys.modules})
         assert not loaded, loaded
-        assert chalicelib.ml.features.FEATURES.names() == ["color_histogram", "hog", "pixels"]
+        assert chalicelib.ml.features.FEATURES.names() == ["color_histogram", "embedding", "hog", "pixels"]
         assert len(chalicelib.ml.training.ALGORITHMS.names()) == 5
     """)
     result = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True)
@@ -199,7 +199,7 @@ def test_unknown_feature_and_bad_parameters_are_invalid_requests():
     with pytest.raises(InvalidRequest) as info:
         extract(b"", "sift", {})
     assert info.value.code == "unknown_feature"
-    assert info.value.allowed == ["color_histogram", "hog", "pixels"]
+    assert info.value.allowed == ["color_histogram", "embedding", "hog", "pixels"]
     with pytest.raises(InvalidRequest, match="size"):
         clean_feature_params("pixels", {"size": 1000})
     with pytest.raises(InvalidRequest, match="unknown parameter"):
@@ -222,10 +222,12 @@ def test_extract_rejects_what_is_not_an_acceptable_image(monkeypatch):
         reset_settings()
 
 
-def test_every_feature_is_declared_for_the_ml_runtime():
+def test_every_feature_is_declared_for_its_runtime():
     for entry in FEATURES:
-        assert entry.runtime == "ml"
+        # The hand-made features are numpy + Pillow (the ml layer); a backbone's embedding needs onnxruntime.
+        assert entry.runtime == ("inference" if entry.name == "embedding" else "ml")
         assert entry.produces_image is False
         assert entry.description
         for param in entry.params:
-            assert param.choices is not None or (param.minimum is not None and param.maximum is not None), param
+            if param.type in (int, float):
+                assert param.choices is not None or (param.minimum is not None and param.maximum is not None), param

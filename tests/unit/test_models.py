@@ -24,19 +24,17 @@ from sklearn.svm import LinearSVC
 from chalicelib.config import reset_settings
 from chalicelib.errors import InvalidRequest
 from chalicelib.imaging.analyzers import AnalysisInput
-from chalicelib.ml.features import extract
-from chalicelib.ml.runtimes import (
+from chalicelib.ml.artifacts import (
     ArtifactMismatch,
-    InputSpec,
-    OnnxModel,
-    SklearnModel,
     artifact_path,
     cached_artifact,
     load_artifact,
     sha256_of,
     store_artifact,
-    validate_input_spec,
 )
+from chalicelib.ml.features import extract
+from chalicelib.ml.model_spec import InputSpec, validate_input_spec
+from chalicelib.ml.runtimes import OnnxModel, SklearnModel
 
 RED_BGR, BLUE_BGR = (0, 0, 255), (255, 0, 0)
 # Logits = W · (mean R, mean G, mean B) + b: "red" scores twice the red mean, "blue" the blue mean.

@@ -1,11 +1,11 @@
 """Images: the `expired` status, for a presigned upload whose file never arrived in time.
 
-Revision ID: 0006
+Revision ID: 0005
 Revises: 0004
 """
 from alembic import op
 
-revision = "0006"
+revision = "0005"
 down_revision = "0004"
 branch_labels = None
 depends_on = None
