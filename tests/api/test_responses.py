@@ -172,12 +172,12 @@ def _scenario(api: RecordingApi) -> None:
     digits = load_digits()
     for digit in DIGITS:
         for n, index in enumerate(np.flatnonzero(digits.target == digit)[:PER_DIGIT]):
-            path = f"digits/{digit}/{n:02d}.png"
+            path = f"scenario-digits/{digit}/{n:02d}.png"  # not digits/: another test lists that prefix
             data = _png(digits.images[index])
             ticket = api.post("/api/datasets/uploads", {"path": path, "content_type": "image/png", "size": len(data)})
             assert ticket.status_code == 201, ticket.body
             _presigned_upload(ticket.json_body, data, "image/png")
-    prefix = storage.dataset_key(admin["id"], "digits/")
+    prefix = storage.dataset_key(admin["id"], "scenario-digits/")
     dataset = api.post("/api/datasets", {"name": "digits", "prefix": prefix})
     assert dataset.status_code == 201, dataset.body
     dataset = dataset.json_body

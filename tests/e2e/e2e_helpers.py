@@ -34,11 +34,17 @@ class StackProcess:
         self.log_path = home / "stack.log"
 
     def start(self) -> StackProcess:
-        env = {
-            k: v
-            for k, v in os.environ.items()
-            if k not in ("DATABASE_URL", "AWS_ENDPOINT_URL", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY")
-        }
+        # The stack starts its own parts, as `make dev` does: not the test session's database, S3
+        # or Dask cluster (whose workers use the session's S3 endpoint, which the stack's submit
+        # check refuses).
+        own = (
+            "DATABASE_URL",
+            "AWS_ENDPOINT_URL",
+            "AWS_ACCESS_KEY_ID",
+            "AWS_SECRET_ACCESS_KEY",
+            "DASK_SCHEDULER_ADDRESS",
+        )
+        env = {k: v for k, v in os.environ.items() if k not in own}
         env.update(PIXELAKE_HOME=str(self.home), PORT=str(self.port), PIXELAKE_AWS_PORT=str(self.aws_port))
         self.home.mkdir(parents=True, exist_ok=True)
         log = self.log_path.open("a")

@@ -235,6 +235,7 @@ ALARMS = {
     "UploadsDeadLetterAlarm",
     "TasksDeadLetterAlarm",
     "MlTasksDeadLetterAlarm",
+    "InferenceDeadLetterAlarm",
     "ApiErrorRateAlarm",
     "IngestErrorRateAlarm",
     "WorkerErrorRateAlarm",
@@ -267,7 +268,12 @@ def test_packaged_alarms_notify_the_topic_and_are_documented(packaged):
         for q in load(AWS / "storage.yaml")["Resources"].values()
         if q["Type"] == "AWS::SQS::Queue"
     }
-    for logical_id in ("UploadsDeadLetterAlarm", "TasksDeadLetterAlarm", "MlTasksDeadLetterAlarm"):
+    for logical_id in (
+        "UploadsDeadLetterAlarm",
+        "TasksDeadLetterAlarm",
+        "MlTasksDeadLetterAlarm",
+        "InferenceDeadLetterAlarm",
+    ):
         [dimension] = resources[logical_id]["Properties"]["Dimensions"]
         assert dimension["Value"]["Fn::Sub"] in queue_names
 

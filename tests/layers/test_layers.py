@@ -250,4 +250,5 @@ def test_function_layers_come_from_chalice_config():
         "run_task": {"imaging"},
         "run_ml_task": {"ml"},
         "run_inference": {"inference"},
+        "sweep_uploads": set(),  # the scheduled sweep of stuck uploads needs no layer
     }
