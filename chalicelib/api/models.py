@@ -394,16 +394,7 @@ def get_model(name: str):
     response=responses.Model,
 )
 def activate_model(name: str, version: str):
-    from chalicelib.db import ml_models as model_rows
-
-    name = _name(name)
-    number = _version(version, name)
-    principal = current_principal(models_api.current_request)
-    with session_scope() as session:
-        model = model_rows.activate(session, owner_of(session, principal, name), name, number)
-        if model is None:
-            raise no_such_model(name, number)
-        return model_json(model)
+    return _change_version(name, version, "activate")
 
 
 @route(
@@ -416,13 +407,18 @@ def activate_model(name: str, version: str):
     response=responses.Model,
 )
 def archive_model(name: str, version: str):
+    return _change_version(name, version, "archive")
+
+
+def _change_version(raw_name: str, raw_version: str, change: str) -> dict:
+    """Activate or archive one version of the caller's model (ml_models.activate / .archive)."""
     from chalicelib.db import ml_models as model_rows
 
-    name = _name(name)
-    number = _version(version, name)
+    name = _name(raw_name)
+    number = _version(raw_version, name)
     principal = current_principal(models_api.current_request)
     with session_scope() as session:
-        model = model_rows.archive(session, owner_of(session, principal, name), name, number)
+        model = getattr(model_rows, change)(session, owner_of(session, principal, name), name, number)
         if model is None:
             raise no_such_model(name, number)
         return model_json(model)

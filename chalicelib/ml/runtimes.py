@@ -3,12 +3,10 @@
 ONNX models run on onnxruntime (chalicelib/ml/onnx_runtime.py); artifacts are verified by
 chalicelib/ml/artifacts.py, input specs checked by chalicelib/ml/model_spec.py.
 
-Why cv2.dnn and not onnxruntime for ONNX: Lambda allows 250 MB unzipped for a function and its
-layers, and the imaging layer (numpy + opencv-python-headless + Pillow) already takes ≈214 MB.
-onnxruntime 1.32's manylinux wheel unzips to 78 MB, plus protobuf (2.7 MB) and flatbuffers:
-≈295 MB in all, over the limit. cv2.dnn is inside OpenCV, which the layer carries anyway
-(0 extra MB), and runs the usual exported classifiers and SSD-style detectors. Dask workers
-may have onnxruntime; the tests use it as the reference for cv2.dnn's numbers.
+Why both cv2.dnn and onnxruntime: onnxruntime (78 MB) does not fit beside OpenCV in the imaging
+layer's 250 MB, so registered ONNX models run on onnxruntime in a function and layer of their own
+(no OpenCV there); models registered as framework `opencv`, and the built-in face networks, stay
+on cv2.dnn in the imaging worker, where it costs no extra MB.
 
 Why skops and not pickle for scikit-learn: loading a pickle runs whatever code it names.
 skops lists the types a file would build; anything outside its safe set and TRUSTED_TYPES
