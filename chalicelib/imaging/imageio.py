@@ -138,6 +138,16 @@ def _pil_for(data: bytes):
     return _pil()
 
 
+def _open(data: bytes) -> Image.Image:
+    """Open the bytes as one of the accepted formats. HEIF is tried only once its plugin is
+    registered: Pillow raises KeyError for a named format it has no opener for, which is what
+    a text file in a fresh process met before (the plugin is registered lazily, see above)."""
+    Image = _pil_for(data)
+    # Not Image.init(): that imports every Pillow plugin, which a JPEG's cold start need not pay.
+    formats = [name for name in CONTENT_TYPES if name != "HEIF" or name in Image.OPEN]
+    return Image.open(io.BytesIO(data), formats=formats)
+
+
 @functools.cache
 def _register_heif() -> None:
     """pi-heif's Pillow plugin (HEIF/HEIC decode through libheif + libde265), once per process."""
@@ -163,11 +173,13 @@ def probe(data: bytes, *, max_pixels: int, max_frames: int = 1_000_000) -> Image
     what = describe_non_image(data)
     if what:
         raise ImageRejected(f"the file is {what}, not an image")
-    Image = _pil_for(data)
+    from PIL import UnidentifiedImageError
+
     try:
-        with Image.open(io.BytesIO(data), formats=list(CONTENT_TYPES)) as img:
-            info = ImageInfo(img.format, img.width, img.height, img.mode, getattr(img, "n_frames", 1))
-    except Image.UnidentifiedImageError:
+        with _open(data) as img:
+            # Pillow sets the format of every image it opens; the type says "or None" for new ones.
+            info = ImageInfo(img.format or "", img.width, img.height, img.mode, getattr(img, "n_frames", 1))
+    except UnidentifiedImageError:
         raise ImageRejected(f"the file is not a supported image (accepted: {ACCEPTED_NAMES})") from None
     except (OSError, ValueError, SyntaxError, EOFError) as exc:
         raise ImageRejected(f"the image header is damaged: {exc}") from None
@@ -199,13 +211,12 @@ def decode(
     info["colour_profile"] says which profile the file had and whether the pixels were converted.
     """
     probe(data, max_pixels=max_pixels)
-    Image = _pil_for(data)
     from PIL import ImageOps
 
     from chalicelib.imaging import icc
 
     try:
-        img = Image.open(io.BytesIO(data), formats=list(CONTENT_TYPES))
+        img = _open(data)
         original_size = img.size
         if min_longest_side and img.format == "JPEG" and max(img.size) > min_longest_side:
             width, height = img.size
@@ -311,7 +322,7 @@ def _decode_jpeg_scaled(data: bytes, size: tuple[int, int]) -> np.ndarray | None
 
 def exif_orientation(data: bytes) -> int | None:
     """The EXIF Orientation tag (1–8) of a JPEG file, from its header (no pixels decoded)."""
-    with _pil_for(data).open(io.BytesIO(data)) as img:
+    with _open(data) as img:
         return _orientation_of(img)
 
 
@@ -484,10 +495,9 @@ def decode_frames(data: bytes, *, max_pixels: int, max_frames: int) -> Animation
         )
     from chalicelib.imaging import icc
 
-    Image = _pil_for(data)
     frames, durations = [], []
     try:
-        with Image.open(io.BytesIO(data), formats=list(CONTENT_TYPES)) as img:
+        with _open(data) as img:
             profile_bytes = img.info.get("icc_profile") or None
             loop = int(img.info.get("loop", 0) or 0)
             for index in range(info.frames):

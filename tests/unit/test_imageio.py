@@ -1,4 +1,8 @@
 import io
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 from PIL import Image
@@ -28,6 +32,30 @@ def test_probe_reads_the_header_of_a_photo():
 def test_probe_rejects_what_is_not_an_image(data, reason):
     with pytest.raises(ImageRejected, match=reason):
         imageio.probe(data, max_pixels=LIMIT)
+
+
+def test_a_fresh_process_refuses_text_and_reads_a_jpeg_without_loading_libheif():
+    # pi-heif's plugin is registered only for HEIF bytes; a process that has not met one (a new
+    # Dask worker, a cold Lambda) must still refuse a text file with the reason, not a KeyError.
+    code = (
+        "import sys\n"
+        "from chalicelib.imaging import imageio\n"
+        "try:\n"
+        "    imageio.probe(b'just some text, not an image at all', max_pixels=10**6)\n"
+        "except imageio.ImageRejected as exc:\n"
+        "    print(exc)\n"
+        "from sample_images import jpeg_bytes\n"
+        "print(imageio.decode(jpeg_bytes(), max_pixels=10**7).size)\n"
+        "print('pi_heif' in sys.modules)\n"
+    )
+    tests = Path(__file__).resolve().parents[1]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(tests.parent), str(tests)])}
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120)
+    assert result.returncode == 0, result.stderr
+    refused, size, heif_loaded = result.stdout.splitlines()
+    assert "not a supported image" in refused
+    assert size == "(640, 427)"
+    assert heif_loaded == "False"
 
 
 def test_a_pixel_bomb_is_rejected_from_its_header_without_decoding():
