@@ -40,12 +40,14 @@ lint: venv
 # Debian packages the tests use: Chromium for the browser tests (driven by Playwright; never
 # `playwright install`, which downloads a browser build), shellcheck for the deploy scripts,
 # exiftool (the reference the EXIF reader is compared with), colord-data and icc-profiles-free
-# (Adobe RGB and grey ICC profiles for the colour-management tests).
+# (Adobe RGB and grey ICC profiles for the colour-management tests), libavif-bin (avifenc writes
+# AVIFs with a given nclx colour box: Pillow's encoder always writes sRGB's).
 system-packages:
 	@missing=""; \
 	command -v chromium >/dev/null || missing="$$missing chromium"; \
 	command -v shellcheck >/dev/null || missing="$$missing shellcheck"; \
 	command -v exiftool >/dev/null || missing="$$missing libimage-exiftool-perl"; \
+	command -v avifenc >/dev/null || missing="$$missing libavif-bin"; \
 	test -f /usr/share/color/icc/colord/AdobeRGB1998.icc || missing="$$missing colord-data"; \
 	test -f /usr/share/color/icc/Gray-CIE_L.icc || missing="$$missing icc-profiles-free"; \
 	if [ -n "$$missing" ]; then apt-get update -q && apt-get install -y -q $$missing; fi

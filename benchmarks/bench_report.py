@@ -128,6 +128,13 @@ def write(report: dict, out: Path) -> None:
                     f"{'met' if ratio <= float(colour['targets'][name].split()[-1]) else 'MISSED'} |"
                 )
         lines.append(f"| colour conversion of the 1024 px copy | {colour['conversion_ms']} ms | | |")
+    if "nclx_conversion" in p:
+        nclx = p["nclx_conversion"]
+        lines.append(
+            f"| 12 MP HEIC ingest, Display P3 by nclx / sRGB by nclx, CPU | {nclx['p3_over_srgb_ingest_cpu']}× "
+            f"(littlecms {nclx['conversion_ms']} ms) "
+            f"| {nclx['target']} | {'met' if nclx['met'] else 'MISSED'} |"
+        )
     if "face_confidence" in p:
         fc = p["face_confidence"]
         before, after = (

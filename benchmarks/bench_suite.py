@@ -121,6 +121,7 @@ def main() -> None:
         "peak_memory": pipeline.peak_memory,
         "heic_ingest": lambda: photos.heic_ingest(3 if args.quick else 9),
         "colour_conversion": lambda: photos.colour_conversion(repeat),
+        "nclx_conversion": lambda: photos.nclx_conversion(3 if args.quick else 9),
         "face_confidence": photos.face_confidence,
     }
     report["pipeline"] = {}

@@ -88,3 +88,107 @@ def heic_bytes(img: Image.Image, **save) -> bytes:
     out = io.BytesIO()
     pillow_heif.from_pillow(img).save(out, quality=92, **save)
     return out.getvalue()
+
+
+def coffee() -> Image.Image:
+    """scikit-image's coffee cup: saturated enough that Display P3 shown as sRGB is off by a mean
+    ΔE2000 above 2 (the astronaut's 1.4 would pass the colour targets unconverted)."""
+    import skimage.data
+
+    return Image.fromarray(skimage.data.coffee())
+
+
+def in_display_p3(picture: Image.Image) -> Image.Image:
+    """`picture` (sRGB) converted by littlecms into Display P3 (libvips' profile), untagged."""
+    from package_samples import vips_profile
+
+    transform = ImageCms.buildTransform(
+        ImageCms.createProfile("sRGB"),
+        ImageCms.ImageCmsProfile(io.BytesIO(vips_profile("p3"))),
+        "RGB",
+        "RGB",
+        renderingIntent=ImageCms.Intent.RELATIVE_COLORIMETRIC,
+    )
+    converted = ImageCms.applyTransform(picture.convert("RGB"), transform)
+    assert converted is not None
+    converted.info.pop("icc_profile", None)  # littlecms tags its output: the nclx box is the only tag
+    return converted
+
+
+def nclx_heic(picture: Image.Image, cicp: tuple[int, int, int]) -> bytes:
+    """A HEIC by libheif's x265 encoder (pillow-heif) with an nclx box (primaries, transfer,
+    matrix) and no ICC profile, as iPhones write Display P3 (12, 13, 6)."""
+    import pillow_heif
+
+    primaries, transfer, matrix = cicp
+    out = io.BytesIO()
+    pillow_heif.from_pillow(picture).save(
+        out,
+        quality=95,
+        color_primaries=primaries,
+        transfer_characteristics=transfer,
+        matrix_coefficients=matrix,
+        full_range_flag=1,
+    )
+    return out.getvalue()
+
+
+def nclx_avif(picture: Image.Image, cicp: tuple[int, int, int]) -> bytes:
+    """An AVIF by libavif's avifenc (Debian libavif-bin; Pillow's encoder always writes sRGB's
+    nclx) with the given nclx box and no ICC profile."""
+    import subprocess
+    import tempfile
+    from pathlib import Path
+
+    with tempfile.TemporaryDirectory(prefix="pixelake-avif-") as folder:
+        source, target = Path(folder) / "in.png", Path(folder) / "out.avif"
+        picture.save(source)
+        subprocess.run(
+            [
+                "avifenc",
+                "--min",
+                "8",
+                "--max",
+                "12",
+                "--yuv",
+                "444",
+                "--range",
+                "full",
+                "--cicp",
+                "/".join(map(str, cicp)),
+                str(source),
+                str(target),
+            ],
+            check=True,
+            capture_output=True,
+        )
+        return target.read_bytes()
+
+
+def decoded_as_is(data: bytes) -> Image.Image:
+    """A HEIC's (pillow-heif) or AVIF's (Pillow) decoded RGB pixels, without colour management."""
+    import pillow_heif
+
+    if b"avif" in data[8:32]:  # ftyp's brands
+        with Image.open(io.BytesIO(data)) as opened:
+            return opened.convert("RGB")
+    return pillow_heif.open_heif(io.BytesIO(data), convert_hdr_to_8bit=True).to_pillow().convert("RGB")
+
+
+def display_p3_reference(data: bytes, size: tuple[int, int] | None = None) -> np.ndarray:
+    """The file's decoded pixels converted by littlecms from libvips' Display P3 profile to sRGB,
+    Lanczos to `size`: the reference for a P3 file tagged by nclx only."""
+    from package_samples import vips_profile
+
+    transform = ImageCms.buildTransform(
+        ImageCms.ImageCmsProfile(io.BytesIO(vips_profile("p3"))),
+        ImageCms.createProfile("sRGB"),
+        "RGB",
+        "RGB",
+        renderingIntent=ImageCms.Intent.RELATIVE_COLORIMETRIC,
+    )
+    converted = ImageCms.applyTransform(decoded_as_is(data), transform)
+    assert converted is not None
+    if size is not None:
+        converted = converted.resize(size, Image.Resampling.LANCZOS)
+    return np.asarray(converted)

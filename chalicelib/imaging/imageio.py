@@ -202,7 +202,7 @@ def decode(
     data: bytes, *, max_pixels: int, min_longest_side: int | None = None, keep_profile: bool = False
 ) -> Image.Image:
     """Decode the first frame, oriented by EXIF (HEIF: by its rotation and mirror properties), in
-    RGB/RGBA/L, converted from its embedded ICC profile to sRGB.
+    RGB/RGBA/L, converted from its embedded ICC profile (HEIF/AVIF: or its nclx box) to sRGB.
 
     With `min_longest_side`, a JPEG is decoded at the smallest DCT scale (1/2, 1/4, 1/8) whose
     longest side is still at least that many pixels: a 12 MP photo needed at 1024 px decodes
@@ -228,7 +228,7 @@ def decode(
     if orientation in range(2, 9):
         # In place: exif_transpose otherwise copies the picture (225 MB at 75 MP).
         ImageOps.exif_transpose(img, in_place=True)
-    profile_bytes = img.info.get("icc_profile") or None
+    profile_bytes = _embedded_profile(img, data)
     profile = icc.describe(profile_bytes)
     converted = False
     if img.mode == "CMYK" or not keep_profile:
@@ -248,6 +248,17 @@ def decode(
     img.info["original_size"] = original_size
     img.info["colour_profile"] = profile.summary(converted) if profile else None
     return img
+
+
+def _embedded_profile(img: Image.Image, data: bytes) -> bytes | None:
+    """The ICC profile that describes the decoded pixels: the file's own, or for a HEIF or AVIF
+    file without one, one built from its nclx colour box (None for sRGB's, see nclx.py)."""
+    profile_bytes = img.info.get("icc_profile") or None
+    if profile_bytes is None and img.format in ("HEIF", "AVIF"):
+        from chalicelib.imaging import nclx
+
+        profile_bytes = nclx.icc_profile(nclx.read(data))
+    return profile_bytes
 
 
 class ArrayDecode(NamedTuple):

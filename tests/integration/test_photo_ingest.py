@@ -1,13 +1,27 @@
 """Phone and camera photos through the real stack (moto's S3 → SQS over HTTP, PostgreSQL, the
 ingest function): each ends `ready` with its upright size and thumbnails whose colours match
-littlecms' / libvips' sRGB rendering of the file (CIEDE2000 ≤ 2 mean, ≤ 5 at the 95th percentile)."""
+littlecms' / libvips' sRGB rendering of the file, CIEDE2000 ≤ 2 mean, ≤ 5 at the 95th percentile
+(for a HEIC or AVIF tagged by an nclx box only, the reference is littlecms from libvips' Display
+P3 profile)."""
 
 import io
 
 import numpy as np
 import pytest
 from package_samples import adobe_rgb_profile, vips_profile
-from photo_samples import astronaut, delta_e, heif_sample, littlecms_thumbnail, profiled_jpeg, vips_thumbnail
+from photo_samples import (
+    astronaut,
+    coffee,
+    delta_e,
+    display_p3_reference,
+    heif_sample,
+    in_display_p3,
+    littlecms_thumbnail,
+    nclx_avif,
+    nclx_heic,
+    profiled_jpeg,
+    vips_thumbnail,
+)
 from PIL import Image
 from test_ingest import deliver, image_by_key, local_user  # noqa: F401  (fixtures)
 
@@ -61,6 +75,21 @@ CASES = {
         lambda data, size: vips_thumbnail(data, max(size)),
     ),
     "rotated-avif": (_rotated_avif, "photo.avif", (512, 300), None, _rotated_avif_reference),
+    # Display P3 said by an nclx box, no ICC profile (iPhones' HEICs, many AVIFs): real encoders.
+    "nclx-p3-heic": (
+        lambda: nclx_heic(in_display_p3(coffee()), (12, 13, 6)),
+        "IMG_0002.HEIC",
+        (600, 400),
+        "Display P3 (nclx 12/13)",
+        display_p3_reference,
+    ),
+    "nclx-p3-avif": (
+        lambda: nclx_avif(in_display_p3(coffee()), (12, 13, 6)),
+        "p3.avif",
+        (600, 400),
+        "Display P3 (nclx 12/13)",
+        display_p3_reference,
+    ),
 }
 
 
