@@ -63,7 +63,8 @@ LAYERS: dict[str, set[str]] = {
     "chalicelib.queues": {"chalicelib.config", "chalicelib.errors", "chalicelib.aws"},
     "chalicelib.compute": {"chalicelib.config", "chalicelib.errors", "chalicelib.dask_preload"},
     "chalicelib.dask_preload": {"chalicelib.config"},  # what `dask scheduler/worker --preload` loads
-    "chalicelib.aws_secrets": {"chalicelib.config"},
+    "chalicelib.aws_secrets": {"chalicelib.config", "chalicelib.aws"},
+    "chalicelib.aws": set(),  # the AWS SDK's clients (botocore)
     "chalicelib.logs": {"chalicelib.config"},
     "chalicelib.metrics": {"chalicelib.config", "chalicelib.logs"},
     "chalicelib.config": set(),
