@@ -204,7 +204,15 @@ def aws_environment(env: dict) -> dict | None:
     parts = urlsplit(env["DATABASE_URL"])
     if "unix_sock" in parts.query or not parts.hostname:
         return None
-    client = boto3.client("secretsmanager", endpoint_url=env["AWS_ENDPOINT_URL"], region_name=env["AWS_DEFAULT_REGION"])
+    # The stack's credentials, given explicitly: this process's environment does not hold them
+    # (seed() sets them only while it runs).
+    client = boto3.client(
+        "secretsmanager",
+        endpoint_url=env["AWS_ENDPOINT_URL"],
+        region_name=env["AWS_DEFAULT_REGION"],
+        aws_access_key_id=env["AWS_ACCESS_KEY_ID"],
+        aws_secret_access_key=env["AWS_SECRET_ACCESS_KEY"],
+    )
     name = uuid.uuid4().hex[:8]
     database = client.create_secret(
         Name=f"rds!cold-{name}",

@@ -33,10 +33,10 @@ DEFAULT_DATABASE_PORT = 5432
 
 
 def _secrets_client(environ: MutableMapping[str, str]):
-    import boto3  # in the Lambda runtime and the worker image; imported only when used
+    from chalicelib import aws  # botocore: in the Lambda runtime and the worker image; imported only when used
 
     region = environ.get("AWS_REGION") or environ.get("AWS_DEFAULT_REGION")
-    return boto3.client("secretsmanager", region_name=region)
+    return aws.client("secretsmanager", region_name=region)
 
 
 def secret_string(secret_arn: str, client: Any) -> str:

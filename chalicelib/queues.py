@@ -10,11 +10,11 @@ from chalicelib.config import get_settings
 
 @functools.cache
 def sqs_client():
-    import boto3
+    from chalicelib import aws
 
     settings = get_settings()
     settings.refuse_real_aws_on_local_stage()
-    return boto3.client("sqs", region_name=settings.aws_region, endpoint_url=settings.aws_endpoint_url or None)
+    return aws.client("sqs", region_name=settings.aws_region, endpoint_url=settings.aws_endpoint_url or None)
 
 
 @functools.cache

@@ -39,14 +39,15 @@ UPLOAD_EXTENSIONS = {
 
 @functools.cache
 def s3_client():
-    import boto3
     from botocore.config import Config
+
+    from chalicelib import aws
 
     settings = get_settings()
     settings.refuse_real_aws_on_local_stage()
     # Path-style addressing on a local endpoint: no wildcard DNS for bucket sub-domains there.
     addressing = {"addressing_style": "path"} if settings.aws_endpoint_url else {}
-    return boto3.client(
+    return aws.client(
         "s3",
         region_name=settings.aws_region,
         endpoint_url=settings.aws_endpoint_url or None,
@@ -136,6 +137,23 @@ def head(key: str, *, bucket: str | None = None) -> dict | None:
         if exc.response["Error"]["Code"] in ("404", "NoSuchKey", "NotFound"):
             return None
         raise
+
+
+def upload_stream(fileobj, key: str, content_type: str) -> None:
+    """Stream a file object of unknown length into S3 (a multipart upload once it is large)."""
+    from boto3.s3.inject import upload_fileobj  # boto3's managed transfer, only where one is made
+
+    upload_fileobj(s3_client(), fileobj, get_settings().bucket, key, ExtraArgs={"ContentType": content_type})
+
+
+def copy(source_key: str, key: str, content_type: str) -> None:
+    """A server-side copy within the bucket (multipart when large)."""
+    from boto3.s3.inject import copy as managed_copy
+
+    bucket = get_settings().bucket
+    managed_copy(
+        s3_client(), {"Bucket": bucket, "Key": source_key}, bucket, key, ExtraArgs={"ContentType": content_type}
+    )
 
 
 def delete(key: str, *, bucket: str | None = None) -> None:

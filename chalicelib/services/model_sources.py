@@ -17,7 +17,6 @@ import re
 import socket
 import urllib.error
 import urllib.parse
-import urllib.request
 import uuid
 from dataclasses import dataclass
 
@@ -147,17 +146,26 @@ def check_url(url: str) -> None:
             raise ApiError(400, "invalid_url", f"{parsed.hostname} resolves to a non-public address ({address})")
 
 
-class _CheckedRedirects(urllib.request.HTTPRedirectHandler):
-    def redirect_request(self, req, fp, code, msg, headers, newurl):
-        check_url(newurl)
-        return super().redirect_request(req, fp, code, msg, headers, newurl)
+def _checked_opener():
+    """An opener that checks every redirect's URL as the first one was (urllib.request loads
+    http.client, ssl and email: the model registration pays for them, not every cold start)."""
+    import urllib.request
+
+    class CheckedRedirects(urllib.request.HTTPRedirectHandler):
+        def redirect_request(self, req, fp, code, msg, headers, newurl):
+            check_url(newurl)
+            return super().redirect_request(req, fp, code, msg, headers, newurl)
+
+    return urllib.request.build_opener(CheckedRedirects)
 
 
 def stage_url(user_id: int, url: str) -> StagedArtifact:
     """Download `url` straight into S3 (a multipart upload for big files), hashing on the way."""
     check_url(url)
     max_bytes = get_settings().max_model_bytes
-    opener = urllib.request.build_opener(_CheckedRedirects)
+    import urllib.request
+
+    opener = _checked_opener()
     request = urllib.request.Request(url, headers={"User-Agent": "pixelake-model-registry"})
     _, key = new_upload(user_id)
     try:
@@ -166,9 +174,7 @@ def stage_url(user_id: int, url: str) -> StagedArtifact:
             if announced and announced.isdigit() and int(announced) > max_bytes:
                 raise too_large(int(announced))
             reader = _HashingReader(response, max_bytes)
-            storage.s3_client().upload_fileobj(
-                reader, get_settings().bucket, key, ExtraArgs={"ContentType": "application/octet-stream"}
-            )
+            storage.upload_stream(reader, key, "application/octet-stream")
     except _TooLarge:
         raise too_large() from None
     except urllib.error.HTTPError as exc:
@@ -184,10 +190,7 @@ def stage_url(user_id: int, url: str) -> StagedArtifact:
 
 def promote(staged: StagedArtifact, key: str) -> None:
     """Copy the staged file to its registered key (a server-side copy, multipart when large)."""
-    bucket = get_settings().bucket
-    storage.s3_client().copy(
-        {"Bucket": bucket, "Key": staged.key}, bucket, key, ExtraArgs={"ContentType": "application/octet-stream"}
-    )
+    storage.copy(staged.key, key, "application/octet-stream")
 
 
 def discard(staged: StagedArtifact) -> None:

@@ -63,7 +63,8 @@ LAYERS: dict[str, set[str]] = {
     "chalicelib.queues": {"chalicelib.config", "chalicelib.errors", "chalicelib.aws"},
     "chalicelib.compute": {"chalicelib.config", "chalicelib.errors", "chalicelib.dask_preload"},
     "chalicelib.dask_preload": {"chalicelib.config"},  # what `dask scheduler/worker --preload` loads
-    "chalicelib.aws_secrets": {"chalicelib.config"},
+    "chalicelib.aws_secrets": {"chalicelib.config", "chalicelib.aws"},
+    "chalicelib.aws": set(),  # the AWS SDK's clients (botocore)
     "chalicelib.logs": {"chalicelib.config"},
     "chalicelib.metrics": {"chalicelib.config", "chalicelib.logs"},
     "chalicelib.config": set(),
@@ -153,21 +154,17 @@ def test_lower_layers_never_import_higher_ones(graph):
 # (chalicelib.db.tables) that services return and its *_json functions read.
 BLUEPRINT_DB_IMPORTS = {"chalicelib.db.vocabulary"}
 BLUEPRINT_DB_TYPE_IMPORTS = {"chalicelib.db.tables"}
-# Blueprints another change of issue 13 is still rewriting: api/models.py (the model routes, whose
-# logic moves to the model services). Remove an entry when its rewrite lands;
-# test_the_blueprint_allowlist_is_not_stale says when.
-BLUEPRINTS_STILL_USING_THE_DATABASE = {"chalicelib.api.models"}
 
 
-def _database_imports_of_blueprints() -> dict[str, list[str]]:
+def database_imports_of_blueprints(modules: dict[str, Path]) -> dict[str, list[str]]:
     """Each api/ module → its imports of chalicelib.db beyond what blueprints may import."""
-    mods = sources()
+    known = set(sources()) | set(modules)
     wrong: dict[str, list[str]] = {}
-    for module, path in mods.items():
+    for module, path in modules.items():
         if not module.startswith("chalicelib.api."):
             continue
-        every = imports_of(path, set(mods))
-        runtime = imports_of(path, set(mods), runtime_only=True)
+        every = imports_of(path, known)
+        runtime = imports_of(path, known, runtime_only=True)
         bad = [
             target
             for target in sorted(every)
@@ -181,21 +178,32 @@ def _database_imports_of_blueprints() -> dict[str, list[str]]:
 
 
 def test_blueprints_reach_the_database_through_services():
-    wrong = {
-        module: targets
-        for module, targets in _database_imports_of_blueprints().items()
-        if module not in BLUEPRINTS_STILL_USING_THE_DATABASE
-    }
+    wrong = database_imports_of_blueprints(sources())
     assert not wrong, "blueprints importing chalicelib.db (call a service in chalicelib/services/ instead):\n" + (
         "\n".join(f"{module} → {', '.join(targets)}" for module, targets in sorted(wrong.items()))
     )
 
 
-def test_the_blueprint_allowlist_is_not_stale():
-    existing = set(sources())
-    still_needed = set(_database_imports_of_blueprints())
-    stale = sorted(m for m in BLUEPRINTS_STILL_USING_THE_DATABASE if m in existing and m not in still_needed)
-    assert not stale, f"these blueprints no longer import chalicelib.db: remove them from the allowlist: {stale}"
+def test_a_blueprint_importing_the_database_is_caught(tmp_path):
+    """The check above refuses a session or a repository at run time, lazily imported too, and
+    allows the vocabulary at run time and the row types for the type checker."""
+    source = tmp_path / "view.py"
+    source.write_text(
+        "from typing import TYPE_CHECKING\n"
+        "from chalicelib.db.session import session_scope\n"
+        "from chalicelib.db.vocabulary import MODEL_TASKS\n"
+        "if TYPE_CHECKING:\n"
+        "    from chalicelib.db.tables import MLModel\n"
+        "def view():\n"
+        "    from chalicelib.db import ml_models\n"
+    )
+    assert database_imports_of_blueprints({"chalicelib.api.view": source}) == {
+        "chalicelib.api.view": ["chalicelib.db.ml_models", "chalicelib.db.session"]
+    }
+    source.write_text(
+        "if TYPE_CHECKING:\n    from chalicelib.db.tables import MLModel\nfrom chalicelib.db.vocabulary import X\n"
+    )
+    assert database_imports_of_blueprints({"chalicelib.api.view": source}) == {}
 
 
 def test_no_import_cycles(graph):
