@@ -210,7 +210,7 @@ def test_similar_by_embedding_returns_the_planted_neighbours_on_either_database(
         assert pgvector == bool(available)
         print("pgvector:", pgvector)
         index_exists = session.execute(
-            text("SELECT 1 FROM pg_class WHERE relname = :n"), {"n": embeddings.index_name(model_id)}
+            text("SELECT 1 FROM pg_class WHERE relname = :n"), {"n": embeddings.index_name(model_id, 16)}
         ).first()
         assert bool(index_exists) == pgvector
         # Another owner's image with the very same vector is never an answer.
