@@ -313,7 +313,7 @@ def similar(
         cursor = raw.cursor()
         cursor.execute(*sent[-2])
         cursor.execute("EXPLAIN " + sent[-1][0], sent[-1][1])
-        plan = re.sub(r"'\[[^']*\]'", "'[…]'", " / ".join(row[0].strip() for row in cursor.fetchall()))
+        plan = re.sub(r"'\[[^']*\]'", "'[…]'", "\n".join(row[0] for row in cursor.fetchall()))
         raw.rollback()
     finally:
         raw.close()

@@ -105,8 +105,13 @@ def _model_section(models: dict) -> list[str]:
             f"{s['recall_at_10']} | {s['same_order_as_exact']} | {s['candidates']} | {s['ef_search']} | "
             f"{s['hnsw_build_s']} |"
         )
+        for other in s.get("sweep", []):  # other search sizes on the same vectors
+            lines.append(
+                f"| same, other sizes | {other['p50_ms']} | {other['p95_ms']} | {other['recall_at_10']} | "
+                f"{other['same_order_as_exact']} | {other['candidates']} | {other['ef_search']} | |"
+            )
     plan = next(iter(models["similar"].values()))["plan"]
-    return [*lines, "", "Plan of the index search:", "", "```", plan.replace(" / ", "\n"), "```", ""]
+    return [*lines, "", "Plan of the index search:", "", "```", plan, "```", ""]
 
 
 def write(report: dict, out: Path) -> None:
