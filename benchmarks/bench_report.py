@@ -67,6 +67,11 @@ def _model_summary(models: dict) -> list[str]:
         f"| {ratio}× ({inference['p50_ms']['pixelake']} / {inference['p50_ms']['bare']} ms) | ≤ 1.1× | {_met(ratio, 1.1)} |"
     )
     rows.append(f"| same, cv2.dnn / bare onnxruntime | {dnn}× ({inference['p50_ms']['cv2_dnn']} ms) | | |")
+    if "pixelake_over_bare_paired_median" in inference:
+        rows.append(
+            f"| same, Pixelake / bare: median of paired runs; fastest runs | "
+            f"{inference['pixelake_over_bare_paired_median']}×; {inference['pixelake_over_bare_best']}× | | |"
+        )
     for distribution, s in models["similar"].items():
         target = " (target)" if distribution == "clustered" else " (worst case)"
         rows.append(
