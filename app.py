@@ -7,6 +7,7 @@ from chalicelib.api.auth import auth_api
 from chalicelib.api.batches import batches_api
 from chalicelib.api.datasets import datasets_api
 from chalicelib.api.images import images_api
+from chalicelib.api.model_exports import model_exports_api
 from chalicelib.api.models import models_api
 from chalicelib.api.openapi import openapi_api
 from chalicelib.api.system import system_api
@@ -32,6 +33,7 @@ for blueprint in (
     images_api,
     tasks_api,
     models_api,
+    model_exports_api,
     datasets_api,
     training_api,
     batches_api,

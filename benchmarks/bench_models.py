@@ -21,10 +21,12 @@ import argparse
 import io
 import json
 import os
+import re
 import statistics
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -129,23 +131,21 @@ def inference(runs: int, threads: int) -> dict:
     dnn = OnnxModel(path, IMAGENET)
     bgr = AnalysisInput.from_bytes(jpeg).array
 
-    def time_it(fn) -> list[float]:
-        fn()  # warm: first-run allocations
-        out = []
-        for _ in range(runs):
+    runners = {
+        "bare": lambda: bare.run(None, {"input": tensor}),
+        "pixelake": lambda: run_model(pixelake, "classify", AnalysisInput.from_bytes(jpeg), {"top_k": 5}),
+        "cv2_dnn": lambda: dnn.predict(bgr, 5),
+    }
+    for run in runners.values():
+        run()  # warm: first-run allocations
+    # Each run times all three in turn, so a neighbour's load on the shared machine hits them alike,
+    # and each run's Pixelake / bare is a ratio of two timings a few hundred ms apart.
+    timings: dict[str, list[float]] = {name: [] for name in runners}
+    for _ in range(3 * runs):
+        for name, run in runners.items():
             start = time.perf_counter()
-            fn()
-            out.append(time.perf_counter() - start)
-        return out
-
-    # Interleaved rounds, so a neighbour's load on the shared machine hits all three alike.
-    timings: dict[str, list[float]] = {"pixelake": [], "bare": [], "cv2_dnn": []}
-    for _ in range(3):
-        timings["bare"] += time_it(lambda: bare.run(None, {"input": tensor}))
-        timings["pixelake"] += time_it(
-            lambda: run_model(pixelake, "classify", AnalysisInput.from_bytes(jpeg), {"top_k": 5})
-        )
-        timings["cv2_dnn"] += time_it(lambda: dnn.predict(bgr, 5))
+            run()
+            timings[name].append(time.perf_counter() - start)
     same = np.allclose(bare.run(None, {"input": tensor})[0], dnn._forward(bgr).reshape(1, -1), atol=1e-2)
     result = {name: round(p50(t), 1) for name, t in timings.items()}
     return {
@@ -153,17 +153,59 @@ def inference(runs: int, threads: int) -> dict:
         "runs": len(timings["bare"]),
         "p50_ms": result,
         "pixelake_over_bare": round(result["pixelake"] / result["bare"], 3),
+        # The fastest run of each: what the work costs when no neighbour's load falls on it.
+        "best_ms": {name: round(min(t) * 1000, 1) for name, t in timings.items()},
+        "pixelake_over_bare_best": round(min(timings["pixelake"]) / min(timings["bare"]), 3),
+        "pixelake_over_bare_paired_median": round(
+            statistics.median(a / b for a, b in zip(timings["pixelake"], timings["bare"], strict=True)), 3
+        ),
         "cv2_dnn_over_bare": round(result["cv2_dnn"] / result["bare"], 3),
         "target_pixelake_over_bare": 1.1,
         "cv2_dnn_agrees_with_onnxruntime": bool(same),
     }
 
 
-def similar(vectors: int, dimensions: int, queries: int = 20) -> dict:
-    """Needs a PostgreSQL with pgvector at DATABASE_URL (the embedded one from infra.local)."""
+def embeddings_like(rng: np.random.Generator, count: int, dimensions: int, distribution: str) -> np.ndarray:
+    """`count` unit vectors. clustered: CLASSES classes of a Gaussian mixture in a LATENT-dimensional
+    space, mapped into `dimensions` by one random linear map, plus 5% isotropic noise — the shape
+    of real image embeddings (a low intrinsic dimension, one cluster per kind of picture), which
+    is what HNSW is built for. uniform: independent Gaussian directions, HNSW's worst case (in 512
+    dimensions every distance concentrates near 90°, so no neighbour is much nearer than another)."""
+    if distribution == "uniform":
+        block = rng.standard_normal((count, dimensions))
+    else:
+        mixing = np.random.default_rng(1).standard_normal((LATENT, dimensions)) / np.sqrt(LATENT)
+        centres = np.random.default_rng(2).standard_normal((CLASSES, LATENT))
+        latent = centres[rng.integers(0, CLASSES, count)] + 0.5 * rng.standard_normal((count, LATENT))
+        block = latent @ mixing
+        block += (
+            0.05 * np.linalg.norm(block, axis=1, keepdims=True) / np.sqrt(dimensions) * rng.standard_normal(block.shape)
+        )
+    block = block.astype(np.float32)
+    return block / np.linalg.norm(block, axis=1, keepdims=True)
+
+
+LATENT = 32
+CLASSES = 100
+
+
+def similar(
+    vectors: int,
+    dimensions: int,
+    distribution: str = "clustered",
+    queries: int = 50,
+    rounds: int = 3,
+    exact_checks: int = 3,
+    sweep: list[tuple[int, int]] | None = None,
+) -> dict:
+    """Needs a PostgreSQL with pgvector at DATABASE_URL (the embedded one from infra.local).
+
+    The queries are stored images (as GET /api/images/{id}/similar asks: the image itself
+    excluded); p50/p95 are of the fastest of `rounds` rounds over them (the machine is shared).
+    """
     import contextlib
 
-    from sqlalchemy import create_engine, text
+    from sqlalchemy import create_engine, event, text
     from sqlalchemy.orm import Session
 
     from chalicelib.db import embeddings
@@ -196,16 +238,17 @@ def similar(vectors: int, dimensions: int, queries: int = 20) -> dict:
         session.execute(
             text(
                 "INSERT INTO images (owner_id, bucket, key, status) "
-                "SELECT :o, 'b', 'bench/' || g, 'ready' FROM generate_series(1, :n) g"
+                "SELECT :o, 'b', 'bench/' || :o || '/' || g, 'ready' FROM generate_series(1, :n) g"
             ),
             {"o": owner, "n": vectors},
         )
         first = session.execute(text("SELECT min(id) FROM images WHERE owner_id = :o"), {"o": owner}).scalar_one()
     start = time.perf_counter()
     batch = 5000
+    everything = np.empty((vectors, dimensions), np.float32)
     for offset in range(0, vectors, batch):
-        block = rng.standard_normal((min(batch, vectors - offset), dimensions)).astype(np.float32)
-        block /= np.linalg.norm(block, axis=1, keepdims=True)
+        block = embeddings_like(rng, min(batch, vectors - offset), dimensions, distribution)
+        everything[offset : offset + len(block)] = block
         with session_scope() as session:
             session.execute(
                 text(
@@ -219,7 +262,8 @@ def similar(vectors: int, dimensions: int, queries: int = 20) -> dict:
                     "o": owner,
                     "d": dimensions,
                     "ids": list(range(1, len(block) + 1)),
-                    "vs": ["{" + ",".join(f"{x:.7g}" for x in row) + "}" for row in block],
+                    # 9 significant digits: the REAL stored is this float32 exactly.
+                    "vs": ["{" + ",".join(f"{x:.9g}" for x in row) + "}" for row in block],
                 },
             )
     loaded_s = time.perf_counter() - start
@@ -229,104 +273,152 @@ def similar(vectors: int, dimensions: int, queries: int = 20) -> dict:
     start = time.perf_counter()
     with session_scope() as session:
         session.execute(text("SET LOCAL maintenance_work_mem = '1GB'"))
-        session.execute(
-            text(
-                f"CREATE INDEX {embeddings.index_name(model)} ON image_embeddings USING hnsw "
-                f"((embedding::vector({dimensions})) vector_cosine_ops) "
-                f"WITH (m = {embeddings.HNSW_M}, ef_construction = {embeddings.HNSW_EF_CONSTRUCTION}) "
-                f"WHERE model_id = {model} AND dimensions = {dimensions}"
-            )
-        )
+        session.execute(text(embeddings.create_index_sql(model, dimensions)))
     index_s = time.perf_counter() - start
-    probes = rng.standard_normal((queries, dimensions)).astype(np.float32)
-    probes /= np.linalg.norm(probes, axis=1, keepdims=True)
-    latencies, recalls = [], []
     with session_scope() as session:
         session.execute(text("ANALYZE image_embeddings"))
-    plan = ""
-    for probe in probes:
-        vector = [float(v) for v in probe]
-        if not plan:
-            with session_scope() as session:
-                session.execute(text(f"SET LOCAL hnsw.ef_search = {embeddings.EF_SEARCH}"))
-                plan = " / ".join(
-                    row[0].strip()
-                    for row in session.execute(
-                        text(
-                            f"EXPLAIN SELECT image_id FROM image_embeddings WHERE model_id = {model} "
-                            f"AND dimensions = {dimensions} AND owner_id = :o "
-                            f"ORDER BY embedding::vector({dimensions}) <=> CAST(:q AS vector({dimensions})) LIMIT 10"
-                        ),
-                        {"o": owner, "q": embeddings.vector_literal(vector)},
-                    )
-                )
+
+    def search(image_id: int, exact: bool) -> list[tuple[int, float]]:
         with session_scope() as session:
-            t0 = time.perf_counter()
-            found = embeddings.nearest(
+            return embeddings.nearest(
                 session,
                 model_id=model,
                 owner_id=owner,
-                vector=vector,
+                vector=stored[image_id],
                 norm=1.0,
-                exclude_image_id=None,
+                exclude_image_id=image_id,
                 limit=10,
-                exact=False,
+                exact=exact,
             )
-            latencies.append(time.perf_counter() - t0)
-        with session_scope() as session:
-            exact = embeddings.nearest(
-                session,
-                model_id=model,
-                owner_id=owner,
-                vector=vector,
-                norm=1.0,
-                exclude_image_id=None,
-                limit=10,
-                exact=True,
-            )
-        recalls.append(len({i for i, _ in found} & {i for i, _ in exact}) / 10)
-    latencies.sort()
-    return {
+
+    # The exact answers: the exact scan's ranking (float8 cosine, then image id) in numpy, as the
+    # database's scan takes ~15 s a query at 100,000 vectors; checked against that scan on a few.
+    probes = rng.choice(vectors, queries, replace=False)
+    stored = {first + int(i): [float(v) for v in everything[i]] for i in probes}
+    truth = {}
+    for i in probes:
+        rough = everything @ everything[i]  # float32 finds the 50 nearest; float64 ranks them
+        rough[i] = -np.inf
+        near = np.argpartition(-rough, 50)[:50]
+        exact = everything[near].astype(np.float64) @ everything[i].astype(np.float64)
+        exact /= np.linalg.norm(everything[near].astype(np.float64), axis=1) * np.linalg.norm(everything[i])
+        ranked = sorted(zip(near.tolist(), exact.tolist(), strict=True), key=lambda p: (-round(p[1], 6), p[0]))
+        truth[first + int(i)] = [(first + j, similarity) for j, similarity in ranked[:10]]
+    checked = list(truth)[:exact_checks]
+    scan_agrees = all([i for i, _ in search(q, exact=True)] == [i for i, _ in truth[q]] for q in checked)
+    # The plan of the index search as nearest() sends it (its settings statement, then the search).
+    sent: list[tuple[str, Any]] = []
+    listener = lambda conn, cursor, statement, parameters, context, many: sent.append((statement, parameters))  # noqa: E731
+    event.listen(engine, "before_cursor_execute", listener)
+    search(checked[0], exact=False)
+    event.remove(engine, "before_cursor_execute", listener)
+    raw = engine.raw_connection()
+    try:
+        cursor = raw.cursor()
+        cursor.execute(*sent[-2])
+        cursor.execute("EXPLAIN " + sent[-1][0], sent[-1][1])
+        plan = re.sub(r"'\[[^']*\]'", "'[…]'", "\n".join(row[0] for row in cursor.fetchall()))
+        raw.rollback()
+    finally:
+        raw.close()
+
+    def measure() -> dict:
+        best: list[float] = []
+        for _ in range(rounds):
+            latencies, recalls, same = [], [], 0
+            for image_id, exact in truth.items():
+                t0 = time.perf_counter()
+                found = search(image_id, exact=False)
+                latencies.append(time.perf_counter() - t0)
+                recalls.append(len({i for i, _ in found} & {i for i, _ in exact}) / len(exact))
+                same += [i for i, _ in found] == [i for i, _ in exact]
+            latencies.sort()
+            if not best or percentile(latencies, 95) < percentile(best, 95):
+                best = latencies
+        candidates, ef_search = embeddings.search_sizes(10)
+        return {
+            "candidates": candidates,
+            "ef_search": ef_search,
+            "p50_ms": round(percentile(best, 50) * 1000, 2),
+            "p95_ms": round(percentile(best, 95) * 1000, 2),
+            "recall_at_10": round(float(np.mean(recalls)), 4),
+            "same_order_as_exact": round(same / len(truth), 4),
+        }
+
+    report = {
         "vectors": vectors,
         "dimensions": dimensions,
+        "distribution": distribution,
+        "queries": len(truth),
+        "rounds": rounds,
         "load_s": round(loaded_s, 1),
         "hnsw_build_s": round(index_s, 1),
-        "p50_ms": round(statistics.median(latencies) * 1000, 2),
-        "p95_ms": round(latencies[int(0.95 * (len(latencies) - 1))] * 1000, 2),
-        "recall_at_10": round(float(np.mean(recalls)), 4),
-        "uses_hnsw": embeddings.index_name(model) in plan,
+        **measure(),
+        "exact_scan_agrees_with_numpy": f"{len(checked)} of {len(checked)} queries" if scan_agrees else "no",
+        "uses_hnsw": embeddings.index_name(model, dimensions) in plan,
+        "plan": plan,
         "target": {"p95_ms": 50, "recall_at_10": 1.0},
     }
+    if sweep:  # other sizes on the same vectors: (minimum candidates, ef_search per candidate)
+        saved = embeddings.MIN_CANDIDATES, embeddings.EF_PER_CANDIDATE
+        report["sweep"] = []
+        for embeddings.MIN_CANDIDATES, embeddings.EF_PER_CANDIDATE in sweep:
+            report["sweep"].append(measure())
+        embeddings.MIN_CANDIDATES, embeddings.EF_PER_CANDIDATE = saved
+    with session_scope() as session:  # the next distribution finds the table as this one did
+        session.execute(text(f"DROP INDEX {embeddings.index_name(model, dimensions)}"))
+        session.execute(text("DELETE FROM users WHERE id = :o"), {"o": owner})
+    return report
+
+
+def percentile(ordered: list[float], q: int) -> float:
+    return ordered[int(q / 100 * (len(ordered) - 1))]
+
+
+def similar_embedded(
+    vectors: int = 100_000,
+    dimensions: int = 512,
+    distributions: tuple[str, ...] = ("clustered", "uniform"),
+    sweep: list[tuple[int, int]] | None = None,
+) -> dict:
+    """`similar` for each distribution, on DATABASE_URL or else a fresh embedded PostgreSQL
+    (which has pgvector) in a temporary directory, removed afterwards."""
+    import tempfile
+
+    if os.environ.get("DATABASE_URL"):
+        return {d: similar(vectors, dimensions, d, sweep=sweep) for d in distributions}
+    from chalicelib.config import reset_settings
+    from chalicelib.db.migrate import upgrade
+    from infra.local.postgres import EmbeddedPostgres
+
+    with tempfile.TemporaryDirectory(prefix="bench-pg-") as tmp:
+        server = EmbeddedPostgres(Path(tmp) / "postgres")
+        os.environ["DATABASE_URL"] = server.start()
+        try:
+            upgrade(os.environ["DATABASE_URL"])
+            reset_settings()
+            return {d: similar(vectors, dimensions, d, sweep=sweep) for d in distributions}
+        finally:
+            server.stop()
+            del os.environ["DATABASE_URL"]
+            reset_settings()
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("which", choices=("inference", "similar"))
-    parser.add_argument("--runs", type=int, default=10, help="timed runs per round (3 rounds)")
+    parser.add_argument("--runs", type=int, default=10, help="a third of the timed runs of each")
     parser.add_argument("--threads", type=int, default=1, help="intra-op threads (Lambda at 1769 MB has 1 vCPU)")
     parser.add_argument("--vectors", type=int, default=100_000)
     parser.add_argument("--dimensions", type=int, default=512)
+    parser.add_argument("--distribution", default="clustered,uniform", help="clustered, uniform or both")
+    parser.add_argument("--sweep", default="", help="more search sizes to try, MIN_CANDIDATES:EF_PER_CANDIDATE,...")
     args = parser.parse_args(argv)
     if args.which == "inference":
         report = inference(args.runs, args.threads)
     else:
-        server = None
-        if not os.environ.get("DATABASE_URL"):  # the embedded PostgreSQL, which has pgvector
-            import tempfile
-
-            from chalicelib.config import reset_settings
-            from chalicelib.db.migrate import upgrade
-            from infra.local.postgres import EmbeddedPostgres
-
-            server = EmbeddedPostgres(Path(tempfile.mkdtemp(prefix="bench-pg-")) / "postgres")
-            os.environ["DATABASE_URL"] = server.start()
-            upgrade(os.environ["DATABASE_URL"])
-            reset_settings()
-        try:
-            report = similar(args.vectors, args.dimensions)
-        finally:
-            if server is not None:
-                server.stop()
+        sweep = [tuple(int(x) for x in pair.split(":")) for pair in args.sweep.split(",") if pair]
+        report = similar_embedded(args.vectors, args.dimensions, tuple(args.distribution.split(",")), sweep)
     print(json.dumps(report, indent=2))
     return 0
 

@@ -59,6 +59,66 @@ def _plots(report: dict, out: Path) -> list[str]:
     return files
 
 
+def _model_summary(models: dict) -> list[str]:
+    inference, rows = models["inference"], []
+    ratio, dnn = inference["pixelake_over_bare"], inference["cv2_dnn_over_bare"]
+    rows.append(
+        f"| ResNet-50 inference p50 through Pixelake / bare onnxruntime session.run ({inference['threads']} thread) "
+        f"| {ratio}× ({inference['p50_ms']['pixelake']} / {inference['p50_ms']['bare']} ms) | ≤ 1.1× | {_met(ratio, 1.1)} |"
+    )
+    rows.append(f"| same, cv2.dnn / bare onnxruntime | {dnn}× ({inference['p50_ms']['cv2_dnn']} ms) | | |")
+    if "pixelake_over_bare_paired_median" in inference:
+        rows.append(
+            f"| same, Pixelake / bare: median of paired runs; fastest runs | "
+            f"{inference['pixelake_over_bare_paired_median']}×; {inference['pixelake_over_bare_best']}× | | |"
+        )
+    for distribution, s in models["similar"].items():
+        target = " (target)" if distribution == "clustered" else " (worst case)"
+        rows.append(
+            f"| similar, {s['vectors']:,} stored {s['dimensions']}-d vectors, {distribution}{target}: p95 "
+            f"| {s['p95_ms']} ms | ≤ 50 ms | {_met(s['p95_ms'], 50)} |"
+        )
+        rows.append(
+            f"| same, recall@10 against the exact scan | {s['recall_at_10']} | 1.0 | "
+            f"{_met(s['recall_at_10'], 1.0, lower_is_better=False)} |"
+        )
+    return rows
+
+
+def _model_section(models: dict) -> list[str]:
+    inference = models["inference"]
+    lines = [
+        "## Registered models (benchmarks/bench_models.py)",
+        "",
+        "ResNet-50 (torchvision layout, random weights built with onnx.helper), p50 of "
+        f"{inference['runs']} runs each, interleaved: Pixelake (decode the stored JPEG, crop, normalise, "
+        "session.run, softmax, top-5) "
+        f"{inference['p50_ms']['pixelake']} ms; bare session.run on a prepared tensor {inference['p50_ms']['bare']} ms; "
+        f"cv2.dnn {inference['p50_ms']['cv2_dnn']} ms (same outputs: {inference['cv2_dnn_agrees_with_onnxruntime']}).",
+        "",
+        "`similar`: embeddings.nearest(limit=10) for stored images (the image itself excluded, as the endpoint "
+        "asks), against the exact scan. clustered: 100 classes in a 32-dimensional latent space mapped into the "
+        "embedding's dimensions, plus 5% noise (the shape of real image embeddings); uniform: independent random "
+        "directions (HNSW's worst case).",
+        "",
+        "| vectors | p50 ms | p95 ms | recall@10 | same order as exact | candidates | ef_search | HNSW build s |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for distribution, s in models["similar"].items():
+        lines.append(
+            f"| {s['vectors']:,} × {s['dimensions']} {distribution} | {s['p50_ms']} | {s['p95_ms']} | "
+            f"{s['recall_at_10']} | {s['same_order_as_exact']} | {s['candidates']} | {s['ef_search']} | "
+            f"{s['hnsw_build_s']} |"
+        )
+        for other in s.get("sweep", []):  # other search sizes on the same vectors
+            lines.append(
+                f"| same, other sizes | {other['p50_ms']} | {other['p95_ms']} | {other['recall_at_10']} | "
+                f"{other['same_order_as_exact']} | {other['candidates']} | {other['ef_search']} | |"
+            )
+    plan = next(iter(models["similar"].values()))["plan"]
+    return [*lines, "", "Plan of the index search:", "", "```", plan, "```", ""]
+
+
 def write(report: dict, out: Path) -> None:
     p = report["pipeline"]
     ing, thumbs, imports, mem, faces = (
@@ -115,6 +175,8 @@ def write(report: dict, out: Path) -> None:
             f"| account export, {x['rows']:,} rows → Parquet | {x['export_rows_per_s']:,} rows/s, "
             f"{x['export_over_read']}× the read floor, peak {x['peak_rss_mb']['export']} MB | | |"
         )
+    if "models" in report:
+        lines += _model_summary(report["models"])
     if "heic_ingest" in p:
         heic, colour = p["heic_ingest"], p["colour_conversion"]
         lines.append(
@@ -324,6 +386,8 @@ def write(report: dict, out: Path) -> None:
             f"{check['checks_per_submit']}.",
             "",
         ]
+    if "models" in report:
+        lines += _model_section(report["models"])
     c = report["cost"]
     lines += [
         "## Cost per 1,000 uploads (see docs/cost.md)",

@@ -96,7 +96,7 @@ def cost_model(report: dict) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true")
-    parser.add_argument("--skip", default="", help="comma-separated: e2e, database, dask, exports")
+    parser.add_argument("--skip", default="", help="comma-separated: e2e, database, dask, exports, models")
     args = parser.parse_args()
     skip = set(filter(None, args.skip.split(",")))
     started = time.perf_counter()
@@ -147,6 +147,15 @@ def main() -> None:
 
         print("… exports and the pre-submit cluster check", file=sys.stderr, flush=True)
         report["exports"] = bench_exports.run(100_000 if args.quick else 1_000_000, 2)
+    if "models" not in skip:
+        import bench_models
+
+        print("… registered models: ResNet-50 inference, similar over stored vectors", file=sys.stderr, flush=True)
+        report["models"] = {
+            "inference": bench_models.inference(5 if args.quick else 10, threads=1),
+            # The embedded PostgreSQL (pgvector); clustered vectors are the target, uniform the worst case.
+            "similar": bench_models.similar_embedded(10_000 if args.quick else 100_000),
+        }
     report["cost"] = cost_model(report)
     report["runtime_s"] = round(time.perf_counter() - started, 1)
     OUT.mkdir(parents=True, exist_ok=True)

@@ -7,6 +7,7 @@ Every key is built by a function of this module, so the layout below is the only
     thumbnails/<image>/<size>.<format>           written by the ingest
     results/<task>.<format>, results/<task>-mask.png   written by the task workers
     models/<user>/<name>/<version>/model.<ext>   registered model artifacts
+    models/<user>/<name>/<version>/export.onnx   a scikit-learn model as ONNX (services/model_exports.py)
     models/staging/<user>/<upload id>            model files before registration
     exports/results/owner_id=<user>/export=<name>/analysis=<operation>/part-<n>.parquet
                                                  Hive-partitioned result exports, written on Dask
@@ -95,6 +96,11 @@ def model_key(owner_id: int, name: str, version: int, extension: str) -> str:
     return f"models/{owner_id}/{name}/{version}/model.{extension}"
 
 
+def model_export_key(owner_id: int, name: str, version: int) -> str:
+    """A scikit-learn model's ONNX export, beside its skops artifact."""
+    return f"models/{owner_id}/{name}/{version}/export.onnx"
+
+
 def model_staging_key(user_id: int, upload_id: str) -> str:
     """Where a model file waits until it is registered (the id is checked by the caller)."""
     return f"{MODEL_STAGING_PREFIX}{user_id}/{upload_id}"
@@ -168,12 +174,14 @@ def keys_under(prefix: str, *, bucket: str | None = None):
             yield item["Key"]
 
 
-def presign_get(key: str, *, bucket: str | None = None, expires: int | None = None) -> str:
+def presign_get(key: str, *, bucket: str | None = None, expires: int | None = None, filename: str | None = None) -> str:
+    """A presigned GET; with `filename`, S3 answers it as an attachment of that name."""
     settings = get_settings()
+    params = {"Bucket": bucket or settings.bucket, "Key": key}
+    if filename:
+        params["ResponseContentDisposition"] = f'attachment; filename="{filename}"'
     return s3_client().generate_presigned_url(
-        "get_object",
-        Params={"Bucket": bucket or settings.bucket, "Key": key},
-        ExpiresIn=expires or settings.presign_expiry_s,
+        "get_object", Params=params, ExpiresIn=expires or settings.presign_expiry_s
     )
 
 

@@ -203,6 +203,23 @@ class Model(Body):
     created_at: datetime
 
 
+class ModelOnnx(Body):
+    """Where to download one model version as ONNX (GET /api/models/{name}/versions/{version}/onnx)."""
+
+    name: str
+    version: int
+    framework: Literal[MODEL_FRAMEWORKS]  # type: ignore[valid-type]
+    task: Literal[MODEL_TASKS]  # type: ignore[valid-type]
+    # artifact: the registered ONNX file itself; sklearn_export: the scikit-learn model converted by
+    # skl2onnx (input `features` float32 [N, n_features] of input_spec's feature; outputs `label`
+    # and `probabilities` [N, classes] in `labels` order).
+    kind: Literal["artifact", "sklearn_export"]
+    url: str  # presigned GET (an attachment named <name>-v<version>.onnx)
+    size_bytes: int | None
+    input_spec: Json
+    labels: list[str]
+
+
 class ModelName(Body):
     name: str
     versions: int

@@ -25,6 +25,14 @@ def export_sklearn(model: Any, n_features: int, *, opset: int = DEFAULT_OPSET) -
     from skl2onnx import convert_sklearn
     from skl2onnx.common.data_types import FloatTensorType
 
+    final = ([step for _, step in getattr(model, "steps", [])] or [model])[-1]
+    if not hasattr(final, "predict_proba"):
+        raise InvalidRequest(
+            f"a {type(final).__name__} gives no probabilities, and Pixelake's confidences for it (a softmax of its "
+            "decision scores) are not part of an ONNX export; train it with logistic_regression, random_forest, "
+            "mlp or knn to export it",
+            code="export_unsupported",
+        )
     try:
         onnx_model = convert_sklearn(
             model,
@@ -37,6 +45,14 @@ def export_sklearn(model: Any, n_features: int, *, opset: int = DEFAULT_OPSET) -
             f"this {type(model).__name__} cannot be exported as ONNX: {exc}", code="export_unsupported"
         ) from None
     return onnx_model.SerializeToString()
+
+
+def export_skops(data: bytes) -> bytes:
+    """A registered or trained scikit-learn model (skops bytes) as ONNX (export_sklearn)."""
+    from chalicelib.ml.training import load_model
+
+    model = load_model(data)
+    return export_sklearn(model, int(model.n_features_in_))
 
 
 def _classifiers(model: Any) -> list:

@@ -128,9 +128,11 @@ def register_trained_model(
     spec: dict, job_id: int, artifact: bytes, labels: list[str], metrics: dict, feature_params: dict
 ) -> int:
     from chalicelib.db import ml_models
+    from chalicelib.services.model_exports import ONNX_CONTENT_TYPE, trained_export
 
     sha256 = hashlib.sha256(artifact).hexdigest()
     owner, name = spec["owner_id"], spec["model_name"]
+    onnx, metrics["onnx_export"] = trained_export(artifact)  # for GET /api/models/{name}/versions/{v}/onnx
     with session_scope() as session:
         version = ml_models.allocate_version(session, owner, name)
         model = ml_models.create(
@@ -150,6 +152,8 @@ def register_trained_model(
             training_job_id=job_id,
         )
         storage.put(model.artifact_key, artifact, "application/octet-stream")
+        if onnx is not None:
+            storage.put(storage.model_export_key(owner, name, version), onnx, ONNX_CONTENT_TYPE)
         return model.id
 
 

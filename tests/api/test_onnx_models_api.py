@@ -210,7 +210,7 @@ def test_similar_by_embedding_returns_the_planted_neighbours_on_either_database(
         assert pgvector == bool(available)
         print("pgvector:", pgvector)
         index_exists = session.execute(
-            text("SELECT 1 FROM pg_class WHERE relname = :n"), {"n": embeddings.index_name(model_id)}
+            text("SELECT 1 FROM pg_class WHERE relname = :n"), {"n": embeddings.index_name(model_id, 16)}
         ).first()
         assert bool(index_exists) == pgvector
         # Another owner's image with the very same vector is never an answer.
@@ -329,3 +329,85 @@ def test_a_transfer_learned_classifier_runs_backbone_and_head_in_one_task(
         by_label = {p["label"]: p["confidence"] for p in predictions}
         assert by_label == pytest.approx(dict(zip(outcome.labels, expected, strict=True)), abs=1e-4)
     assert inference_threads == ["poller-run_inference"] * 2
+
+
+def onnx_download(client, name: str, version: int = 1):
+    return client.http.get(f"/api/models/{name}/versions/{version}/onnx")
+
+
+def test_a_scikit_learn_model_downloads_as_onnx_that_runs_to_parity(client):
+    """GET …/onnx converts the skops model once (skl2onnx), presigns it on moto's S3, and
+    onnxruntime on the downloaded bytes gives scikit-learn's labels and probabilities."""
+    import onnxruntime
+    from sklearn.datasets import load_digits
+
+    from chalicelib import storage
+    from chalicelib.db.session import session_scope
+    from chalicelib.db.tables import MLModel
+    from chalicelib.ml.training import load_model, save_model, train_and_evaluate
+
+    digits = load_digits()
+    X, y = digits.data.astype(np.float32), digits.target.astype(str)
+    outcome = train_and_evaluate(X[:600], y[:600], algorithm="logistic_regression", params={}, seed=0)
+    artifact = save_model(outcome.model)
+    spec = {"feature": "pixels", "feature_params": {"size": 8}}
+    meta = {"name": "digits", "framework": "sklearn", "task": "classify", "input_spec": spec}
+    registered = register(client, meta, artifact)
+    assert registered.status_code == 201, registered.body
+    with session_scope() as session:
+        owner_id = session.get(MLModel, registered.json_body["id"]).owner_id
+    export_key = storage.model_export_key(owner_id, "digits", 1)
+    assert storage.head(export_key) is None
+
+    response = onnx_download(client, "digits")
+    assert response.status_code == 200, response.body
+    body = response.json_body
+    assert body["kind"] == "sklearn_export" and body["framework"] == "sklearn"
+    assert (body["name"], body["version"]) == ("digits", 1)
+    assert body["input_spec"] == spec
+    download = requests.get(body["url"], timeout=10)
+    assert download.status_code == 200
+    assert 'filename="digits-v1.onnx"' in download.headers["Content-Disposition"]
+    assert len(download.content) == body["size_bytes"] == storage.head(export_key)["ContentLength"]
+
+    session = onnxruntime.InferenceSession(download.content, providers=["CPUExecutionProvider"])
+    assert [i.name for i in session.get_inputs()] == ["features"]
+    held_out = X[600:]
+    labels, probabilities = session.run(["label", "probabilities"], {"features": held_out})
+    model = load_model(artifact)  # the registered model, as the ml worker loads it
+    assert list(labels) == list(model.predict(held_out))
+    np.testing.assert_allclose(probabilities, model.predict_proba(held_out), atol=1e-5)
+
+    # The second download presigns the stored export (no second conversion: the object is unchanged).
+    before = storage.head(export_key)["LastModified"]
+    again = onnx_download(client, "digits").json_body
+    assert requests.get(again["url"], timeout=10).content == download.content
+    assert storage.head(export_key)["LastModified"] == before
+
+
+def test_onnx_downloads_of_registered_onnx_models_and_of_what_cannot_be_exported(client):
+    from chalicelib.ml.training import save_model, train_and_evaluate
+
+    registered = register(
+        client,
+        {"name": "colours", "framework": "onnx", "task": "classify", "input_spec": {"size": [8, 8]}},
+        dynamic_classifier(),
+    )
+    assert registered.status_code == 201, registered.body
+    body = onnx_download(client, "colours").json_body
+    assert body["kind"] == "artifact" and body["size_bytes"] == registered.json_body["size_bytes"]
+    assert requests.get(body["url"], timeout=10).content == dynamic_classifier()
+
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((80, 4)).astype(np.float32)
+    svm = train_and_evaluate(X, (X[:, 0] > 0).astype(int), algorithm="linear_svm", params={}, seed=0)
+    meta = {"name": "svm", "framework": "sklearn", "task": "classify", "input_spec": {"feature": "pixels"}}
+    assert register(client, meta, save_model(svm.model)).status_code == 201
+    refused = onnx_download(client, "svm")
+    assert refused.status_code == 400 and refused.json_body["error"]["code"] == "export_unsupported"
+    assert "LinearSVC" in refused.json_body["error"]["message"]
+
+    for path in ("nothing/versions/1", "colours/versions/2", "colours/versions/99999999999"):
+        missing = client.http.get(f"/api/models/{path}/onnx")
+        assert missing.status_code == 404 and missing.json_body["error"]["code"] == "model_not_found", path
+    assert client.http.get("/api/models/colours/versions/0/onnx").status_code == 400

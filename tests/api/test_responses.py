@@ -207,6 +207,9 @@ def _scenario(api: RecordingApi) -> None:
 
     # --- models: the trained one, its skops file registered again (multipart, then a direct upload)
     model = api.get("/api/models/{name}", name="digits").json_body["versions"][0]
+    assert model["metrics"]["onnx_export"] == "available"  # the training job on Dask wrote the ONNX export
+    onnx = api.get("/api/models/{name}/versions/{version}/onnx", name="digits", version=model["version"])
+    assert onnx.status_code == 200 and onnx.json_body["kind"] == "sklearn_export", onnx.body
     artifact = storage.get(storage.model_key(admin["id"], "digits", model["version"], "skops"))
     metadata = {k: model[k] for k in ("framework", "task", "input_spec", "labels")} | {"name": "digits-copy"}
     boundary = "scenarioboundary"
