@@ -31,22 +31,14 @@ log = logging.getLogger(__name__)
 
 ONNX_CONTENT_TYPE = "application/octet-stream"
 EXPORTED = "available"
-MAX_VERSION = 2**31 - 1  # ml_models.version is an INTEGER: no higher version can exist
 
 
 def onnx_download(principal: Principal, name: str, version: int) -> dict:
     """The presigned ONNX file of one version of the caller's model (an admin reaches anyone's)."""
-    from chalicelib.db import ml_models as model_rows
+    from chalicelib.services.models import find_version
 
     with session_scope() as session:
-        model = model_rows.get_version(session, principal.user_id, name, version) if version <= MAX_VERSION else None
-        if model is None and principal.is_admin and version <= MAX_VERSION:
-            owner = model_rows.newest_owner(session, name)
-            model = model_rows.get_version(session, owner, name, version) if owner is not None else None
-        if model is None:
-            raise ApiError(
-                404, "model_not_found", f"model {name!r} has no version {version}; GET /api/models/{name} lists them"
-            )
+        model = find_version(session, principal, name, version)
         answer = {
             "name": model.name,
             "version": model.version,

@@ -234,6 +234,18 @@ def no_such_model(name: str, version: int | None = None) -> ApiError:
     )
 
 
+def find_version(session: Session, principal: Principal, name: str, version: int) -> MLModel:
+    """One version of the model `name` the request means (see _owner_of); 404 when there is none."""
+    from chalicelib.db import ml_models as model_rows
+
+    if version > MAX_VERSION:  # no such version can exist; asking the database would overflow
+        raise no_such_model(name, version)
+    model = model_rows.get_version(session, _owner_of(session, principal, name), name, version)
+    if model is None:
+        raise no_such_model(name, version)
+    return model
+
+
 def versions(principal: Principal, name: str) -> list[MLModel]:
     """Every version of the model `name`, newest first (404 when there is none)."""
     from chalicelib.db import ml_models as model_rows
