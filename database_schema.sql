@@ -413,6 +413,16 @@ ALTER TABLE batches ADD COLUMN tasks_failed INTEGER DEFAULT '0' NOT NULL;
 
 ALTER TABLE batches ADD COLUMN tasks_cancelled INTEGER DEFAULT '0' NOT NULL;
 
+ALTER TABLE batches ADD COLUMN tasks_made_at TIMESTAMP WITH TIME ZONE;
+
+UPDATE batches SET tasks_made_at = created_at;
+
+ALTER TABLE batches ADD COLUMN task_kind VARCHAR(16) DEFAULT 'operation' NOT NULL;
+
+ALTER TABLE batches ADD COLUMN model_id BIGINT;
+
+ALTER TABLE batches ADD CONSTRAINT fk_batches_model_id_ml_models FOREIGN KEY(model_id) REFERENCES ml_models (id) ON DELETE SET NULL;
+
 ALTER TABLE processing_tasks DROP CONSTRAINT ck_processing_tasks_status;
 
 ALTER TABLE processing_tasks ADD CONSTRAINT ck_processing_tasks_status CHECK (status IN ('pending', 'running', 'succeeded', 'failed', 'cancelled'));

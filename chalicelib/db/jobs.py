@@ -4,13 +4,14 @@ changes are chalicelib/db/transitions.py's)."""
 from __future__ import annotations
 
 from collections.abc import Iterable
+from typing import Any
 
 from sqlalchemy import BigInteger, Select, func, literal, select, text
 from sqlalchemy.dialects.postgresql import ARRAY, JSONB, insert
 from sqlalchemy.orm import Session
 
 from chalicelib.db import owned
-from chalicelib.db.tables import BATCH_COUNTED_STATUSES, Batch, ProcessingTask, TrainingJob
+from chalicelib.db.tables import BATCH_COUNTED_STATUSES, Batch, DatasetItem, Image, ProcessingTask, TrainingJob
 from chalicelib.db.vocabulary import TASK_OPEN
 
 BATCH_LOCK_SPACE = 0x6261  # pg_advisory_xact_lock's first key for batch creation ("ba")
@@ -46,12 +47,12 @@ def add_batch_tasks(
     kind: str,
     params: dict,
     model_id: int | None = None,
-    limit: int | None = None,
-) -> int:
+) -> tuple[int, int | None]:
     """One task per image the `image_ids` query names, made in the database by one INSERT … SELECT
-    (no list of ids passes through Python), at most `limit` of them; returns how many were made.
-    (batch, image) is unique, so a retried submission adds nothing twice; the batch's counters
-    are updated by the insert's trigger."""
+    (no list of ids passes through Python); returns how many were made and the largest image id
+    among them. (batch, image) is unique, so a retried chunk adds nothing twice; the batch's
+    counters are updated by the insert's trigger. Give the query a LIMIT for a bounded statement
+    (services.batches makes a prefix's tasks in keyset chunks)."""
     source = image_ids.subquery("source")
     rows = select(
         literal(batch.owner_id, BigInteger),
@@ -63,17 +64,50 @@ def add_batch_tasks(
         literal(model_id, BigInteger),
         literal("pending"),
     )
-    if limit is not None:
-        rows = rows.limit(limit)
     columns = ("owner_id", "image_id", "batch_id", "kind", "operation", "params", "model_id", "status")
-    result = session.execute(
+    made = (
         insert(ProcessingTask)
         .from_select(columns, rows)
         .on_conflict_do_nothing(
             index_elements=["batch_id", "image_id"], index_where=ProcessingTask.batch_id.isnot(None)
         )
+        .returning(ProcessingTask.image_id)
+        .cte("made")
     )
-    return result.rowcount  # type: ignore[attr-defined]
+    count, last = session.execute(select(func.count(), func.max(made.c.image_id))).one()
+    return count, last
+
+
+def source_images(source: dict, owner_filter: int | None) -> tuple[Select, Any]:
+    """The query of a prefix's or a dataset's image ids, and its id column (for keyset chunks)."""
+    if "prefix" in source:
+        prefix = source["prefix"]
+        escaped = prefix.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+        query = select(Image.id).where(Image.key.like(escaped + "%", escape="\\"))
+        if owner_filter is not None:
+            query = query.where(Image.owner_id == owner_filter)
+        return query, Image.id
+    items = (
+        select(DatasetItem.image_id)
+        .where(DatasetItem.dataset_id == source["dataset_id"], DatasetItem.image_id.isnot(None))
+        .distinct()
+    )
+    return items, DatasetItem.image_id
+
+
+def count_at_most(session: Session, query: Select, most: int) -> int:
+    """How many rows `query` gives, counting no further than `most` (a bounded scan)."""
+    return session.scalar(select(func.count()).select_from(query.limit(most).subquery())) or 0
+
+
+def tasks_made_through(session: Session, batch_id: int) -> int:
+    """The largest image id among the batch's tasks (0 for none): chunks are made in image id order."""
+    return (
+        session.scalar(
+            select(func.coalesce(func.max(ProcessingTask.image_id), 0)).where(ProcessingTask.batch_id == batch_id)
+        )
+        or 0
+    )
 
 
 def image_ids_in(ids: Iterable[int]) -> Select[tuple[int]]:

@@ -152,6 +152,12 @@ class Batch(Timestamped, Base):
     tasks_succeeded: Mapped[int] = mapped_column(Integer, server_default="0")
     tasks_failed: Mapped[int] = mapped_column(Integer, server_default="0")
     tasks_cancelled: Mapped[int] = mapped_column(Integer, server_default="0")
+    # When every task was made: at once for a list of image ids; for a prefix or a dataset, by the
+    # batch's driver on Dask, in keyset chunks (no statement outlasts the connection's timeout).
+    tasks_made_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # What each task runs (the resolved plan: its kind and model version), for the tasks made later.
+    task_kind: Mapped[str] = mapped_column(String(16), server_default="operation")
+    model_id: Mapped[int | None] = mapped_column(ForeignKey("ml_models.id", ondelete="SET NULL"))
     error: Mapped[str | None] = mapped_column(Text)
     export_key: Mapped[str | None] = mapped_column(String(1024))
     started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))

@@ -279,14 +279,15 @@ def batch_open_tasks_failed(db: Runner, batch_id: int, reason: str) -> int:
     return _tasks_finished(db, "failed", reason, f"batch_id = :id AND {_TASK_OPEN}", id=batch_id)
 
 
-def batch_orphans_cancelled(db: Runner, batch_id: int) -> int:
-    """After a cancelled batch's dispatcher stopped: its tasks still `running` belong to no live
-    attempt (a worker died with them) and end `cancelled`, so the batch's counts add up."""
+def batch_leftovers_cancelled(db: Runner, batch_id: int) -> int:
+    """After a cancelled batch's driver stopped: its tasks still open belong to no live attempt (made
+    by a chunk that committed after the cancel, or `running` on a worker that died) and end
+    `cancelled`, so the batch's counts add up. Returns how many it cancelled."""
     return _tasks_finished(
         db,
         "cancelled",
         "the batch was cancelled",
-        "batch_id = :id AND status = 'running' AND EXISTS (SELECT 1 FROM batches WHERE id = :id AND status = 'cancelled')",
+        f"batch_id = :id AND {_TASK_OPEN} AND EXISTS (SELECT 1 FROM batches WHERE id = :id AND status = 'cancelled')",
         id=batch_id,
     )
 

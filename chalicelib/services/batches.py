@@ -19,7 +19,6 @@ from chalicelib.errors import ApiError, ComputeUnavailable, found
 from chalicelib.services import resolver
 
 if TYPE_CHECKING:
-    from sqlalchemy import Select
     from sqlalchemy.orm import Session
 
     from chalicelib.db.tables import Batch
@@ -34,10 +33,19 @@ class BatchState:
     counts: dict[str, int]  # tasks by status: pending, running, succeeded, failed, cancelled
 
 
-def _state(batch: Batch) -> BatchState:
-    from chalicelib.db import jobs as job_rows
+IMAGE_IDS_CHUNK = 5_000  # a request's list of image ids, inserted by the api in chunks of this many
 
-    return BatchState(batch, job_rows.batch_counts(batch))
+
+def _state(batch: Batch) -> BatchState:
+    """The batch and its counts; while its driver is still making the tasks of an unfinished
+    batch, the ones not yet made count as pending (the total was counted at creation)."""
+    from chalicelib.db import jobs as job_rows
+    from chalicelib.db.vocabulary import JOB_FINISHED
+
+    counts = job_rows.batch_counts(batch)
+    if batch.tasks_made_at is None and batch.status not in JOB_FINISHED:
+        counts["pending"] += max(0, batch.total - sum(counts.values()))
+    return BatchState(batch, counts)
 
 
 def request_hash(owner_id: int, request: dict[str, Any]) -> str:
@@ -45,42 +53,35 @@ def request_hash(owner_id: int, request: dict[str, Any]) -> str:
     return hashlib.sha256(canonical.encode()).hexdigest()
 
 
-def _source_images(session: Session, principal: Principal, request: dict[str, Any]) -> tuple[dict, Select]:
-    """(the batch's `source`, the query of its image ids): from image ids, a key prefix or a
-    dataset. The query runs inside the INSERT … SELECT that makes the tasks."""
+def _checked_source(session: Session, principal: Principal, request: dict[str, Any]) -> tuple[dict, list[int] | None]:
+    """The batch's `source` ({"image_ids": n} | {"prefix": …} | {"dataset_id": …}) once the caller
+    may use it, and the image ids of a list (all of which exist and are the caller's), else None."""
     from sqlalchemy import select
 
     from chalicelib.db import datasets as dataset_rows
     from chalicelib.db import jobs as job_rows
-    from chalicelib.db.tables import DatasetItem, Image
+    from chalicelib.db.tables import Image
     from chalicelib.services.access import check_readable
 
     given = [s for s in SOURCES if request.get(s) is not None]
     if len(given) != 1:
         raise ApiError(400, "invalid_request", "give exactly one of 'image_ids', 'prefix' or 'dataset_id'")
-    query = select(Image.id)
-    if principal.owner_filter is not None:
-        query = query.where(Image.owner_id == principal.owner_filter)
     if request.get("image_ids") is not None:
         wanted = sorted(set(request["image_ids"]))  # bounded by the request's size
-        existing = set(session.scalars(query.where(Image.id.in_(job_rows.image_ids_in(wanted)))))
+        query = select(Image.id).where(Image.id.in_(job_rows.image_ids_in(wanted)))
+        if principal.owner_filter is not None:
+            query = query.where(Image.owner_id == principal.owner_filter)
+        existing = set(session.scalars(query))
         missing = [image_id for image_id in wanted if image_id not in existing]
         if missing:
             raise ApiError(404, "not_found", f"images {missing[:20]} do not exist")
-        return {"image_ids": len(wanted)}, job_rows.image_ids_in(wanted)
+        return {"image_ids": len(wanted)}, wanted
     if request.get("prefix") is not None:
-        prefix = request["prefix"]
-        check_readable(principal, prefix)
-        escaped = prefix.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-        return {"prefix": prefix}, query.where(Image.key.like(escaped + "%", escape="\\"))
+        check_readable(principal, request["prefix"])
+        return {"prefix": request["prefix"]}, None
     dataset_id = request["dataset_id"]
     found(dataset_rows.get_for_owner(session, dataset_id, principal.owner_filter), "dataset", dataset_id)
-    items = (
-        select(DatasetItem.image_id)
-        .where(DatasetItem.dataset_id == dataset_id, DatasetItem.image_id.isnot(None))
-        .distinct()
-    )
-    return {"dataset_id": dataset_id}, items
+    return {"dataset_id": dataset_id}, None
 
 
 def _too_large(limit: int, queued: int) -> ApiError:
@@ -101,10 +102,27 @@ def _too_large(limit: int, queued: int) -> ApiError:
 def create(principal: Principal, request: dict[str, Any]) -> tuple[BatchState, bool]:
     """The batch of this request and whether it is new: the same request from the same user
     returns the batch it made before. `request` is the POST /api/batches body, every field present.
+    A new batch is submitted to the cluster."""
+    state, new = create_rows(principal, request)
+    if not new:
+        return state, False
+    from chalicelib.db.tables import Batch
+    from chalicelib.services import dask_submit
 
-    The tasks are made by one INSERT … SELECT in the database, however many images the source
-    names; the user's unfinished tasks (in every batch) stay within PIXELAKE_MAX_BATCH_IMAGES.
+    if dask_submit.submit_batch(state.batch.id):  # the cluster could not take it: the row says why
+        with session_scope() as session:
+            state = _state(session.get_one(Batch, state.batch.id))
+    return state, True
+
+
+def create_rows(principal: Principal, request: dict[str, Any]) -> tuple[BatchState, bool]:
+    """The batch row (create without the submission), in one transaction, with its `total`
+    counted in the database; the tasks of a list of image ids are made here, those of a prefix
+    or a dataset by the driver (services.dask_jobs.make_tasks). The user's unfinished tasks, in every batch, stay
+    within PIXELAKE_MAX_BATCH_IMAGES: the count stops one past what is left, so it is bounded too.
     """
+    from datetime import UTC, datetime
+
     from chalicelib.db import jobs as job_rows
     from chalicelib.db.tables import Batch
 
@@ -117,10 +135,20 @@ def create(principal: Principal, request: dict[str, Any]) -> tuple[BatchState, b
         existing = job_rows.find_batch(session, principal.user_id, digest)
         if existing is not None:
             return _state(existing), False
-        source, image_ids = _source_images(session, principal, request)
+        source, image_ids = _checked_source(session, principal, request)
         limit = get_settings().max_batch_images
         queued = job_rows.queued_tasks(session, principal.user_id)
         allowed = max(0, limit - queued)
+        if image_ids is None:
+            total = job_rows.count_at_most(
+                session, job_rows.source_images(source, principal.owner_filter)[0], allowed + 1
+            )
+        else:
+            total = len(image_ids)
+        if total > allowed:
+            raise _too_large(limit, queued)
+        if not total:
+            raise ApiError(400, "empty_batch", "the source names no images")
         batch = Batch(
             owner_id=principal.user_id,
             request_hash=digest,
@@ -128,26 +156,18 @@ def create(principal: Principal, request: dict[str, Any]) -> tuple[BatchState, b
             params=plan.params,
             source=source,
             status="pending",
+            total=total,
+            tasks_made_at=None if image_ids is None else datetime.now(UTC),
+            task_kind=plan.kind,
+            model_id=plan.model_id,
         )
         session.add(batch)
         session.flush()
-        made = job_rows.add_batch_tasks(
-            session, batch, image_ids, kind=plan.kind, params=plan.params, model_id=plan.model_id, limit=allowed + 1
-        )
-        if made > allowed:  # the transaction, batch and tasks, is rolled back
-            raise _too_large(limit, queued)
-        if not made:
-            raise ApiError(400, "empty_batch", "the source names no images")
-        batch.total = made
-        session.flush()
+        for start in range(0, len(image_ids or ()), IMAGE_IDS_CHUNK):
+            chunk = job_rows.image_ids_in((image_ids or [])[start : start + IMAGE_IDS_CHUNK])
+            job_rows.add_batch_tasks(session, batch, chunk, kind=plan.kind, params=plan.params, model_id=plan.model_id)
         session.refresh(batch)
-        state = _state(batch)
-    from chalicelib.services import dask_submit
-
-    if dask_submit.submit_batch(batch.id):  # the cluster could not take it: the row says why
-        with session_scope() as session:
-            state = _state(session.get_one(Batch, batch.id))
-    return state, True
+        return _state(batch), True
 
 
 def page(principal: Principal, *, limit: int, before_id: int | None) -> list[BatchState]:

@@ -169,6 +169,49 @@ class DispatchReport:
     stopped: bool  # the batch was cancelled (or finished elsewhere) during the pass
 
 
+# The tasks of a prefix or a dataset are made by the batch's driver in chunks of this many, each one
+# INSERT … SELECT (seconds at most: no statement outlasts the database connection's 10 s timeout).
+TASK_CHUNK = 25_000
+
+
+def make_tasks(batch_id: int, *, chunk: int = TASK_CHUNK) -> int:
+    """Make the tasks of a prefix's or a dataset's batch, in image id order, `chunk` per statement
+    and transaction, up to the `total` counted at creation; resumable (it starts after the largest
+    image id made) and stopped by a cancel. Returns how many tasks the batch has."""
+    from sqlalchemy import func, update
+
+    from chalicelib.db.tables import BATCH_COUNTED_STATUSES, Batch, User
+
+    with session_scope() as session:
+        batch = session.get_one(Batch, batch_id)
+        if batch.tasks_made_at is not None or not {"prefix", "dataset_id"} & batch.source.keys():
+            return batch.total
+        owner = session.get_one(User, batch.owner_id)
+        query, column = job_rows.source_images(batch.source, None if owner.role == "admin" else owner.id)
+        after = job_rows.tasks_made_through(session, batch_id)
+    while True:
+        with session_scope() as session:
+            batch = session.get_one(Batch, batch_id)
+            left = batch.total - sum(job_rows.batch_counts(batch).values())
+            if batch.status != "running" or left <= 0:
+                break
+            count, last = job_rows.add_batch_tasks(
+                session,
+                batch,
+                query.where(column > after).order_by(column).limit(min(chunk, left)),
+                kind=batch.task_kind,
+                params=batch.params,
+                model_id=batch.model_id,
+            )
+        if not count or last is None:
+            break
+        after = last
+    with session_scope() as session:  # the total is what was made (images deleted meanwhile are not)
+        made = sum(getattr(Batch, f"tasks_{status}") for status in BATCH_COUNTED_STATUSES)
+        session.execute(update(Batch).where(Batch.id == batch_id).values(total=made, tasks_made_at=func.now()))
+        return session.get_one(Batch, batch_id).total
+
+
 def run_batch_partition(task_ids: list[int]) -> dict[str, int]:
     """Runs on a worker: each task once (a finished task is skipped, so a retried partition only
     runs what is left); returns how many ended how. A task whose run raised (a transient fault)
@@ -224,14 +267,16 @@ def dispatch_batch(
     cancel stops the submissions."""
     from chalicelib.ml.distributed import run_partitions
 
-    done, lost, stopped = 0, [], False
+    done, lost, stopped, percent = 0, [], False, -1
 
     def should_stop() -> bool:
-        nonlocal stopped
+        nonlocal stopped, percent
         status, counts = _batch_status(batch_id)
         if total := sum(counts.values()):
             finished = counts["succeeded"] + counts["failed"] + counts["cancelled"]
-            job_progress("batch", round(100 * finished / total), batch_id=batch_id)
+            if (now := round(100 * finished / total)) != percent:  # at most ~100 points per batch
+                percent = now
+                job_progress("batch", percent, batch_id=batch_id)
         stopped = status != "running"
         return stopped
 
@@ -260,14 +305,16 @@ def batch_in_flight(client) -> int:
 def run_batch_job(batch_id: int) -> str:
     """Run the batch's unfinished tasks in partitions; each task records its own outcome.
 
-    Resumable: run again (resubmitted, or rescheduled by Dask after its worker died), it runs only
-    the tasks not yet finished. Cancelled, it stops submitting; tasks of no live attempt end
-    cancelled so the counts add up."""
+    The tasks of a prefix or a dataset are made first, in chunks (make_tasks).
+    Resumable: run again (resubmitted, or rescheduled by Dask after its worker died), it makes the
+    tasks not yet made and runs only those not yet finished. Cancelled, it stops; its tasks of no
+    live attempt end cancelled so the counts add up."""
     from distributed import worker_client
 
     with session_scope() as session:
         if not transitions.batch_running(transitions.on_session(session), batch_id):
             return "skipped"
+    make_tasks(batch_id)  # a prefix's or a dataset's tasks, in chunks (resumed where a lost driver stopped)
     size = get_settings().batch_partition_size
     status, report = "running", DispatchReport(0, [], False)
     with worker_client() as client:
@@ -281,7 +328,7 @@ def run_batch_job(batch_id: int) -> str:
     with session_scope() as session:
         db = transitions.on_session(session)
         if status == "cancelled":
-            transitions.batch_orphans_cancelled(db, batch_id)
+            transitions.batch_leftovers_cancelled(db, batch_id)
         elif status == "running":  # tasks still open after the last pass
             reason = f"no attempt finished it in {BATCH_PASSES} passes" + (
                 f" (last: {report.lost[-1]})" if report.lost else ""

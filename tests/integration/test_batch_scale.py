@@ -141,9 +141,11 @@ def test_the_counters_follow_every_statement_that_changes_tasks(db):
         session.add(batch)
         session.flush()
         images = select(Image.id).where(Image.key.startswith(prefix))
-        made = job_rows.add_batch_tasks(session, batch, images, kind="operation", params={}, limit=40)
-        assert made == 40
-        assert job_rows.add_batch_tasks(session, batch, images, kind="operation", params={}) == 10  # the rest only
+        made, last = job_rows.add_batch_tasks(
+            session, batch, images.order_by(Image.id).limit(40), kind="operation", params={}
+        )
+        assert made == 40 and last == max(session.scalars(images.order_by(Image.id).limit(40)))
+        assert job_rows.add_batch_tasks(session, batch, images, kind="operation", params={})[0] == 10  # the rest only
         session.refresh(batch)
         assert job_rows.batch_counts(batch)["pending"] == 50
         batch_id = batch.id
@@ -176,7 +178,7 @@ def test_the_counters_follow_every_statement_that_changes_tasks(db):
             "cancelled": 45,
         }
         assert job_rows.open_task_page(session, batch_id, after_id=0, limit=1000) == [task_ids[4]]
-        assert transitions.batch_orphans_cancelled(transitions.on_session(session), batch_id) == 1
+        assert transitions.batch_leftovers_cancelled(transitions.on_session(session), batch_id) == 1
     with session_scope() as session:
         batch = session.get(Batch, batch_id)
         assert job_rows.batch_counts(batch) == counted(batch_id) and batch.tasks_cancelled == 46
@@ -184,7 +186,9 @@ def test_the_counters_follow_every_statement_that_changes_tasks(db):
 
 def test_a_cancelled_batch_stops_and_its_counts_add_up(client, dask_cluster):
     prefix = register_images(3000, stored=0)
-    created = post(client, "/api/batches", {"prefix": prefix, "operation": "flip"}).json_body
+    with session_scope() as session:
+        ids = list(session.scalars(text("SELECT id FROM images WHERE key LIKE :p"), {"p": prefix + "%"}))
+    created = post(client, "/api/batches", {"image_ids": ids, "operation": "flip"}).json_body  # tasks made at once
     cancelled = post(client, f"/api/batches/{created['id']}/cancel", {})
     assert cancelled.status_code == 200, cancelled.body
     assert cancelled.json_body["status"] == "cancelled" and cancelled.json_body["pending"] == 0
@@ -198,6 +202,14 @@ def test_a_cancelled_batch_stops_and_its_counts_add_up(client, dask_cluster):
     assert again.status_code == 409 and again.json_body["error"]["code"] == "batch_finished"
     assert post(client, f"/api/batches/{created['id']}/resume", {}).status_code == 409
     assert post(client, "/api/batches/999999999/cancel", {}).status_code == 404
+
+    # A prefix's batch cancelled before its driver made all its tasks: the total is what was made.
+    early = post(client, "/api/batches", {"prefix": prefix, "operation": "flip"}).json_body
+    assert post(client, f"/api/batches/{early['id']}/cancel", {}).status_code == 200
+    batch = finished(client, early["id"])
+    assert batch["status"] == "cancelled" and batch["total"] <= 3000
+    assert {status: batch[status] for status in STATUSES} == counted(early["id"])
+    assert sum(batch[status] for status in STATUSES) == batch["total"]
 
 
 def test_a_batch_survives_a_killed_worker_and_every_task_ends_once(client, dask_cluster):
@@ -244,7 +256,7 @@ def test_resume_runs_only_the_unfinished_tasks(client, dask_cluster):
         session.add(batch)
         session.flush()
         images = select(Image.id).where(Image.key.startswith(prefix))
-        batch.total = job_rows.add_batch_tasks(session, batch, images, kind="operation", params={})
+        batch.total, _ = job_rows.add_batch_tasks(session, batch, images, kind="operation", params={})
         batch_id = batch.id
         *done, orphan = job_rows.open_task_page(session, batch_id, after_id=0, limit=11)
     with direct.transaction() as conn:
@@ -284,7 +296,7 @@ def test_the_per_user_limit_counts_unfinished_batches(client, dask_cluster, batc
         session.add(other)
         session.flush()
         images = select(Image.id).where(Image.key.startswith(queued))
-        other.total = job_rows.add_batch_tasks(session, other, images, kind="operation", params={})
+        other.total, _ = job_rows.add_batch_tasks(session, other, images, kind="operation", params={})
         other_id = other.id
     fits_alone = register_images(30, stored=0)
     refused = post(client, "/api/batches", {"prefix": fits_alone, "operation": "flip"})

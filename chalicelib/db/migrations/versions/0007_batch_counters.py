@@ -1,5 +1,6 @@
 """Batches without a size cap: per-batch task counters kept by triggers, `cancelled` tasks, and an
-index of each batch's unfinished tasks for the dispatcher's keyset pages.
+index of each batch's unfinished tasks for the dispatcher's keyset pages, and `tasks_made_at` (the
+tasks of a prefix or dataset are made by the batch's driver, in chunks).
 
 Revision ID: 0007
 Revises: 0006
@@ -32,6 +33,13 @@ BATCH_TASK_COUNTS = (
 def upgrade() -> None:
     for status in STATUSES:
         op.add_column("batches", sa.Column(f"tasks_{status}", sa.Integer(), server_default="0", nullable=False))
+    op.add_column("batches", sa.Column("tasks_made_at", sa.DateTime(timezone=True), nullable=True))
+    op.execute("UPDATE batches SET tasks_made_at = created_at")
+    op.add_column("batches", sa.Column("task_kind", sa.String(length=16), server_default="operation", nullable=False))
+    op.add_column("batches", sa.Column("model_id", sa.BigInteger(), nullable=True))
+    op.create_foreign_key(
+        op.f("fk_batches_model_id_ml_models"), "batches", "ml_models", ["model_id"], ["id"], ondelete="SET NULL"
+    )
     op.drop_constraint(op.f("ck_processing_tasks_status"), "processing_tasks", type_="check")
     op.create_check_constraint(
         op.f("ck_processing_tasks_status"),
@@ -67,5 +75,9 @@ def downgrade() -> None:
     op.create_check_constraint(
         op.f("ck_processing_tasks_status"), "processing_tasks", "status IN ('pending', 'running', 'succeeded', 'failed')"
     )
+    op.drop_constraint(op.f("fk_batches_model_id_ml_models"), "batches", type_="foreignkey")
+    op.drop_column("batches", "model_id")
+    op.drop_column("batches", "task_kind")
+    op.drop_column("batches", "tasks_made_at")
     for status in STATUSES:
         op.drop_column("batches", f"tasks_{status}")
