@@ -11,10 +11,11 @@ ready images by generate_series. Then:
   the same SELECT inserted at once into an unindexed, trigger-less copy of processing_tasks.
 - progress: GET /api/batches/{id} through chalice.test.Client (p50/p95 over `requests`), against
   what it did before the counters: COUNT(*) … GROUP BY status over the batch's tasks.
-- driver memory: `services.dask_jobs.dispatch_batch` (the real pages and partitions) on a
-  LocalCluster of two worker processes whose partition function is a stub that marks its tasks
+- driver memory: `services.dask_jobs.dispatch_batch` (the real pages and partitions) with a
+  partition function that is a stub marking its tasks
   succeeded in one UPDATE (so the counters' trigger runs too), 1,000 tasks a partition (the stub's
-  tasks cost nothing); peak Python memory of the driver process (tracemalloc, the Dask client's
+  tasks cost nothing), on a scheduler and two workers started as their own processes with Dask's
+  command-line tools; peak Python memory of the driver process (tracemalloc, the Dask client's
   thread included) against the list of every task id that the driver held before.
 
     .venv/bin/python benchmarks/bench_batches.py [--images 1000000] [--requests 200]   # prints JSON
@@ -23,9 +24,12 @@ ready images by generate_series. Then:
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
+import subprocess
 import sys
+import tempfile
 import time
 import tracemalloc
 from pathlib import Path
@@ -166,10 +170,45 @@ def progress_reads(url: str, batch_id: int, requests: int) -> dict:
     }
 
 
+@contextlib.contextmanager
+def cli_cluster(workers: int = 2):
+    """A scheduler and workers started with `dask scheduler` / `dask worker`, each its own process,
+    so that this process holds the driver only (a LocalCluster's scheduler would run in it)."""
+    from distributed import Client
+
+    tmp = Path(tempfile.mkdtemp(prefix="pixelake-bench-batches-"))
+    dask = str(Path(sys.executable).parent / "dask")
+    env = {
+        "PATH": os.environ["PATH"],
+        "PYTHONPATH": f"{REPO}:{REPO / 'benchmarks'}",
+        "DATABASE_URL": os.environ["DATABASE_URL"],
+    }
+    scheduler_file = tmp / "scheduler.json"
+    options = ["--host", "127.0.0.1", "--dashboard-address", "127.0.0.1:0"]
+    quiet = {"env": env, "stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL}
+    processes = [
+        subprocess.Popen([dask, "scheduler", "--port", "0", "--scheduler-file", str(scheduler_file), *options], **quiet)
+    ]  # type: ignore[call-overload]
+    try:
+        deadline = time.monotonic() + 60
+        while not scheduler_file.exists() and time.monotonic() < deadline:
+            time.sleep(0.1)  # waiting for another process to come up, not synchronising a result
+        address = json.loads(scheduler_file.read_text())["address"]
+        for _ in range(workers):
+            processes.append(subprocess.Popen([dask, "worker", address, "--nthreads", "1", *options], **quiet))  # type: ignore[call-overload]
+        with Client(address, timeout=15) as client:
+            client.wait_for_workers(workers, timeout=90)
+            yield client
+    finally:
+        for process in processes[::-1]:
+            process.terminate()
+        for process in processes:
+            process.wait(timeout=30)
+
+
 def driver_memory(batch_id: int, partition_size: int = 1000) -> dict:
     """Peak traced memory of the dispatch loop over every task, and of the id list it replaced."""
     import bench_batches
-    from distributed import Client, LocalCluster
     from sqlalchemy import select
 
     from chalicelib.db.session import session_scope
@@ -186,12 +225,7 @@ def driver_memory(batch_id: int, partition_size: int = 1000) -> dict:
     tracemalloc.stop()
 
     size = partition_size  # stub tasks cost nothing: partitions larger than PIXELAKE_BATCH_PARTITION_SIZE
-    with (
-        LocalCluster(
-            n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1", dashboard_address="127.0.0.1:0"
-        ) as cluster,
-        Client(cluster) as client,
-    ):
+    with cli_cluster() as client:
         client.submit(bench_batches.stub_partition, [], pure=False).result()  # warm: imports, connections
         tracemalloc.start()
         start = time.perf_counter()
@@ -212,6 +246,7 @@ def driver_memory(batch_id: int, partition_size: int = 1000) -> dict:
         "tasks_per_s": round(batch.total / seconds),
         "peak_mb": round(peak / 2**20, 1),
         "id_list_peak_mb": round(old_peak / 2**20, 1),
+        "cluster": "dask scheduler + 2 dask worker processes (the driver's process holds no scheduler)",
     }
 
 
