@@ -401,5 +401,70 @@ CREATE INDEX ix_image_embeddings_model_id_owner_id ON image_embeddings (model_id
 
 UPDATE alembic_version SET version_num='0006' WHERE alembic_version.version_num = '0005';
 
+-- Running upgrade 0006 -> 0007
+
+ALTER TABLE batches ADD COLUMN tasks_pending INTEGER DEFAULT '0' NOT NULL;
+
+ALTER TABLE batches ADD COLUMN tasks_running INTEGER DEFAULT '0' NOT NULL;
+
+ALTER TABLE batches ADD COLUMN tasks_succeeded INTEGER DEFAULT '0' NOT NULL;
+
+ALTER TABLE batches ADD COLUMN tasks_failed INTEGER DEFAULT '0' NOT NULL;
+
+ALTER TABLE batches ADD COLUMN tasks_cancelled INTEGER DEFAULT '0' NOT NULL;
+
+ALTER TABLE batches ADD COLUMN tasks_made_at TIMESTAMP WITH TIME ZONE;
+
+UPDATE batches SET tasks_made_at = created_at;
+
+ALTER TABLE batches ADD COLUMN task_kind VARCHAR(16) DEFAULT 'operation' NOT NULL;
+
+ALTER TABLE batches ADD COLUMN model_id BIGINT;
+
+ALTER TABLE batches ADD CONSTRAINT fk_batches_model_id_ml_models FOREIGN KEY(model_id) REFERENCES ml_models (id) ON DELETE SET NULL;
+
+ALTER TABLE processing_tasks DROP CONSTRAINT ck_processing_tasks_status;
+
+ALTER TABLE processing_tasks ADD CONSTRAINT ck_processing_tasks_status CHECK (status IN ('pending', 'running', 'succeeded', 'failed', 'cancelled'));
+
+CREATE INDEX ix_processing_tasks_batch_id_id_open ON processing_tasks (batch_id, id) WHERE batch_id IS NOT NULL AND status IN ('pending', 'running');
+
+UPDATE batches b SET tasks_pending = c.pending, tasks_running = c.running, tasks_succeeded = c.succeeded, tasks_failed = c.failed, tasks_cancelled = c.cancelled FROM (SELECT batch_id, count(*) FILTER (WHERE status = 'pending') AS pending, count(*) FILTER (WHERE status = 'running') AS running, count(*) FILTER (WHERE status = 'succeeded') AS succeeded, count(*) FILTER (WHERE status = 'failed') AS failed, count(*) FILTER (WHERE status = 'cancelled') AS cancelled FROM processing_tasks WHERE batch_id IS NOT NULL GROUP BY batch_id) c WHERE b.id = c.batch_id;
+
+CREATE OR REPLACE FUNCTION count_batch_tasks_insert() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    UPDATE batches b SET tasks_pending = b.tasks_pending + d.pending, tasks_running = b.tasks_running + d.running, tasks_succeeded = b.tasks_succeeded + d.succeeded, tasks_failed = b.tasks_failed + d.failed, tasks_cancelled = b.tasks_cancelled + d.cancelled
+    FROM (SELECT batch_id, coalesce(sum(n) FILTER (WHERE status = 'pending'), 0) AS pending, coalesce(sum(n) FILTER (WHERE status = 'running'), 0) AS running, coalesce(sum(n) FILTER (WHERE status = 'succeeded'), 0) AS succeeded, coalesce(sum(n) FILTER (WHERE status = 'failed'), 0) AS failed, coalesce(sum(n) FILTER (WHERE status = 'cancelled'), 0) AS cancelled FROM (SELECT batch_id, status, 1 AS n FROM new_tasks WHERE batch_id IS NOT NULL) c GROUP BY batch_id) d
+    WHERE b.id = d.batch_id AND (d.pending, d.running, d.succeeded, d.failed, d.cancelled) <> (0, 0, 0, 0, 0);
+    RETURN NULL;
+END
+$$;
+
+CREATE TRIGGER batch_task_counts_insert AFTER INSERT ON processing_tasks REFERENCING NEW TABLE AS new_tasks FOR EACH STATEMENT EXECUTE FUNCTION count_batch_tasks_insert();
+
+CREATE OR REPLACE FUNCTION count_batch_tasks_delete() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    UPDATE batches b SET tasks_pending = b.tasks_pending + d.pending, tasks_running = b.tasks_running + d.running, tasks_succeeded = b.tasks_succeeded + d.succeeded, tasks_failed = b.tasks_failed + d.failed, tasks_cancelled = b.tasks_cancelled + d.cancelled
+    FROM (SELECT batch_id, coalesce(sum(n) FILTER (WHERE status = 'pending'), 0) AS pending, coalesce(sum(n) FILTER (WHERE status = 'running'), 0) AS running, coalesce(sum(n) FILTER (WHERE status = 'succeeded'), 0) AS succeeded, coalesce(sum(n) FILTER (WHERE status = 'failed'), 0) AS failed, coalesce(sum(n) FILTER (WHERE status = 'cancelled'), 0) AS cancelled FROM (SELECT batch_id, status, -1 AS n FROM old_tasks WHERE batch_id IS NOT NULL) c GROUP BY batch_id) d
+    WHERE b.id = d.batch_id AND (d.pending, d.running, d.succeeded, d.failed, d.cancelled) <> (0, 0, 0, 0, 0);
+    RETURN NULL;
+END
+$$;
+
+CREATE TRIGGER batch_task_counts_delete AFTER DELETE ON processing_tasks REFERENCING OLD TABLE AS old_tasks FOR EACH STATEMENT EXECUTE FUNCTION count_batch_tasks_delete();
+
+CREATE OR REPLACE FUNCTION count_batch_tasks_update() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    UPDATE batches b SET tasks_pending = b.tasks_pending + d.pending, tasks_running = b.tasks_running + d.running, tasks_succeeded = b.tasks_succeeded + d.succeeded, tasks_failed = b.tasks_failed + d.failed, tasks_cancelled = b.tasks_cancelled + d.cancelled
+    FROM (SELECT batch_id, coalesce(sum(n) FILTER (WHERE status = 'pending'), 0) AS pending, coalesce(sum(n) FILTER (WHERE status = 'running'), 0) AS running, coalesce(sum(n) FILTER (WHERE status = 'succeeded'), 0) AS succeeded, coalesce(sum(n) FILTER (WHERE status = 'failed'), 0) AS failed, coalesce(sum(n) FILTER (WHERE status = 'cancelled'), 0) AS cancelled FROM (SELECT nt.batch_id, change.status, change.n FROM new_tasks nt JOIN old_tasks ot ON ot.id = nt.id CROSS JOIN LATERAL (VALUES (nt.status, 1), (ot.status, -1)) AS change (status, n) WHERE nt.batch_id IS NOT NULL AND nt.status IS DISTINCT FROM ot.status) c GROUP BY batch_id) d
+    WHERE b.id = d.batch_id AND (d.pending, d.running, d.succeeded, d.failed, d.cancelled) <> (0, 0, 0, 0, 0);
+    RETURN NULL;
+END
+$$;
+
+CREATE TRIGGER batch_task_counts_update AFTER UPDATE ON processing_tasks REFERENCING OLD TABLE AS old_tasks NEW TABLE AS new_tasks FOR EACH STATEMENT EXECUTE FUNCTION count_batch_tasks_update();
+
+UPDATE alembic_version SET version_num='0007' WHERE alembic_version.version_num = '0006';
+
 COMMIT;
 

@@ -162,6 +162,19 @@ def write(report: dict, out: Path) -> None:
                 f"| {name}, {report['database']['rows']['results']:,} results: p95 | {row['p95_ms']} ms "
                 f"| ≤ 50 ms | {_met(row['p95_ms'], 50)} |"
             )
+    if "batches" in report:
+        b = report["batches"]
+        create, progress, driver = b["create"], b["progress"], b["driver"]
+        lines += [
+            f"| batch creation, {create['tasks']:,} tasks (INSERT … SELECT) | {create['create_s']} s "
+            f"({create['create_over_bare']}× a bare insert) | ≤ {create['target_s']} s | "
+            f"{_met(create['create_s'], create['target_s'])} |",
+            f"| GET /api/batches/{{id}} at {create['tasks']:,} tasks: p95 | {progress['p95_ms']} ms "
+            f"(COUNT(*): {progress['count_star_p95_ms']} ms) | ≤ {progress['target_p95_ms']} ms | "
+            f"{_met(progress['p95_ms'], progress['target_p95_ms'])} |",
+            f"| batch driver peak memory, {driver['tasks']:,} tasks | {driver['peak_mb']} MB "
+            f"(the id list it held before: {driver['id_list_peak_mb']} MB) | bounded | |",
+        ]
     if "e2e" in report:
         lines.append(
             f"| upload → ready, local stack, {report['e2e']['uploads']} uploads | p50 {report['e2e']['p50_ms']:.0f} ms, "
@@ -369,6 +382,27 @@ def write(report: dict, out: Path) -> None:
             "",
             f"Speed-up {d['speedup']}×; other processes used ≈{d['other_processes_cores_during_2_workers']} "
             "cores during the 2-worker run.",
+            "",
+        ]
+    if "batches" in report:
+        b = report["batches"]
+        create, progress, driver = b["create"], b["progress"], b["driver"]
+        lines += [
+            "## Batches at a million tasks",
+            "",
+            f"{b['images']:,} ready images loaded by generate_series ({b['load_s']} s). `create_rows` made the batch "
+            f"(the api request: {create['api_request_s']} s) and `make_tasks` its {create['tasks']:,} tasks (INSERT … SELECT "
+            f"in chunks of {create['chunk']:,}, with the indexes, foreign keys and the counters' trigger): "
+            f"{create['create_s']} s in all; the same SELECT at once into a bare table: {create['bare_insert_s']} s.",
+            "",
+            f"GET /api/batches/{{id}} (counters on the batch row), {progress['requests']} requests: p50 "
+            f"{progress['p50_ms']} ms, p95 {progress['p95_ms']} ms; the COUNT(*) … GROUP BY status it replaced: p50 "
+            f"{progress['count_star_p50_ms']} ms, p95 {progress['count_star_p95_ms']} ms.",
+            "",
+            f"`dispatch_batch` over every task ({driver['partitions']:,} partitions of {driver['partition_size']:,}, "
+            f"{driver['in_flight']} in flight, stub tasks on 2 worker processes): {driver['dispatch_s']} s "
+            f"({driver['tasks_per_s']:,} tasks/s); the driver's peak traced memory {driver['peak_mb']} MB, against "
+            f"{driver['id_list_peak_mb']} MB for the list of every task id it held before.",
             "",
         ]
     if "exports" in report:

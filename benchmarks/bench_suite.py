@@ -4,7 +4,7 @@ Inputs are generated from photos that packages ship (benchmarks/inputs.py). Ever
 comes with a reference measured in the same run, because the machine is shared: the ratios
 are what carry from one run (or machine) to the next, not the milliseconds.
 
-    .venv/bin/python benchmarks/bench_suite.py [--quick] [--skip e2e,database,dask]
+    .venv/bin/python benchmarks/bench_suite.py [--quick] [--skip e2e,database,batches,dask]
 """
 
 from __future__ import annotations
@@ -96,7 +96,7 @@ def cost_model(report: dict) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true")
-    parser.add_argument("--skip", default="", help="comma-separated: e2e, database, dask, exports, models")
+    parser.add_argument("--skip", default="", help="comma-separated: e2e, database, batches, dask, exports, models")
     args = parser.parse_args()
     skip = set(filter(None, args.skip.split(",")))
     started = time.perf_counter()
@@ -134,6 +134,11 @@ def main() -> None:
         print("… database (1,000,000 results rows)", file=sys.stderr, flush=True)
         os.environ.setdefault("PIXELAKE_STATS_MAX_AGE", "60")
         report["database"] = bench_database.run(100_000 if args.quick else 1_000_000, 20 if args.quick else 40)
+    if "batches" not in skip:
+        import bench_batches
+
+        print("… batches at 1,000,000 tasks: creation, progress reads, driver memory", file=sys.stderr, flush=True)
+        report["batches"] = bench_batches.run(100_000 if args.quick else 1_000_000, 50 if args.quick else 200)
     if "e2e" not in skip:
         import bench_e2e
 

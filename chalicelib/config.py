@@ -70,7 +70,17 @@ class Settings:
         metadata=_env("PIXELAKE_INGEST_ANALYZERS", "analyzers run on every upload, comma-separated"),
     )
     max_batch_images: int = field(
-        default=10_000, metadata=_env("PIXELAKE_MAX_BATCH_IMAGES", "most images in one batch")
+        default=1_000_000,
+        metadata=_env(
+            "PIXELAKE_MAX_BATCH_IMAGES", "most tasks one user's unfinished batches hold together (a batch's images)"
+        ),
+    )
+    batch_partition_size: int = field(
+        default=200, metadata=_env("PIXELAKE_BATCH_PARTITION_SIZE", "tasks in one Dask partition of a batch")
+    )
+    batch_in_flight: int = field(
+        default=0,
+        metadata=_env("PIXELAKE_BATCH_IN_FLIGHT", "partitions of a batch submitted at once; 0: two per worker thread"),
     )
     max_dataset_items: int = field(
         default=100_000, metadata=_env("PIXELAKE_MAX_DATASET_ITEMS", "most items in one dataset")

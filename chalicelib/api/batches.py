@@ -1,4 +1,4 @@
-"""Batches: POST/GET /api/batches and their Parquet export. The logic is in chalicelib/services/batches.py."""
+"""Batches: POST/GET /api/batches, cancel, resume and their Parquet export. The logic is in chalicelib/services/batches.py."""
 
 from __future__ import annotations
 
@@ -31,7 +31,7 @@ class CreateBatch(msgspec.Struct, forbid_unknown_fields=True):
 
 def batch_json(batch: Batch, counts: dict[str, int]) -> dict:
     total = sum(counts.values())
-    finished = counts["succeeded"] + counts["failed"]
+    finished = counts["succeeded"] + counts["failed"] + counts["cancelled"]
     return {
         "id": batch.id,
         "operation": batch.operation,
@@ -103,6 +103,36 @@ def get_batch(batch_id: str):
     number = parse_id(batch_id, "batch")
     state = batch_service.get(current_principal(batches_api.current_request), number)
     return batch_json(state.batch, state.counts)
+
+
+@route(
+    batches_api,
+    "/api/batches/{batch_id}/cancel",
+    methods=["POST"],
+    tag="batches",
+    summary="Cancel a batch: dispatch stops and its tasks not yet started end cancelled (running ones finish)",
+    responses={404: "no such batch", 409: "already finished"},
+    response=responses.Batch,
+)
+def cancel_batch(batch_id: str):
+    number = parse_id(batch_id, "batch")
+    state = batch_service.cancel(current_principal(batches_api.current_request), number)
+    return batch_json(state.batch, state.counts)
+
+
+@route(
+    batches_api,
+    "/api/batches/{batch_id}/resume",
+    methods=["POST"],
+    tag="batches",
+    summary="Submit an unfinished batch again (after a scheduler restart): only its unfinished tasks run",
+    responses={404: "no such batch", 409: "already finished"},
+    response={202: responses.Batch},
+)
+def resume_batch(batch_id: str):
+    number = parse_id(batch_id, "batch")
+    state = batch_service.resume(current_principal(batches_api.current_request), number)
+    return created(batch_json(state.batch, state.counts), f"/api/batches/{number}", status=202)
 
 
 @route(

@@ -337,6 +337,7 @@ class Batch(Body):
     running: int
     succeeded: int
     failed: int
+    cancelled: int
     progress: BatchProgress
     export_key: str | None
     error: str | None

@@ -145,6 +145,19 @@ class Batch(Timestamped, Base):
     source: Mapped[dict[str, Any]] = mapped_column(server_default=text("'{}'::jsonb"))
     status: Mapped[str] = mapped_column(String(16), server_default="pending")
     total: Mapped[int] = mapped_column(Integer, server_default="0")
+    # The batch's tasks by status, kept by the BATCH_TASK_COUNTS triggers in the statement that
+    # changes a task: progress is one row read, not a count over a million tasks.
+    tasks_pending: Mapped[int] = mapped_column(Integer, server_default="0")
+    tasks_running: Mapped[int] = mapped_column(Integer, server_default="0")
+    tasks_succeeded: Mapped[int] = mapped_column(Integer, server_default="0")
+    tasks_failed: Mapped[int] = mapped_column(Integer, server_default="0")
+    tasks_cancelled: Mapped[int] = mapped_column(Integer, server_default="0")
+    # When every task was made: at once for a list of image ids; for a prefix or a dataset, by the
+    # batch's driver on Dask, in keyset chunks (no statement outlasts the connection's timeout).
+    tasks_made_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # What each task runs (the resolved plan: its kind and model version), for the tasks made later.
+    task_kind: Mapped[str] = mapped_column(String(16), server_default="operation")
+    model_id: Mapped[int | None] = mapped_column(ForeignKey("ml_models.id", ondelete="SET NULL"))
     error: Mapped[str | None] = mapped_column(Text)
     export_key: Mapped[str | None] = mapped_column(String(1024))
     started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
@@ -166,6 +179,13 @@ class ProcessingTask(Timestamped, Base):
             "image_id",
             unique=True,
             postgresql_where=text("batch_id IS NOT NULL"),
+        ),
+        # A batch's unfinished tasks in id order: the dispatcher's keyset pages (chalicelib.db.jobs.open_task_page).
+        Index(
+            "ix_processing_tasks_batch_id_id_open",
+            "batch_id",
+            "id",
+            postgresql_where=text("batch_id IS NOT NULL AND status IN ('pending', 'running')"),
         ),
     )
 
@@ -382,3 +402,46 @@ STATISTICS_SUMMARY_INDEXES = (
     "CREATE UNIQUE INDEX uq_processing_statistics_totals ON processing_statistics_totals (owner_key, operation, status)",
 )
 # owner_key 0: every owner's tasks together (an admin's view; percentiles do not add up).
+
+
+# Batch progress counters (batches.tasks_<status>): statement-level triggers on processing_tasks add
+# up each statement's changes per batch and status, so an INSERT … SELECT of a million tasks or the
+# cancel of the rest updates each batch row once, and a single task's transition updates it in the
+# same statement (and transaction) that changes the task. Lock order is always task rows, then the
+# batch row (chalicelib/db/transitions.py batch_cancelled relies on it).
+BATCH_COUNTED_STATUSES = ("pending", "running", "succeeded", "failed", "cancelled")
+_BATCH_TASK_CHANGES = {  # trigger event → (transition table clause, the (batch_id, status, n) changes)
+    "insert": ("NEW TABLE AS new_tasks", "SELECT batch_id, status, 1 AS n FROM new_tasks WHERE batch_id IS NOT NULL"),
+    "delete": ("OLD TABLE AS old_tasks", "SELECT batch_id, status, -1 AS n FROM old_tasks WHERE batch_id IS NOT NULL"),
+    "update": (
+        "OLD TABLE AS old_tasks NEW TABLE AS new_tasks",
+        (
+            "SELECT nt.batch_id, change.status, change.n FROM new_tasks nt JOIN old_tasks ot ON ot.id = nt.id "
+            "CROSS JOIN LATERAL (VALUES (nt.status, 1), (ot.status, -1)) AS change (status, n) "
+            "WHERE nt.batch_id IS NOT NULL AND nt.status IS DISTINCT FROM ot.status"
+        ),
+    ),
+}
+
+
+def _batch_counts_statements() -> tuple[str, ...]:
+    sets = ", ".join(f"tasks_{s} = b.tasks_{s} + d.{s}" for s in BATCH_COUNTED_STATUSES)
+    sums = ", ".join(f"coalesce(sum(n) FILTER (WHERE status = '{s}'), 0) AS {s}" for s in BATCH_COUNTED_STATUSES)
+    zeros_of_d = ", ".join(f"d.{s}" for s in BATCH_COUNTED_STATUSES)
+    zeros = ", ".join("0" for _ in BATCH_COUNTED_STATUSES)
+    statements = []
+    for event, (referencing, changes) in _BATCH_TASK_CHANGES.items():
+        statements.append(
+            f"CREATE OR REPLACE FUNCTION count_batch_tasks_{event}() RETURNS trigger LANGUAGE plpgsql AS $$\n"
+            f"BEGIN\n    UPDATE batches b SET {sets}\n"
+            f"    FROM (SELECT batch_id, {sums} FROM ({changes}) c GROUP BY batch_id) d\n"
+            f"    WHERE b.id = d.batch_id AND ({zeros_of_d}) <> ({zeros});\n    RETURN NULL;\nEND\n$$"
+        )
+        statements.append(
+            f"CREATE TRIGGER batch_task_counts_{event} AFTER {event.upper()} ON processing_tasks "
+            f"REFERENCING {referencing} FOR EACH STATEMENT EXECUTE FUNCTION count_batch_tasks_{event}()"
+        )
+    return tuple(statements)
+
+
+BATCH_TASK_COUNTS = _batch_counts_statements()

@@ -143,15 +143,19 @@ def task_running(db: Runner, task_id: int) -> dict | None:
     return dict(zip(TASK_COLUMNS, rows[0], strict=True)) if rows else None
 
 
+def _tasks_finished(db: Runner, status: str, reason: str, where: str, **params: Any) -> int:
+    """Finish the tasks `where` names with the status and reason; how many it finished."""
+    rows = db.run(
+        f"UPDATE processing_tasks SET status = '{status}', error = :error, {_TASK_FINISH} WHERE {where} RETURNING id",
+        error=reason,
+        **params,
+    )
+    return len(rows or [])
+
+
 def task_failed(db: Runner, task_id: int, reason: str) -> bool:
     """Fail an unfinished task with the reason; False when it had finished already."""
-    rows = db.run(
-        f"UPDATE processing_tasks SET status = 'failed', error = :error, {_TASK_FINISH} "
-        f"WHERE id = :id AND {_TASK_OPEN} RETURNING id",
-        error=reason,
-        id=task_id,
-    )
-    return bool(rows)
+    return bool(_tasks_finished(db, "failed", reason, f"id = :id AND {_TASK_OPEN}", id=task_id))
 
 
 def task_succeeded(db: Runner, task_id: int) -> None:
@@ -217,7 +221,9 @@ def job_finished(
     return bool(rows)
 
 
-# --- batches: pending → running → succeeded | failed (Dask, api) ------------------------------
+# --- batches: pending → running → succeeded | failed | cancelled (Dask, api) --------------------
+# The batch's counts by task status (batches.tasks_*) are kept by triggers in each task statement
+# (chalicelib/db/tables.py BATCH_TASK_COUNTS): these statements read them, never count tasks.
 
 
 def batch_running(db: Runner, batch_id: int) -> bool:
@@ -230,21 +236,60 @@ def batch_running(db: Runner, batch_id: int) -> bool:
     return bool(rows)
 
 
-# A batch none of whose tasks succeeded has failed; one with some failures has succeeded, and its
-# counts say how many failed. A batch of no tasks cannot exist (the API refuses an empty source).
-_BATCH_ANY_SUCCEEDED = "EXISTS (SELECT 1 FROM processing_tasks WHERE batch_id = :id AND status = 'succeeded')"
-
-
 def batch_finished(db: Runner, batch_id: int) -> str:
-    """Every task of the batch has recorded its outcome: `succeeded`, or `failed` when none succeeded."""
+    """Finish a running batch once none of its tasks is pending or running: `succeeded`, or
+    `failed` when none succeeded (its counts say how many failed). Returns the batch's status:
+    still `running` while tasks are unfinished, `cancelled` when it was cancelled meanwhile."""
     rows = db.run(
-        f"UPDATE batches SET status = CASE WHEN {_BATCH_ANY_SUCCEEDED} THEN 'succeeded' ELSE 'failed' END, "
-        f"error = CASE WHEN {_BATCH_ANY_SUCCEEDED} THEN NULL ELSE 'all ' || "
-        "(SELECT count(*) FROM processing_tasks WHERE batch_id = :id) || ' tasks failed (see each task''s error)' END, "
-        "finished_at = clock_timestamp(), updated_at = now() WHERE id = :id RETURNING status",
+        "UPDATE batches SET status = CASE WHEN tasks_succeeded > 0 THEN 'succeeded' ELSE 'failed' END, "
+        "error = CASE WHEN tasks_succeeded > 0 THEN NULL ELSE 'all ' || tasks_failed || "
+        "' tasks failed (see each task''s error)' END, finished_at = clock_timestamp(), updated_at = now() "
+        f"WHERE id = :id AND {_JOB_OPEN} AND tasks_pending = 0 AND tasks_running = 0 RETURNING status",
         id=batch_id,
     )
+    if rows:
+        return rows[0][0]
+    rows = db.run("SELECT status FROM batches WHERE id = :id", id=batch_id)
     return rows[0][0] if rows else "skipped"
+
+
+def batch_cancelled(db: Runner, batch_id: int) -> bool:
+    """Cancel an unfinished batch: its tasks not yet started end `cancelled`, the batch too (its
+    dispatcher stops at its next page; tasks already running finish and are counted). False when
+    it had finished already.
+
+    Two statements in one transaction, tasks first: a worker's transition locks its task and
+    then (the counters' trigger) the batch row, so locking in the same order cannot deadlock."""
+    db.run(
+        "UPDATE processing_tasks SET status = 'cancelled', error = 'the batch was cancelled', "
+        f"finished_at = clock_timestamp(), updated_at = now() WHERE batch_id = :id AND status = 'pending' "
+        f"AND EXISTS (SELECT 1 FROM batches WHERE id = :id AND {_JOB_OPEN})",
+        id=batch_id,
+    )
+    rows = db.run(
+        "UPDATE batches SET status = 'cancelled', error = 'cancelled', finished_at = clock_timestamp(), "
+        f"updated_at = now() WHERE id = :id AND {_JOB_OPEN} RETURNING id",
+        id=batch_id,
+    )
+    return bool(rows)
+
+
+def batch_open_tasks_failed(db: Runner, batch_id: int, reason: str) -> int:
+    """The tasks a running batch's dispatcher could not get finished (chalicelib.services.dask_jobs): failed with the reason."""
+    return _tasks_finished(db, "failed", reason, f"batch_id = :id AND {_TASK_OPEN}", id=batch_id)
+
+
+def batch_leftovers_cancelled(db: Runner, batch_id: int) -> int:
+    """After a cancelled batch's driver stopped: its tasks still open belong to no live attempt (made
+    by a chunk that committed after the cancel, or `running` on a worker that died) and end
+    `cancelled`, so the batch's counts add up. Returns how many it cancelled."""
+    return _tasks_finished(
+        db,
+        "cancelled",
+        "the batch was cancelled",
+        f"batch_id = :id AND {_TASK_OPEN} AND EXISTS (SELECT 1 FROM batches WHERE id = :id AND status = 'cancelled')",
+        id=batch_id,
+    )
 
 
 def job_failed_to_start(db: Runner, job_id: int, reason: str) -> bool:
@@ -259,13 +304,18 @@ def job_failed_to_start(db: Runner, job_id: int, reason: str) -> bool:
 
 
 def batch_failed_to_start(db: Runner, batch_id: int, reason: str) -> bool:
-    """A pending batch the cluster could not take: it and the tasks it never started fail with the reason."""
+    """A pending batch the cluster could not take: it and the tasks it never started fail with the
+    reason (tasks first, the lock order of batch_cancelled)."""
+    db.run(
+        "UPDATE processing_tasks SET status = 'failed', error = :error, finished_at = clock_timestamp(), "
+        "updated_at = now() WHERE batch_id = :id AND status = 'pending' "
+        "AND EXISTS (SELECT 1 FROM batches WHERE id = :id AND status = 'pending')",
+        id=batch_id,
+        error=reason,
+    )
     rows = db.run(
-        "WITH batch AS (UPDATE batches SET status = 'failed', error = :error, finished_at = clock_timestamp(), "
-        "updated_at = now() WHERE id = :id AND status = 'pending' RETURNING id), "
-        "tasks AS (UPDATE processing_tasks SET status = 'failed', error = :error, finished_at = clock_timestamp(), "
-        "updated_at = now() WHERE batch_id IN (SELECT id FROM batch) AND status = 'pending') "
-        "SELECT id FROM batch",
+        "UPDATE batches SET status = 'failed', error = :error, finished_at = clock_timestamp(), "
+        "updated_at = now() WHERE id = :id AND status = 'pending' RETURNING id",
         id=batch_id,
         error=reason,
     )

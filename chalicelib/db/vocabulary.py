@@ -6,8 +6,10 @@ worker functions) can name them without paying for the ORM at import.
 
 # expired: a presigned upload whose file did not arrive before its URL expired (services/stuck_uploads.py).
 IMAGE_STATUSES = ("pending", "processing", "ready", "failed", "expired")
-TASK_STATUSES = ("pending", "running", "succeeded", "failed")
-TASK_FINISHED = ("succeeded", "failed")
+# cancelled: a batch's task that had not started when its batch was cancelled.
+TASK_STATUSES = ("pending", "running", "succeeded", "failed", "cancelled")
+TASK_FINISHED = ("succeeded", "failed", "cancelled")
+TASK_OPEN = ("pending", "running")
 JOB_STATUSES = ("pending", "running", "succeeded", "failed", "cancelled")
 JOB_FINISHED = ("succeeded", "failed", "cancelled")
 MODEL_STATUSES = ("active", "inactive", "archived")

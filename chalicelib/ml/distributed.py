@@ -162,24 +162,78 @@ def _run_partition(chunk: list, *, fn: Callable[[Any], Any]) -> list[ItemOutcome
     return outcomes
 
 
+def run_partitions(
+    client: Client,
+    partitions: Iterable[list],
+    fn: Callable[[list], Any],
+    *,
+    max_in_flight: int,
+    key: Callable[[list], str] | None = None,
+    should_stop: Callable[[], bool] | None = None,
+) -> Iterator[tuple[list, Any]]:
+    """Run `fn(partition)` on the cluster for each partition, with at most `max_in_flight` submitted
+    and not yet consumed; yield (partition, result) as each completes — the result is the exception
+    when `fn` raised (or its worker died more often than the scheduler's allowed-failures).
+
+    `partitions` is consumed lazily, one for each that completes, so the driver holds at most
+    `max_in_flight` partitions and futures, however many there are (a generator of keyset pages
+    serves a million items in bounded memory). `key(partition)` names each submission (Dask runs a
+    key once, so a resubmitted driver does not double a partition still running). Once
+    `should_stop()` (asked after each completion) is true, nothing more is submitted and the
+    partitions in flight are waited for. Stopping the iteration early cancels those in flight.
+    """
+    from distributed import as_completed
+
+    if max_in_flight < 1:
+        raise ValueError(f"max_in_flight must be at least 1, got {max_in_flight}")
+    pending = iter(partitions)
+    in_flight: dict[Any, tuple[Any, list]] = {}  # key → (future, partition)
+    completed = as_completed()
+
+    def submit_next() -> None:
+        partition = next(pending, None)
+        if partition is None:
+            return
+        options = {"key": key(partition)} if key is not None else {}
+        future = client.submit(fn, partition, pure=False, **options)
+        in_flight[future.key] = (future, partition)
+        completed.add(future)
+
+    for _ in range(max_in_flight):
+        submit_next()
+    stopped = False
+    try:
+        for future in completed:
+            _, partition = in_flight.pop(future.key)
+            try:
+                result = future.result()
+            except Exception as exc:  # the caller decides what a lost partition means
+                result = exc
+            future.release()
+            yield partition, result
+            stopped = stopped or bool(should_stop and should_stop())
+            if not stopped:
+                submit_next()
+    finally:
+        client.cancel([future for future, _ in in_flight.values()])
+        completed.clear()
+
+
 def run_batch(client: Client, items: Iterable, fn: Callable[[Any], Any], partitions: int) -> Iterator[ItemOutcome]:
     """Apply `fn` to every item in `partitions` tasks; yield each item's outcome as its partition completes.
 
     Outcomes come partition by partition in completion order, not in the order of `items`.
     Stopping the iteration early cancels the partitions still running.
     """
-    from distributed import as_completed
+    import functools
 
     chunks = split_partitions(list(items), partitions)
-    if not chunks:
-        return
-    futures = client.map(_run_partition, chunks, fn=fn, pure=False)
-    try:
-        for future in as_completed(futures):
-            yield from future.result()
-            future.release()
-    finally:
-        client.cancel([future for future in futures if not future.done()])
+    for _, outcomes in run_partitions(
+        client, chunks, functools.partial(_run_partition, fn=fn), max_in_flight=max(1, len(chunks))
+    ):
+        if isinstance(outcomes, BaseException):
+            raise outcomes
+        yield from outcomes
 
 
 def _train_and_save(

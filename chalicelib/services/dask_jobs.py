@@ -11,6 +11,9 @@ from __future__ import annotations
 import functools
 import hashlib
 import logging
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any
 
 from chalicelib import storage
 from chalicelib.config import get_settings
@@ -157,36 +160,186 @@ def register_trained_model(
         return model.id
 
 
-def run_batch_item(task_id: int) -> str:
+# A batch is dispatched in passes over its unfinished tasks; a pass that ends with tasks still open
+# (a partition lost with its worker more often than the scheduler retries it) is followed by
+# another, and after the last one the tasks still open fail with the reason.
+BATCH_PASSES = 3
+
+
+@dataclass(frozen=True)
+class DispatchReport:
+    partitions: int  # partitions that completed (with or without an error)
+    lost: list[str]  # why each partition that raised was lost
+    stopped: bool  # the batch was cancelled (or finished elsewhere) during the pass
+
+
+# The tasks of a prefix or a dataset are made by the batch's driver in chunks of this many, each one
+# INSERT … SELECT (seconds at most: no statement outlasts the database connection's 10 s timeout).
+TASK_CHUNK = 25_000
+
+
+def make_tasks(batch_id: int, *, chunk: int = TASK_CHUNK) -> int:
+    """Make the tasks of a prefix's or a dataset's batch, in image id order, `chunk` per statement
+    and transaction, up to the `total` counted at creation; resumable (it starts after the largest
+    image id made) and stopped by a cancel. Returns how many tasks the batch has."""
+    from sqlalchemy import func, update
+
+    from chalicelib.db.tables import BATCH_COUNTED_STATUSES, Batch, User
+
+    with session_scope() as session:
+        batch = session.get_one(Batch, batch_id)
+        if batch.tasks_made_at is not None or not {"prefix", "dataset_id"} & batch.source.keys():
+            return batch.total
+        owner = session.get_one(User, batch.owner_id)
+        query, column = job_rows.source_images(batch.source, None if owner.role == "admin" else owner.id)
+        after = job_rows.tasks_made_through(session, batch_id)
+    while True:
+        with session_scope() as session:
+            batch = session.get_one(Batch, batch_id)
+            left = batch.total - sum(job_rows.batch_counts(batch).values())
+            if batch.status != "running" or left <= 0:
+                break
+            count, last = job_rows.add_batch_tasks(
+                session,
+                batch,
+                query.where(column > after).order_by(column).limit(min(chunk, left)),
+                kind=batch.task_kind,
+                params=batch.params,
+                model_id=batch.model_id,
+            )
+        if not count or last is None:
+            break
+        after = last
+    with session_scope() as session:  # the total is what was made (images deleted meanwhile are not)
+        made = sum(getattr(Batch, f"tasks_{status}") for status in BATCH_COUNTED_STATUSES)
+        session.execute(update(Batch).where(Batch.id == batch_id).values(total=made, tasks_made_at=func.now()))
+        return session.get_one(Batch, batch_id).total
+
+
+def run_batch_partition(task_ids: list[int]) -> dict[str, int]:
+    """Runs on a worker: each task once (a finished task is skipped, so a retried partition only
+    runs what is left); returns how many ended how. A task whose run raised (a transient fault)
+    is failed with the reason here, not shipped back to the driver."""
+    from chalicelib.db import direct
+    from chalicelib.ml.distributed import describe_failure
     from chalicelib.services.task_runs import execute
 
-    return execute(task_id)
+    outcomes: dict[str, int] = {}
+    for task_id in task_ids:
+        try:
+            outcome = execute(task_id)
+        except Exception as exc:  # the task records why; the partition goes on
+            with direct.transaction() as db:
+                transitions.task_failed(db, task_id, describe_failure(exc))
+            outcome = "failed"
+        outcomes[outcome] = outcomes.get(outcome, 0) + 1
+    return outcomes
+
+
+def open_task_pages(batch_id: int, size: int) -> Iterator[list[int]]:
+    """The batch's unfinished task ids, `size` at a time, by keyset pages (each read as it is needed)."""
+    after = 0
+    while True:
+        with session_scope() as session:
+            page = job_rows.open_task_page(session, batch_id, after_id=after, limit=size)
+        if not page:
+            return
+        yield page
+        after = page[-1]
+
+
+def _batch_status(batch_id: int) -> tuple[str, dict[str, int]]:
+    from chalicelib.db.tables import Batch
+
+    with session_scope() as session:
+        batch = session.get(Batch, batch_id)
+        return (batch.status, job_rows.batch_counts(batch)) if batch is not None else ("cancelled", {})
+
+
+def dispatch_batch(
+    client,
+    batch_id: int,
+    partition_fn: Callable[[list[int]], Any] = run_batch_partition,
+    *,
+    partition_size: int,
+    max_in_flight: int,
+    attempt: int = 1,
+) -> DispatchReport:
+    """One pass over the batch's unfinished tasks: keyset pages of `partition_size` task ids
+    submitted as partitions, at most `max_in_flight` at a time, so the driver's memory does not
+    grow with the batch. Progress is read from the batch's counters as partitions complete; a
+    cancel stops the submissions."""
+    from chalicelib.ml.distributed import run_partitions
+
+    done, lost, stopped, percent = 0, [], False, -1
+
+    def should_stop() -> bool:
+        nonlocal stopped, percent
+        status, counts = _batch_status(batch_id)
+        if total := sum(counts.values()):
+            finished = counts["succeeded"] + counts["failed"] + counts["cancelled"]
+            if (now := round(100 * finished / total)) != percent:  # at most ~100 points per batch
+                percent = now
+                job_progress("batch", percent, batch_id=batch_id)
+        stopped = status != "running"
+        return stopped
+
+    for partition, result in run_partitions(
+        client,
+        open_task_pages(batch_id, partition_size),
+        partition_fn,
+        max_in_flight=max_in_flight,
+        key=lambda ids: f"batch-{batch_id}-pass-{attempt}-tasks-{ids[0]}-{ids[-1]}",
+        should_stop=should_stop,
+    ):
+        done += 1
+        if isinstance(result, BaseException):
+            log.warning("batch %s: partition of tasks %s..%s lost: %s", batch_id, partition[0], partition[-1], result)
+            lost.append(f"{type(result).__name__}: {result}")
+    return DispatchReport(done, lost, stopped)
+
+
+def batch_in_flight(client) -> int:
+    """Partitions in flight: PIXELAKE_BATCH_IN_FLIGHT, or two per worker thread of the cluster."""
+    configured = get_settings().batch_in_flight
+    return configured or max(2, 2 * sum(client.nthreads().values()))
 
 
 @_with_log_context("batch_id")
 def run_batch_job(batch_id: int) -> str:
-    """Run the batch's unfinished tasks in partitions; each task records its own outcome."""
-    from distributed import worker_client
+    """Run the batch's unfinished tasks in partitions; each task records its own outcome.
 
-    from chalicelib.ml.distributed import default_partitions, run_batch
+    The tasks of a prefix or a dataset are made first, in chunks (make_tasks).
+    Resumable: run again (resubmitted, or rescheduled by Dask after its worker died), it makes the
+    tasks not yet made and runs only those not yet finished. Cancelled, it stops; its tasks of no
+    live attempt end cancelled so the counts add up."""
+    from distributed import worker_client
 
     with session_scope() as session:
         if not transitions.batch_running(transitions.on_session(session), batch_id):
             return "skipped"
-        task_ids = job_rows.pending_batch_tasks(session, batch_id)
+    make_tasks(batch_id)  # a prefix's or a dataset's tasks, in chunks (resumed where a lost driver stopped)
+    size = get_settings().batch_partition_size
+    status, report = "running", DispatchReport(0, [], False)
     with worker_client() as client:
-        for done, outcome in enumerate(
-            run_batch(client, task_ids, run_batch_item, default_partitions(client, len(task_ids))), 1
-        ):
-            if done % max(1, len(task_ids) // 20) == 0:  # about twenty points per batch
-                job_progress("batch", round(100 * done / len(task_ids)), batch_id=batch_id)
-            if not outcome.ok:  # a transient fault the task could not record itself
-                with session_scope() as session:
-                    transitions.task_failed(
-                        transitions.on_session(session), outcome.item, outcome.error or "the task could not run"
-                    )
+        in_flight = batch_in_flight(client)
+        for attempt in range(1, BATCH_PASSES + 1):
+            report = dispatch_batch(client, batch_id, partition_size=size, max_in_flight=in_flight, attempt=attempt)
+            with session_scope() as session:
+                status = transitions.batch_finished(transitions.on_session(session), batch_id)
+            if status != "running" or report.stopped:
+                break
     with session_scope() as session:
-        return transitions.batch_finished(transitions.on_session(session), batch_id)
+        db = transitions.on_session(session)
+        if status == "cancelled":
+            transitions.batch_leftovers_cancelled(db, batch_id)
+        elif status == "running":  # tasks still open after the last pass
+            reason = f"no attempt finished it in {BATCH_PASSES} passes" + (
+                f" (last: {report.lost[-1]})" if report.lost else ""
+            )
+            transitions.batch_open_tasks_failed(db, batch_id, reason)
+            status = transitions.batch_finished(db, batch_id)
+    return status
 
 
 def export_batch(batch_id: int) -> str:

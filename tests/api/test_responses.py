@@ -101,6 +101,24 @@ def _finished(api: RecordingApi, path: str, **params) -> dict:
     )
 
 
+def _stranded_batch(owner_id: int, image_ids: list[int]) -> int:
+    """A batch `running` with its tasks pending and no driver: what a scheduler restart leaves."""
+    import uuid
+
+    from chalicelib.db import jobs as job_rows
+    from chalicelib.db.session import session_scope
+    from chalicelib.db.tables import Batch
+
+    with session_scope() as session:
+        batch = Batch(owner_id=owner_id, request_hash=uuid.uuid4().hex, operation="flip", source={}, status="running")
+        session.add(batch)
+        session.flush()
+        batch.total, _ = job_rows.add_batch_tasks(
+            session, batch, job_rows.image_ids_in(image_ids), kind="operation", params={}
+        )
+        return batch.id
+
+
 def _presigned_upload(ticket: dict, data: bytes, content_type: str) -> None:
     upload = requests.post(
         ticket["url"], data=ticket["fields"], files={"file": ("file", data, content_type)}, timeout=10
@@ -248,6 +266,13 @@ def _scenario(api: RecordingApi) -> None:
     assert api.post("/api/batches", batch_request).status_code == 200
     assert api.get("/api/batches").status_code == 200
     assert api.get("/api/batches/{batch_id}/export", batch_id=finished["id"]).status_code in (200, 202)
+    # Cancel and resume, on batches left running with no driver (as after a scheduler restart).
+    stranded = [_stranded_batch(admin["id"], ids) for _ in range(2)]
+    cancelled = api.post("/api/batches/{batch_id}/cancel", batch_id=stranded[0])
+    assert cancelled.status_code == 200 and cancelled.json_body["cancelled"] == 2, cancelled.body
+    resumed = api.post("/api/batches/{batch_id}/resume", batch_id=stranded[1])
+    assert resumed.status_code == 202, resumed.body
+    assert _finished(api, "/api/batches/{batch_id}", batch_id=stranded[1])["succeeded"] == 2
 
     # --- the audit log of all of it
     assert api.get("/api/audit", query="limit=200").json_body["items"]

@@ -243,7 +243,7 @@ def test_the_dask_batch_job_runs_every_task_and_skips_a_finished_batch(client, d
         )
         session.add(batch)
         session.flush()
-        job_rows.add_batch_tasks(session, batch, kind=plan.kind, image_ids=images, params=plan.params)
+        job_rows.add_batch_tasks(session, batch, job_rows.image_ids_in(images), kind=plan.kind, params=plan.params)
         batch_id = batch.id
     dask = compute.dask_client()
     assert dask.submit(run_batch_job, batch_id, pure=False).result(timeout=240) == "succeeded"

@@ -195,7 +195,7 @@ def test_a_batch_whose_submission_was_lost_is_submitted_again_when_read(client, 
         )
         session.add(batch)
         session.flush()
-        job_rows.add_batch_tasks(session, batch, kind="operation", image_ids=[image["id"]], params={})
+        job_rows.add_batch_tasks(session, batch, job_rows.image_ids_in([image["id"]]), kind="operation", params={})
         batch_id = batch.id
     done = wait_for(
         lambda: (b := client.http.get(f"/api/batches/{batch_id}").json_body)["status"] == "succeeded" and b,
