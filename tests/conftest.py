@@ -110,6 +110,18 @@ def _reset_clients() -> None:
     identity._local_principal.cache_clear()
 
 
+def _wait_for_an_idle_cluster() -> None:
+    """A previous test's work may still run on the cluster (a cancelled batch's partitions, a
+    rerun after a killed worker): emptying the tables under it deadlocks or hands its writes to
+    the next test, so wait until no worker is processing anything."""
+    from polling import wait_for
+
+    from chalicelib import compute
+
+    client = compute.dask_client()
+    wait_for(lambda: not any(client.processing().values()), timeout=180, what="the Dask cluster idle")
+
+
 @pytest.fixture
 def db(stack_env):
     """A clean database for the test (all rows removed, ids restarted)."""
@@ -119,6 +131,8 @@ def db(stack_env):
     from chalicelib.db.tables import Base
     from chalicelib.services import identity
 
+    if os.environ.get("DASK_SCHEDULER_ADDRESS"):
+        _wait_for_an_idle_cluster()
     tables = ", ".join(t.name for t in Base.metadata.sorted_tables)
     with get_engine().begin() as conn:
         conn.execute(text(f"TRUNCATE {tables} RESTART IDENTITY CASCADE"))
