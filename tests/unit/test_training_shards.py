@@ -144,7 +144,7 @@ def test_shards_fitted_in_memory_match_the_in_memory_fit(digit_shards):
     "algorithm, params", [("sgd", {}), ("mlp", {"hidden_units": 64, "epochs": 30}), ("naive_bayes", {})]
 )
 def test_an_incremental_fit_is_as_accurate_as_the_in_memory_one(digit_shards, algorithm, params):
-    files, counts, X, y = digit_shards
+    files, counts, _, _ = digit_shards
     reads: list[int] = []
     streamed = train_from_shards(
         counts,
