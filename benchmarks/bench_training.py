@@ -109,30 +109,17 @@ def _rss_mb() -> float:
 def child(mode: str, folder: str, count: int) -> None:
     """One measurement in this fresh process; prints JSON."""
     import functools
-    import logging
 
+    import bench_dask_scaling
     import numpy as np  # noqa: F401 - imported before the baseline, as the job's process has it
     import pyarrow.parquet  # noqa: F401
     import sklearn.linear_model  # noqa: F401
-    from distributed import Client, LocalCluster
 
     from chalicelib.ml import distributed as dist
     from chalicelib.ml import training
 
-    root = Path(folder)
-    manifest = root / "manifest.csv"
-    with (
-        LocalCluster(
-            n_workers=2,
-            threads_per_worker=1,
-            processes=True,
-            host="127.0.0.1",
-            dashboard_address="127.0.0.1:0",
-            silence_logs=logging.CRITICAL,
-        ) as cluster,
-        Client(cluster) as client,
-    ):
-        client.wait_for_workers(2)
+    manifest = Path(folder) / "manifest.csv"
+    with bench_dask_scaling.local_cluster(2) as client:
         client.run(lambda: __import__("chalicelib.ml.features"))
         baseline = _rss_mb()
         start = time.perf_counter()

@@ -13,7 +13,7 @@ import json
 
 import numpy as np
 import pytest
-from onnx_nets import colour_embedder, tinted
+from onnx_nets import colour_embedder, register, tinted
 from polling import wait_for
 
 from chalicelib import storage
@@ -21,27 +21,10 @@ from chalicelib import storage
 pytestmark = pytest.mark.timeout(600)
 
 JSON = {"Content-Type": "application/json"}
-BOUNDARY = "pixelaketransferboundary"
 
 
 def post(client, path, body):
     return client.http.post(path, body=json.dumps(body), headers=JSON)
-
-
-def register(client, metadata: dict, data: bytes):
-    body = (
-        (
-            f'--{BOUNDARY}\r\nContent-Disposition: form-data; name="metadata"\r\n'
-            f"Content-Type: application/json\r\n\r\n{json.dumps(metadata)}\r\n"
-            f'--{BOUNDARY}\r\nContent-Disposition: form-data; name="file"; filename="model.onnx"\r\n'
-            "Content-Type: application/octet-stream\r\n\r\n"
-        ).encode()
-        + data
-        + f"\r\n--{BOUNDARY}--\r\n".encode()
-    )
-    return client.http.post(
-        "/api/models", body=body, headers={"Content-Type": f"multipart/form-data; boundary={BOUNDARY}"}
-    )
 
 
 def finished(client, job_id):
