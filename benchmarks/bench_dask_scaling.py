@@ -123,7 +123,8 @@ def timed_batch(client, folder: str, names: list[str], partitions: int) -> dict:
 
 
 @contextlib.contextmanager
-def warm_cluster(n_workers: int, folder: str, names: list[str]):
+def local_cluster(n_workers: int):
+    """A client of a LocalCluster of `n_workers` one-thread processes on loopback, all started."""
     from distributed import Client, LocalCluster
 
     # silence_logs: heartbeats cut by the shutdown would print tracebacks; failures of the
@@ -140,6 +141,12 @@ def warm_cluster(n_workers: int, folder: str, names: list[str]):
         Client(cluster) as client,
     ):
         client.wait_for_workers(n_workers)
+        yield client
+
+
+@contextlib.contextmanager
+def warm_cluster(n_workers: int, folder: str, names: list[str]):
+    with local_cluster(n_workers) as client:
         # Warm-up: imports and first decodes on every worker, outside the timing.
         warm = functools.partial(thumbnails_and_phash, folder)
         for worker in client.scheduler_info()["workers"]:

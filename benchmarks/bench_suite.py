@@ -4,7 +4,7 @@ Inputs are generated from photos that packages ship (benchmarks/inputs.py). Ever
 comes with a reference measured in the same run, because the machine is shared: the ratios
 are what carry from one run (or machine) to the next, not the milliseconds.
 
-    .venv/bin/python benchmarks/bench_suite.py [--quick] [--skip e2e,database,batches,dask]
+    .venv/bin/python benchmarks/bench_suite.py [--quick] [--skip e2e,database,batches,dask,exports,models,training]
 """
 
 from __future__ import annotations
@@ -96,7 +96,9 @@ def cost_model(report: dict) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true")
-    parser.add_argument("--skip", default="", help="comma-separated: e2e, database, batches, dask, exports, models")
+    parser.add_argument(
+        "--skip", default="", help="comma-separated: e2e, database, batches, dask, exports, models, training"
+    )
     args = parser.parse_args()
     skip = set(filter(None, args.skip.split(",")))
     started = time.perf_counter()
@@ -161,7 +163,15 @@ def main() -> None:
             # The embedded PostgreSQL (pgvector); clustered vectors are the target, uniform the worst case.
             "similar": bench_models.similar_embedded(10_000 if args.quick else 100_000),
         }
+    import bench_training
+
+    if "training" not in skip:
+        print("… training: driver memory over N and 4N images", file=sys.stderr, flush=True)
+        report["training_memory"] = bench_training.driver_memory(1000 if args.quick else 3000)
     report["cost"] = cost_model(report)
+    report["fargate"] = bench_training.fargate_model(
+        report["pipeline"]["ingest"]["timings"]["ingest"]["cpu_ms"], report.get("dask")
+    )
     report["runtime_s"] = round(time.perf_counter() - started, 1)
     OUT.mkdir(parents=True, exist_ok=True)
     (OUT / "report.json").write_text(json.dumps(report, indent=2, default=str) + "\n")

@@ -85,6 +85,13 @@ class Settings:
     max_dataset_items: int = field(
         default=100_000, metadata=_env("PIXELAKE_MAX_DATASET_ITEMS", "most items in one dataset")
     )
+    training_sample_items: int = field(
+        default=50_000,
+        metadata=_env(
+            "PIXELAKE_TRAINING_SAMPLE_ITEMS",
+            "most training items a job fits in memory; larger datasets are fitted incrementally (partial_fit) or on a stratified sample of this size",
+        ),
+    )
     presign_expiry_s: int = field(
         default=900, metadata=_env("PIXELAKE_PRESIGN_EXPIRY", "lifetime of presigned URLs in seconds")
     )

@@ -11,6 +11,8 @@ Every key is built by a function of this module, so the layout below is the only
     models/staging/<user>/<upload id>            model files before registration
     exports/results/owner_id=<user>/export=<name>/analysis=<operation>/part-<n>.parquet
                                                  Hive-partitioned result exports, written on Dask
+    training/<user>/<job>/features/part-<n>.parquet  a training job's feature shards, written by the
+                                                 Dask workers (position, key, label, features)
 """
 
 from __future__ import annotations
@@ -109,6 +111,15 @@ def model_staging_key(user_id: int, upload_id: str) -> str:
 def results_export_prefix(owner_id: int, export: str) -> str:
     """One export's partition of the results table (`export` is e.g. batch-<id> or account-<time>)."""
     return f"{RESULTS_EXPORT_PREFIX}owner_id={owner_id}/export={export}/"
+
+
+def training_job_prefix(owner_id: int, job_id: int) -> str:
+    return f"training/{owner_id}/{job_id}/"
+
+
+def training_shard_key(owner_id: int, job_id: int, index: int) -> str:
+    """One shard of a training job's features (chalicelib/ml/distributed.py: encode_shard)."""
+    return f"{training_job_prefix(owner_id, job_id)}features/part-{index:05d}.parquet"
 
 
 def owner_from_upload_key(key: str) -> int | None:

@@ -1,8 +1,9 @@
-"""Small ONNX networks built in the tests (no weights to download)."""
+"""Small ONNX networks built in the tests (no weights to download), and their registration."""
 
 from __future__ import annotations
 
 import io
+import json
 
 import numpy as np
 from onnx import TensorProto, helper, numpy_helper
@@ -123,3 +124,23 @@ def tinted(rng, warm: bool, size=48) -> bytes:
     out = io.BytesIO()
     Image.fromarray(np.clip(np.rint(rgb), 0, 255).astype(np.uint8), "RGB").save(out, "PNG")
     return out.getvalue()
+
+
+BOUNDARY = "pixelakeonnxboundary"
+
+
+def register(client, metadata: dict, data: bytes):
+    """POST /api/models as multipart: the `metadata` JSON part and the ONNX `file`."""
+    body = (
+        (
+            f'--{BOUNDARY}\r\nContent-Disposition: form-data; name="metadata"\r\n'
+            f"Content-Type: application/json\r\n\r\n{json.dumps(metadata)}\r\n"
+            f'--{BOUNDARY}\r\nContent-Disposition: form-data; name="file"; filename="model.onnx"\r\n'
+            "Content-Type: application/octet-stream\r\n\r\n"
+        ).encode()
+        + data
+        + f"\r\n--{BOUNDARY}--\r\n".encode()
+    )
+    return client.http.post(
+        "/api/models", body=body, headers={"Content-Type": f"multipart/form-data; boundary={BOUNDARY}"}
+    )

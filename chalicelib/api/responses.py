@@ -385,6 +385,7 @@ class TrainingJob(Body):
     features: str
     params: Json
     feature_params: Json
+    fit: Json  # how a dataset larger than the sample is fitted: {method, sample_items}
     test_size: float
     seed: int
     status: JobStatus

@@ -30,6 +30,8 @@ class CreateTrainingJob(msgspec.Struct, forbid_unknown_fields=True):
     feature_params: dict[str, Any] = {}
     test_size: Annotated[float, Meta(ge=0.05, le=0.5)] = 0.25
     seed: Annotated[int, Meta(ge=0, le=2**31 - 1)] = 0
+    # {"method": "auto" | "incremental" | "sample", "sample_items": N}: how a large dataset is fitted
+    fit: dict[str, Any] = {}
 
 
 def duration_ms(started, finished) -> int | None:
@@ -45,6 +47,7 @@ def job_json(job: TrainingJob, model: MLModel | None) -> dict:
         "features": job.features,
         "params": job.params.get("algorithm_params", {}),
         "feature_params": job.params.get("feature_params", {}),
+        "fit": job.params.get("fit", {}),
         "test_size": job.test_size,
         "seed": job.seed,
         "status": job.status,
@@ -81,6 +84,7 @@ def create_training_job(body: CreateTrainingJob):
         feature_params=body.feature_params,
         test_size=body.test_size,
         seed=body.seed,
+        fit=body.fit,
     )
     return created(job_json(job, model), f"/api/training-jobs/{job.id}", status=202)
 

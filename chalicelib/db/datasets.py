@@ -66,6 +66,18 @@ def items(session: Session, dataset_id: int) -> list[tuple[str, str, int | None]
     return [(key, label, image_id) for key, label, image_id in rows]
 
 
+def items_page(session: Session, dataset_id: int, *, after_id: int, limit: int) -> list[tuple[int, str, str]]:
+    """(id, key, label) of up to `limit` items after item `after_id`, in id order (keyset pages:
+    a training job reads a dataset of any size page by page)."""
+    rows = session.execute(
+        select(DatasetItem.id, DatasetItem.key, DatasetItem.label)
+        .where(DatasetItem.dataset_id == dataset_id, DatasetItem.id > after_id)
+        .order_by(DatasetItem.id)
+        .limit(limit)
+    )
+    return [(item_id, key, label) for item_id, key, label in rows]
+
+
 def training_job_ids(session: Session, dataset_id: int) -> list[int]:
     query = select(TrainingJob.id).where(TrainingJob.dataset_id == dataset_id).order_by(TrainingJob.id)
     return list(session.scalars(query))

@@ -100,6 +100,16 @@ def resolve(session: Session, owner_id: int, name: str) -> MLModel | None:
     ).one_or_none()
 
 
+def with_artifact(session: Session, owner_id: int, name: str, sha256: str) -> MLModel | None:
+    """The owner's version of `name` whose artifact has this sha256 (the newest if several)."""
+    return session.scalars(
+        select(MLModel)
+        .where(MLModel.owner_id == owner_id, MLModel.name == name, MLModel.sha256 == sha256)
+        .order_by(MLModel.version.desc())
+        .limit(1)
+    ).one_or_none()
+
+
 def newest_owner(session: Session, name: str) -> int | None:
     """The owner who most recently registered a model called `name` (for administrators)."""
     return session.scalar(

@@ -78,23 +78,33 @@ def describe_failure(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {exc}"
 
 
-def _extract_partition(
-    chunk: list[tuple[int, str]], *, load_bytes: Callable[[str], bytes], feature: str, params: dict
-) -> tuple[list[int], np.ndarray, list[tuple[int, str, str]]]:
-    """Runs on a worker: (positions that worked, their feature rows, [(position, key, reason)])."""
+def _extract_rows(
+    chunk: Sequence[tuple], load_bytes: Callable[[str], bytes], feature: str, params: dict
+) -> tuple[list[tuple], np.ndarray, list[tuple[int, str, str]]]:
+    """Runs on a worker: for items (position, key, …), (the items that worked, their float32
+    feature rows, [(position, key, reason)] of the others)."""
     import numpy as np
 
     from chalicelib.ml.features import extract, feature_length
 
-    positions, rows, failed = [], [], []
-    for position, key in chunk:
+    worked, rows, failed = [], [], []
+    for item in chunk:
+        position, key = item[0], item[1]
         try:
             rows.append(extract(load_bytes(key), feature, params))
-            positions.append(position)
+            worked.append(item)
         except Exception as exc:  # one bad item is a result, not a failed partition
             failed.append((position, key, describe_failure(exc)))
     matrix = np.stack(rows) if rows else np.empty((0, feature_length(feature, params)), dtype=np.float32)
-    return positions, matrix, failed
+    return worked, matrix.astype(np.float32, copy=False), failed
+
+
+def _extract_partition(
+    chunk: list[tuple[int, str]], *, load_bytes: Callable[[str], bytes], feature: str, params: dict
+) -> tuple[list[int], np.ndarray, list[tuple[int, str, str]]]:
+    """Runs on a worker: (positions that worked, their feature rows, [(position, key, reason)])."""
+    worked, matrix, failed = _extract_rows(chunk, load_bytes, feature, params)
+    return [position for position, _ in worked], matrix, failed
 
 
 def extract_features_parallel(
@@ -150,6 +160,186 @@ def extract_features_parallel(
     kept = np.flatnonzero(worked)
     labels = [items[position][1] for position in kept.tolist()]
     return rows[kept], labels, [(key, reason) for _, key, reason in sorted(failed)]
+
+
+# --- features as Parquet shards: the driver holds counts, never the features ---------------------
+
+# A shard is written by one task: small enough that a worker holds it easily (2,048 HOG vectors of
+# 64 px are 14 MB), large enough that a million items are a few hundred files.
+MAX_SHARD_ITEMS = 2048
+# Partitions submitted ahead of those finished: the workers stay busy while the driver holds a
+# bounded number of item lists, however long the dataset.
+IN_FLIGHT_PER_THREAD = 3
+FAILED_EXAMPLES = 20
+
+
+@dataclass(frozen=True)
+class Shard:
+    """One written shard: its index, the items that worked by label, the first few that failed."""
+
+    index: int
+    label_counts: dict[str, int]
+    failed: int
+    failed_examples: list[tuple[int, str, str]]  # (position, key, reason)
+
+
+@dataclass(frozen=True)
+class FeatureShards:
+    shards: list[Shard]
+    length: int  # of each feature vector
+    items: int
+    failed: int
+    failed_examples: list[tuple[str, str]]  # (key, reason) of the first failed items, in dataset order
+
+    def counts(self) -> list[tuple[int, dict[str, int]]]:
+        """(index, label counts) of each shard, what training.train_from_shards plans with."""
+        return [(shard.index, shard.label_counts) for shard in self.shards]
+
+
+def shard_items(client: Client, n_items: int) -> int:
+    """Items per shard for `n_items` on this cluster: a few partitions per worker thread, at most MAX_SHARD_ITEMS."""
+    return max(1, min(MAX_SHARD_ITEMS, -(-n_items // default_partitions(client, n_items))))
+
+
+def encode_shard(positions: list[int], keys: list[str], labels: list[str], matrix: np.ndarray) -> bytes:
+    """A Parquet file: position, key, label and the feature vector (fixed-size list of float32) per row."""
+    import io
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    length = matrix.shape[1]
+    features = pa.FixedSizeListArray.from_arrays(pa.array(matrix.reshape(-1), type=pa.float32()), length)
+    table = pa.table(
+        {
+            "position": pa.array(positions, type=pa.int64()),
+            "key": pa.array(keys, type=pa.string()),
+            "label": pa.array(labels, type=pa.string()),
+            "features": features,
+        }
+    )
+    out = io.BytesIO()
+    pq.write_table(table, out, compression="zstd")
+    return out.getvalue()
+
+
+def decode_shard(data: bytes) -> tuple[np.ndarray, np.ndarray]:
+    """(labels, float32 matrix) of a shard written by encode_shard."""
+    import io
+
+    import numpy as np
+    import pyarrow.parquet as pq
+
+    table = pq.read_table(io.BytesIO(data), columns=["label", "features"])
+    column = table.column("features").combine_chunks()
+    length = column.type.list_size
+    matrix = column.flatten().to_numpy(zero_copy_only=False).astype(np.float32, copy=False).reshape(-1, length)
+    return np.array(table.column("label").to_pylist(), dtype=str), matrix
+
+
+def _extract_shard(
+    chunk: list[tuple[int, str, str]],
+    *,
+    index: int,
+    load_bytes: Callable[[str], bytes],
+    write_shard: Callable[[int, bytes], None],
+    prepare: Callable[[], Any] | None,
+    feature: str,
+    params: dict,
+) -> Shard:
+    """Runs on a worker: the chunk's features written as shard `index`; only counts go back."""
+    from collections import Counter
+
+    if prepare is not None:
+        prepare()  # e.g. the backbone's artifact into this worker's model cache
+    worked, matrix, failed = _extract_rows(chunk, load_bytes, feature, params)
+    positions, keys, labels = ([item[i] for item in worked] for i in range(3))
+    write_shard(index, encode_shard(positions, keys, labels, matrix))
+    return Shard(index, dict(Counter(labels)), len(failed), failed[:FAILED_EXAMPLES])
+
+
+def extract_feature_shards(
+    client: Client,
+    chunks: Iterable[Sequence[tuple[str, str]]],
+    *,
+    total: int,
+    load_bytes: Callable[[str], bytes],
+    write_shard: Callable[[int, bytes], None],
+    feature: str,
+    params: dict | None,
+    prepare: Callable[[], Any] | None = None,
+    on_progress: Callable[[int, int], None] | None = None,
+) -> FeatureShards:
+    """Features of (key, label) items written as Parquet shards by the workers, one per chunk.
+
+    `chunks` may be a generator (e.g. pages of a database query): it is read as partitions
+    finish, at most IN_FLIGHT_PER_THREAD per worker thread ahead, so the driver never holds the
+    whole list of items nor any feature. `write_shard(index, parquet)` and `prepare()` (run once
+    per partition before extracting, e.g. to fetch a backbone) run on the workers and must be
+    picklable. `on_progress(done, total)` as extract_features_parallel calls it. Raises
+    InvalidRequest for an unknown feature or bad parameters before anything is submitted.
+    """
+    import heapq
+
+    from distributed import as_completed
+
+    from chalicelib.ml.features import clean_feature_params, feature_length
+
+    clean = clean_feature_params(feature, params)
+    length = feature_length(feature, clean)
+    if on_progress:
+        on_progress(0, total)
+    limit = max(1, sum(client.nthreads().values()) * IN_FLIGHT_PER_THREAD)
+    source = iter(chunks)
+    position = 0
+    sizes: dict = {}  # future key → items in its partition
+    shards: list[Shard] = []
+    examples: list[tuple[int, str, str]] = []
+    done = failed = 0
+    running = as_completed()
+    pending: set = set()
+
+    def submit_next() -> bool:
+        nonlocal position
+        chunk = next(source, None)
+        if chunk is None:
+            return False
+        numbered = [(position + i, key, label) for i, (key, label) in enumerate(chunk)]
+        position += len(numbered)
+        future = client.submit(
+            _extract_shard,
+            numbered,
+            index=len(sizes),
+            load_bytes=load_bytes,
+            write_shard=write_shard,
+            prepare=prepare,
+            feature=feature,
+            params=clean,
+            pure=False,
+        )
+        sizes[future.key] = len(numbered)
+        pending.add(future)
+        running.add(future)
+        return True
+
+    try:
+        while len(sizes) < limit and submit_next():
+            pass
+        for future in running:
+            shard = future.result()
+            pending.discard(future)
+            future.release()
+            shards.append(shard)
+            failed += shard.failed
+            examples = heapq.nsmallest(FAILED_EXAMPLES, examples + shard.failed_examples)
+            done += sizes[future.key]
+            if on_progress:
+                on_progress(done, max(total, done))
+            submit_next()
+    finally:
+        client.cancel([future for future in pending if not future.done()])
+    shards.sort(key=lambda shard: shard.index)
+    return FeatureShards(shards, length, position, failed, [(key, reason) for _, key, reason in examples])
 
 
 def _run_partition(chunk: list, *, fn: Callable[[Any], Any]) -> list[ItemOutcome]:

@@ -158,17 +158,26 @@ def hog(
     return blocks.astype(np.float32).ravel()
 
 
-def _embedding_side(input_spec: dict, **_) -> int:
-    size = input_spec.get("size") or [224, 224]
+def _embedding_side(input_spec: dict | None, **_) -> int:
+    size = (input_spec or {}).get("size") or [224, 224]
     return int(max(size))
 
 
 @FEATURES.register(
     "embedding",
     Param("model", str, description="the registered embed model used as the backbone (its name)"),
-    Param("sha256", str, description="the backbone version's artifact (filled in when the job starts)"),
-    Param("input_spec", dict, description="the backbone's input spec (filled in when the job starts)"),
-    Param("dimensions", int, description="length of the backbone's vectors", minimum=1, maximum=65536),
+    # Filled in by the service from the backbone's active version when the job is created, so the
+    # job trains on that version whatever is registered later; dimensions when the job starts.
+    Param("sha256", str, None, "the backbone version's artifact (filled in when the job is created)"),
+    Param("input_spec", dict, None, "the backbone's input spec (filled in when the job is created)"),
+    Param(
+        "dimensions",
+        int,
+        None,
+        "length of the backbone's vectors (filled in when the job starts)",
+        minimum=1,
+        maximum=65536,
+    ),
     Param("normalize", bool, True, "L2-normalise the vectors before the classifier sees them"),
     runtime=INFERENCE,
     produces_image=False,
@@ -176,7 +185,13 @@ def _embedding_side(input_spec: dict, **_) -> int:
     decode_side=_embedding_side,
 )
 def embedding(
-    img: Image.Image, *, model: str, sha256: str, input_spec: dict, dimensions: int, normalize: bool = True
+    img: Image.Image,
+    *,
+    model: str,
+    sha256: str | None,
+    input_spec: dict | None,
+    dimensions: int | None,
+    normalize: bool = True,
 ) -> np.ndarray:
     """A registered embedding model's vector for the image (transfer learning: a pretrained backbone).
 
@@ -186,13 +201,17 @@ def embedding(
     from chalicelib.ml.artifacts import cached_artifact
     from chalicelib.ml.onnx_runtime import OrtModel
 
+    if not sha256 or input_spec is None:
+        raise InvalidRequest(
+            f"the backbone {model!r} is not resolved: no sha256 and input_spec", code="backbone_missing"
+        )
     path = cached_artifact(sha256)
     if path is None:
         raise InvalidRequest(
             f"the backbone {model!r} ({sha256[:12]}…) is not in this machine's model cache", code="backbone_missing"
         )
     vector = OrtModel(path, input_spec, sha256=sha256).embed(img, normalize)
-    if vector.size != dimensions:
+    if dimensions is not None and vector.size != dimensions:
         raise InvalidRequest(f"the backbone {model!r} gives {vector.size} values, not {dimensions}")
     return vector
 

@@ -17,7 +17,7 @@ import math
 import warnings
 import zipfile
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -156,6 +156,17 @@ def knn(*, seed: int, n_neighbors: int, weights: str) -> Pipeline:
     return _scaled(KNeighborsClassifier(n_neighbors=n_neighbors, weights=weights))
 
 
+def _epochs(default: int) -> Param:
+    return Param(
+        "epochs",
+        int,
+        default,
+        "passes over the training shards when the model is fitted incrementally (fit 'incremental')",
+        minimum=1,
+        maximum=200,
+    )
+
+
 def _mlp_check(params: dict, y_train: np.ndarray) -> None:
     if not params["early_stopping"]:
         return
@@ -178,6 +189,7 @@ def _mlp_check(params: dict, y_train: np.ndarray) -> None:
     # Off by default: on a few hundred items the 10% validation split is too small to tell
     # progress from noise and training stops after a few epochs.
     Param("early_stopping", bool, False, "stop when a 10% validation split stops improving (for large datasets)"),
+    _epochs(30),
     runtime=ML,
     produces_image=False,
     check_fit=_mlp_check,
@@ -191,8 +203,9 @@ def mlp(
     learning_rate: float,
     max_iter: int,
     early_stopping: bool,
+    epochs: int,
 ) -> Pipeline:
-    """Multi-layer perceptron (ReLU, Adam) on standardized features."""
+    """Multi-layer perceptron (ReLU, Adam) on standardized features; incremental on large datasets."""
     from sklearn.neural_network import MLPClassifier
 
     return _scaled(
@@ -205,6 +218,48 @@ def mlp(
             random_state=seed,
         )
     )
+
+
+@ALGORITHMS.register(
+    "sgd",
+    Param(
+        "loss",
+        str,
+        "log_loss",
+        "log_loss: logistic regression; hinge: a linear SVM; modified_huber: both",
+        choices=("log_loss", "hinge", "modified_huber"),
+    ),
+    Param("alpha", float, 1e-4, "L2 penalty", minimum=1e-7, maximum=10.0),
+    Param("max_iter", int, 1000, "most epochs of an in-memory fit", minimum=5, maximum=10_000),
+    _epochs(10),
+    runtime=ML,
+    produces_image=False,
+)
+def sgd(*, seed: int, loss: str, alpha: float, max_iter: int, epochs: int) -> Pipeline:
+    """Linear classifier by stochastic gradient descent on standardized features; incremental on large datasets."""
+    from sklearn.linear_model import SGDClassifier
+
+    return _scaled(SGDClassifier(loss=loss, alpha=alpha, max_iter=max_iter, tol=1e-3, random_state=seed))
+
+
+@ALGORITHMS.register(
+    "naive_bayes",
+    Param(
+        "var_smoothing",
+        float,
+        1e-9,
+        "share of the largest variance added to every variance",
+        minimum=1e-12,
+        maximum=1.0,
+    ),
+    runtime=ML,
+    produces_image=False,
+)
+def naive_bayes(*, seed: int, var_smoothing: float) -> Pipeline:
+    """Gaussian naive Bayes on standardized features: one pass, exact when fitted incrementally."""
+    from sklearn.naive_bayes import GaussianNB
+
+    return _scaled(GaussianNB(var_smoothing=var_smoothing))
 
 
 @dataclass
@@ -231,7 +286,12 @@ def check_split(labels: Sequence[str], test_size: object) -> None:
         raise InvalidRequest(
             f"'test_size' must be a fraction from {TEST_SIZE_RANGE[0]} to {TEST_SIZE_RANGE[1]}, got {test_size!r}"
         )
-    counts = Counter(labels)
+    check_split_counts(Counter(labels), test_size)
+
+
+def check_split_counts(counts: Counter | dict[str, int], test_size: float) -> None:
+    """check_split on the number of items of each label."""
+    counts = Counter({label: n for label, n in counts.items() if n > 0})
     if len(counts) < 2:
         raise InvalidRequest(
             f"the dataset has {len(counts)} class{'es' if len(counts) != 1 else ''} "
@@ -245,7 +305,7 @@ def check_split(labels: Sequence[str], test_size: object) -> None:
             f"every class needs at least 2 items (one to train on, one to test); too few in: {listed}",
             code="too_few_items",
         )
-    n = len(labels)
+    n = sum(counts.values())
     # scikit-learn's rounding: the test set is ceil(test_size·n), the rest trains.
     n_test = math.ceil(test_size * n)
     if n_test < len(counts) or n - n_test < len(counts):
@@ -284,36 +344,251 @@ def train_and_evaluate(
     check_split(y.tolist(), test_size)
 
     X_train, X_test, y_train, y_test = train_test_split(X, y, test_size=test_size, random_state=seed, stratify=y)
-    if entry.check_fit:
-        entry.check_fit(clean, y_train)
-    model = entry.func(seed=seed, **clean)
-    fit_params = entry.fit_params(clean, y_train) if entry.fit_params else {}
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        model.fit(X_train, y_train, **fit_params)
+    model, messages = _fit_in_memory(entry, clean, X_train, y_train, seed)
     labels = [str(label) for label in model.classes_]
     metrics = evaluate(model, X_test, y_test, labels)
     metrics["train_items"], metrics["test_items"] = len(y_train), len(y_test)
-    messages = list(dict.fromkeys(str(w.message) for w in caught))
     return TrainingOutcome(model, labels, metrics, messages)
+
+
+def _fit_in_memory(
+    entry: AlgorithmEntry, clean: dict, X: np.ndarray, y: np.ndarray, seed: int
+) -> tuple[Any, list[str]]:
+    """The algorithm's model fitted on (X, y), and the distinct warnings scikit-learn raised."""
+    if entry.check_fit:
+        entry.check_fit(clean, y)
+    model = entry.func(seed=seed, **clean)
+    fit_params = entry.fit_params(clean, y) if entry.fit_params else {}
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        model.fit(X, y, **fit_params)
+    return model, list(dict.fromkeys(str(w.message) for w in caught))
 
 
 def evaluate(model, X: np.ndarray, y: Sequence[str], labels: list[str]) -> dict:
     """{accuracy, macro_f1, per_class: {label: {precision, recall, f1, support}}, confusion_matrix}."""
-    from sklearn.metrics import accuracy_score, confusion_matrix, f1_score, precision_recall_fscore_support
+    from sklearn.metrics import confusion_matrix
 
-    predicted = model.predict(X)
-    precision, recall, f1, support = precision_recall_fscore_support(y, predicted, labels=labels, zero_division=0)
+    return metrics_from_confusion(labels, confusion_matrix(y, model.predict(X), labels=labels))
+
+
+def metrics_from_confusion(labels: list[str], matrix: np.ndarray) -> dict:
+    """evaluate's metrics from a confusion matrix (rows true, columns predicted, in `labels` order),
+    as scikit-learn computes them with zero_division=0: what a streamed evaluation accumulates."""
+    import numpy as np
+
+    matrix = np.asarray(matrix, dtype=np.int64)
+    hits = np.diag(matrix).astype(np.float64)
+    support, predicted = matrix.sum(axis=1), matrix.sum(axis=0)
+    precision = np.divide(hits, predicted, out=np.zeros_like(hits), where=predicted > 0)
+    recall = np.divide(hits, support, out=np.zeros_like(hits), where=support > 0)
+    wrong = support + predicted  # 2·tp + fp + fn
+    f1 = np.divide(2 * hits, wrong, out=np.zeros_like(hits), where=wrong > 0)
+    total = int(matrix.sum())
     return {
-        "accuracy": float(accuracy_score(y, predicted)),
-        "macro_f1": float(f1_score(y, predicted, labels=labels, average="macro", zero_division=0)),
+        "accuracy": float(hits.sum() / total) if total else 0.0,
+        "macro_f1": float(f1.mean()) if len(labels) else 0.0,
         "per_class": {
-            label: {"precision": float(p), "recall": float(r), "f1": float(f), "support": int(s)}
-            for label, p, r, f, s in zip(labels, precision, recall, f1, support)
+            label: {"precision": float(p), "recall": float(r), "f1": float(f), "support": int(n)}
+            for label, p, r, f, n in zip(labels, precision, recall, f1, support)
         },
         # Rows are true labels, columns predicted labels, both in `labels` order.
-        "confusion_matrix": {"labels": list(labels), "matrix": confusion_matrix(y, predicted, labels=labels).tolist()},
+        "confusion_matrix": {"labels": list(labels), "matrix": matrix.tolist()},
     }
+
+
+# --- datasets larger than memory: features in shards, fitted incrementally or on a sample ---------
+
+# The algorithms whose estimator has partial_fit (a unit test holds this to scikit-learn): fitted
+# by streaming the shards when the training set is larger than the sample.
+INCREMENTAL = frozenset({"mlp", "naive_bayes", "sgd"})
+FIT_METHODS = ("auto", "incremental", "sample")
+DEFAULT_SAMPLE_ITEMS = 50_000
+SAMPLE_ITEMS_RANGE = (100, 5_000_000)
+
+# What the driver knows of one shard: its index and how many items of each label worked.
+ShardCounts = tuple[int, dict[str, int]]
+# Shard index → label → (items held out, items in the fitted sample); the rest of its items train
+# only an incremental fit.
+SplitPlan = dict[int, dict[str, tuple[int, int]]]
+
+
+def clean_fit_options(algorithm: str, fit: dict | None) -> dict:
+    """{method, sample_items} validated: `auto` fits in memory when the training items fit in the
+    sample, else incrementally where the algorithm allows it (INCREMENTAL), else on the sample."""
+    fit = dict(fit or {})
+    unknown = sorted(set(fit) - {"method", "sample_items"})
+    if unknown:
+        raise InvalidRequest(f"unknown fit option(s) {unknown}; allowed: ['method', 'sample_items']")
+    method = fit.get("method") or "auto"
+    if method not in FIT_METHODS:
+        raise InvalidRequest(
+            f"'fit.method' must be one of {list(FIT_METHODS)}, got {method!r}", allowed=list(FIT_METHODS)
+        )
+    if method == "incremental" and algorithm not in INCREMENTAL:
+        raise InvalidRequest(
+            f"{algorithm} cannot be fitted incrementally (no partial_fit); the ones that can: {sorted(INCREMENTAL)}",
+            allowed=sorted(INCREMENTAL),
+        )
+    sample_items = fit.get("sample_items", DEFAULT_SAMPLE_ITEMS)
+    low, high = SAMPLE_ITEMS_RANGE
+    if isinstance(sample_items, bool) or not isinstance(sample_items, int) or not low <= sample_items <= high:
+        raise InvalidRequest(f"'fit.sample_items' must be an integer from {low:,} to {high:,}, got {sample_items!r}")
+    return {"method": method, "sample_items": sample_items}
+
+
+def allocate(total: int, weights: Sequence[int]) -> list[int]:
+    """`total` (at most sum(weights)) shared in proportion to `weights` by largest remainder; no
+    share exceeds its weight."""
+    whole = sum(weights)
+    if whole == 0:
+        return [0] * len(weights)
+    exact = [total * w / whole for w in weights]
+    shares = [math.floor(x) for x in exact]
+    for i in sorted(range(len(weights)), key=lambda i: shares[i] - exact[i])[: total - sum(shares)]:
+        shares[i] += 1
+    return shares
+
+
+def plan_split(shards: Sequence[ShardCounts], test_size: float, sample_items: int | None) -> SplitPlan:
+    """A stratified split over shards without reading them: each label holds out
+    round(test_size · n), at least 1 and at most n − 1, and a sample of `sample_items` training
+    items (None: none) keeps the labels' proportions; both are spread over the shards in
+    proportion to where the label's items are."""
+    labels = sorted({label for _, counts in shards for label, n in counts.items() if n})
+    by_label = {label: [counts.get(label, 0) for _, counts in shards] for label in labels}
+    held_out = {}
+    for label, spread in by_label.items():
+        n = sum(spread)
+        held_out[label] = allocate(min(n - 1, max(1, round(test_size * n))), spread)
+    train = {label: [n - t for n, t in zip(spread, held_out[label])] for label, spread in by_label.items()}
+    sampled = {label: [0] * len(shards) for label in labels}
+    if sample_items:
+        totals = [sum(train[label]) for label in labels]
+        per_label = allocate(min(sample_items, sum(totals)), totals)
+        for label, wanted, available in zip(labels, per_label, totals):
+            sampled[label] = allocate(max(wanted, min(1, available)), train[label])
+    return {
+        index: {label: (held_out[label][k], sampled[label][k]) for label in labels if by_label[label][k]}
+        for k, (index, _) in enumerate(shards)
+    }
+
+
+def shard_roles(labels: np.ndarray, quotas: dict[str, tuple[int, int]], *, seed: int, index: int) -> np.ndarray:
+    """Each row of a shard: 2 held out, 1 in the fitted sample, 0 training only an incremental fit;
+    the same for every read of the shard (seeded by the job's seed and the shard's index)."""
+    import numpy as np
+
+    rng = np.random.default_rng([seed, index])
+    roles = np.zeros(len(labels), dtype=np.int8)
+    for label in sorted(quotas):
+        test, sample = quotas[label]
+        rows = rng.permutation(np.flatnonzero(labels == label))
+        roles[rows[:test]] = 2
+        roles[rows[test : test + sample]] = 1
+    return roles
+
+
+def train_from_shards(
+    shards: Sequence[ShardCounts],
+    load_shard: Callable[[int], tuple[np.ndarray, np.ndarray]],
+    *,
+    algorithm: str,
+    params: dict | None,
+    test_size: float,
+    seed: int,
+    fit: dict | None = None,
+) -> TrainingOutcome:
+    """Fit on feature shards that need not fit in memory together; evaluate on the held-out items.
+
+    `load_shard(index)` gives a shard's (labels, float32 matrix). The model is fitted
+    incrementally (partial_fit over `epochs` shuffled passes, after one pass that fits the
+    scaler) or in memory on a stratified sample of at most `sample_items` training items
+    (clean_fit_options); the held-out items are predicted shard by shard into a confusion matrix,
+    so at most one shard and the sample are in memory. `metrics["fit"]` says how it was fitted.
+    """
+    import numpy as np
+
+    entry = ALGORITHMS.get(algorithm)
+    clean = entry.clean_params(params)
+    options = clean_fit_options(algorithm, fit)
+    counts: Counter[str] = Counter()
+    for _, shard_counts in shards:
+        counts.update(shard_counts)
+    check_split_counts(counts, test_size)
+    plan = plan_split(shards, test_size, None)
+    n_test = sum(t for quotas in plan.values() for t, _ in quotas.values())
+    n_train = sum(counts.values()) - n_test
+    incremental = options["method"] == "incremental" or (
+        options["method"] == "auto" and algorithm in INCREMENTAL and n_train > options["sample_items"]
+    )
+    indices = [index for index, shard_counts in shards if sum(shard_counts.values())]
+
+    def rows(index: int, wanted) -> tuple[np.ndarray, np.ndarray]:
+        y, X = load_shard(index)
+        keep = wanted(shard_roles(y, plan[index], seed=seed, index=index))
+        return y[keep], X[keep]
+
+    if incremental:
+        model, messages, how = _fit_incremental(entry, clean, indices, rows, sorted(counts), seed)
+    else:
+        plan = plan_split(shards, test_size, options["sample_items"])
+        parts = [rows(index, lambda roles: roles == 1) for index in indices]
+        y_sample = np.concatenate([y for y, _ in parts])
+        X_sample = np.concatenate([X for _, X in parts])
+        del parts
+        model, messages = _fit_in_memory(entry, clean, X_sample, y_sample, seed)
+        how = {"method": "in_memory" if len(y_sample) == n_train else "sample", "sample_items": len(y_sample)}
+        del X_sample, y_sample
+    labels = [str(label) for label in model.classes_]
+    position = {label: i for i, label in enumerate(labels)}
+    matrix = np.zeros((len(labels), len(labels)), dtype=np.int64)
+    for index in indices:
+        y, X = rows(index, lambda roles: roles == 2)
+        if len(y):
+            truth = np.array([position[v] for v in y.tolist()])
+            guess = np.array([position[str(v)] for v in model.predict(X).tolist()])
+            np.add.at(matrix, (truth, guess), 1)
+    metrics = metrics_from_confusion(labels, matrix)
+    metrics["train_items"], metrics["test_items"] = n_train, int(matrix.sum())
+    metrics["fit"] = {**how, "train_items": n_train, "shards": len(indices), "description": _describe_fit(how, n_train)}
+    return TrainingOutcome(model, labels, metrics, messages)
+
+
+def _fit_incremental(entry, clean: dict, indices: list[int], rows, classes: list[str], seed: int):
+    """The pipeline fitted by partial_fit: one pass for the scaler, then `epochs` shuffled passes."""
+    import numpy as np
+
+    model = entry.func(seed=seed, **clean)
+    estimator = model.steps[-1][1]
+    scaler = dict(model.steps).get("scale")
+    training = lambda roles: roles != 2  # noqa: E731 - the rows an incremental fit learns from
+    if scaler is not None:
+        for index in indices:
+            _, X = rows(index, training)
+            if len(X):
+                scaler.partial_fit(X)
+    rng = np.random.default_rng(seed)
+    epochs = clean.get("epochs", 1) if entry.name != "naive_bayes" else 1  # one pass is exact for naive Bayes
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        for _ in range(epochs):
+            for index in rng.permutation(indices).tolist():
+                y, X = rows(index, training)
+                if not len(y):
+                    continue
+                order = rng.permutation(len(y))
+                X = scaler.transform(X[order]) if scaler is not None else X[order]
+                estimator.partial_fit(X, y[order], classes=classes)
+    return model, list(dict.fromkeys(str(w.message) for w in caught)), {"method": "incremental", "epochs": epochs}
+
+
+def _describe_fit(how: dict, n_train: int) -> str:
+    if how["method"] == "incremental":
+        return f"incremental (partial_fit): {how['epochs']} pass(es) over {n_train:,} training items"
+    if how["method"] == "sample":
+        return f"in memory on a stratified sample of {how['sample_items']:,} of {n_train:,} training items"
+    return f"in memory on all {n_train:,} training items"
 
 
 def save_model(model: Any) -> bytes:

@@ -63,53 +63,113 @@ def _progress(job_id: int, percent: int, stage: str) -> None:
             raise JobCancelled()
 
 
+# --- training jobs -----------------------------------------------------------------------------
+
+
+def write_shard(bucket: str, owner_id: int, job_id: int, index: int, data: bytes) -> None:
+    """Module-level (picklable with functools.partial) shard writer for Dask workers."""
+    storage.put(
+        storage.training_shard_key(owner_id, job_id, index), data, "application/vnd.apache.parquet", bucket=bucket
+    )
+
+
+def _item_chunks(dataset_id: int, size: int):
+    """The dataset's (key, label) items in chunks of `size`, read page by page as they are needed."""
+    after = 0
+    while True:
+        with session_scope() as session:
+            page = dataset_rows.items_page(session, dataset_id, after_id=after, limit=size)
+        if not page:
+            return
+        after = page[-1][0]
+        yield [(key, label) for _, key, label in page]
+
+
+def _backbone(owner_id: int, feature_params: dict):
+    """The `embedding` feature's backbone version (the one resolved when the job was created), its
+    artifact in this machine's model cache, and the feature parameters with its vector length."""
+    from chalicelib.db import ml_models
+    from chalicelib.errors import InvalidRequest
+    from chalicelib.services.model_runs import ModelArtifact, artifact_file
+
+    with session_scope() as session:
+        row = ml_models.with_artifact(session, owner_id, feature_params["model"], feature_params["sha256"] or "")
+        if row is None:
+            raise InvalidRequest(f"the backbone {feature_params['model']!r} version the job was created with is gone")
+        backbone = ModelArtifact(
+            row.id, row.name, row.version, row.framework, row.task, row.artifact_key, row.sha256, row.input_spec, []
+        )
+    path = artifact_file(backbone)
+    from PIL import Image
+
+    from chalicelib.ml.onnx_runtime import OrtModel
+
+    probe = Image.new("RGB", tuple(backbone.input_spec.get("size") or (224, 224)), (128, 128, 128))
+    dimensions = int(OrtModel(path, backbone.input_spec, sha256=backbone.sha256).embed(probe, False).size)
+    return backbone, {**feature_params, "dimensions": dimensions}
+
+
 @_with_log_context("job_id")
 def run_training_job(job_id: int) -> str:
-    """Extract features in parallel, fit, evaluate on held-out items, save with skops, register."""
+    """Extract features into Parquet shards on the workers, fit incrementally or on a bounded
+    sample, evaluate on the held-out items shard by shard, save, register."""
     from distributed import worker_client
 
     from chalicelib.errors import InvalidRequest
-    from chalicelib.ml.distributed import default_partitions, describe_failure, extract_features_parallel
+    from chalicelib.ml.distributed import decode_shard, describe_failure, extract_feature_shards, shard_items
+    from chalicelib.ml.training import train_from_shards
 
     with session_scope() as session:
         spec = transitions.job_running(transitions.on_session(session), job_id)
         if spec is None:
             return "skipped"
-        items = [(key, label) for key, label, _ in dataset_rows.items(session, spec["dataset_id"])]
+        total = sum(dataset_rows.label_counts(session, spec["dataset_id"]).values())
     try:
         feature_params = spec["params"].get("feature_params") or {}
         algorithm_params = spec["params"].get("algorithm_params") or {}
+        backbone = prepare = None
+        if spec["features"] == "embedding":
+            backbone, feature_params = _backbone(spec["owner_id"], feature_params)
+            from chalicelib.services.model_runs import artifact_file
+
+            prepare = functools.partial(artifact_file, backbone)
 
         def on_progress(done: int, total: int) -> None:
             _progress(job_id, round(FEATURES_SHARE * done / max(total, 1)), "features")
 
+        bucket, owner = get_settings().bucket, spec["owner_id"]
         with worker_client() as client:
-            X, y, failed = extract_features_parallel(
+            shards = extract_feature_shards(
                 client,
-                items,
-                functools.partial(read_object, get_settings().bucket),
-                spec["features"],
-                feature_params,
-                default_partitions(client, len(items)),
-                on_progress,
+                _item_chunks(spec["dataset_id"], shard_items(client, total)),
+                total=total,
+                load_bytes=functools.partial(read_object, bucket),
+                write_shard=functools.partial(write_shard, bucket, owner, job_id),
+                feature=spec["features"],
+                params=feature_params,
+                prepare=prepare,
+                on_progress=on_progress,
             )
         _progress(job_id, FEATURES_SHARE + 5, "training")
-        from chalicelib.ml.training import save_model, train_and_evaluate
-
-        outcome = train_and_evaluate(
-            X, y, algorithm=spec["algorithm"], params=algorithm_params, test_size=spec["test_size"], seed=spec["seed"]
+        outcome = train_from_shards(
+            shards.counts(),
+            lambda index: decode_shard(storage.get(storage.training_shard_key(owner, job_id, index))),
+            algorithm=spec["algorithm"],
+            params=algorithm_params,
+            test_size=spec["test_size"],
+            seed=spec["seed"],
+            fit=spec["params"].get("fit"),
         )
         _progress(job_id, 95, "saving")
         metrics = {
             **outcome.metrics,
-            "items": len(items),
-            "failed_items": len(failed),
-            "failed_examples": [{"key": k, "reason": r} for k, r in failed[:20]],
+            "items": shards.items,
+            "failed_items": shards.failed,
+            "failed_examples": [{"key": k, "reason": r} for k, r in shards.failed_examples],
             "warnings": list(outcome.warnings),
+            "shards": {"prefix": storage.training_job_prefix(owner, job_id) + "features/", "count": len(shards.shards)},
         }
-        model_id = register_trained_model(
-            spec, job_id, save_model(outcome.model), outcome.labels, metrics, feature_params
-        )
+        model_id = register_trained_model(spec, job_id, outcome, metrics, feature_params, backbone)
         with session_scope() as session:
             transitions.job_finished(
                 transitions.on_session(session), job_id, "succeeded", metrics=metrics, model_id=model_id
@@ -127,15 +187,43 @@ def run_training_job(job_id: int) -> str:
     return "failed"
 
 
-def register_trained_model(
-    spec: dict, job_id: int, artifact: bytes, labels: list[str], metrics: dict, feature_params: dict
-) -> int:
-    from chalicelib.db import ml_models
-    from chalicelib.services.model_exports import ONNX_CONTENT_TYPE, trained_export
+def _backbone_and_head(backbone, outcome, feature_params: dict) -> tuple[bytes, dict]:
+    """One ONNX classifier, the backbone then the trained head, and its input spec checked
+    against the joined graph as a registration checks it."""
+    from chalicelib.ml.model_spec import check_graph, validate_input_spec
+    from chalicelib.ml.onnx_export import compose_with_backbone, export_sklearn, opset_of
+    from chalicelib.ml.onnx_graph import signature
+    from chalicelib.services.model_runs import artifact_file
 
+    data = artifact_file(backbone).read_bytes()
+    head = export_sklearn(outcome.model, feature_params["dimensions"], opset=opset_of(data))
+    joined = compose_with_backbone(data, head, normalize=feature_params["normalize"])
+    spec = validate_input_spec({**backbone.input_spec, "output": "probabilities"}, size_optional=True)
+    return joined, check_graph(signature(joined), spec, "classify", outcome.labels).to_dict()
+
+
+def register_trained_model(spec: dict, job_id: int, outcome, metrics: dict, feature_params: dict, backbone=None) -> int:
+    """The trained model as a new version: a skops classifier on its feature, or (the `embedding`
+    feature) one ONNX model running the backbone and the head in one task."""
+    from chalicelib.db import ml_models
+    from chalicelib.ml.training import save_model
+    from chalicelib.services.model_exports import EXPORTED, ONNX_CONTENT_TYPE, trained_export
+
+    if backbone is None:
+        framework, extension, artifact = "sklearn", "skops", save_model(outcome.model)
+        input_spec = {"feature": spec["features"], "feature_params": feature_params}
+        # for GET /api/models/{name}/versions/{v}/onnx
+        onnx, metrics["onnx_export"] = trained_export(artifact)
+    else:
+        onnx, metrics["onnx_export"] = None, EXPORTED  # the model itself is the ONNX file
+        framework, extension = "onnx", "onnx"
+        artifact, input_spec = _backbone_and_head(backbone, outcome, feature_params)
+        metrics = {
+            **metrics,
+            "backbone": {"name": backbone.name, "version": backbone.version, "sha256": backbone.sha256},
+        }
     sha256 = hashlib.sha256(artifact).hexdigest()
     owner, name = spec["owner_id"], spec["model_name"]
-    onnx, metrics["onnx_export"] = trained_export(artifact)  # for GET /api/models/{name}/versions/{v}/onnx
     with session_scope() as session:
         version = ml_models.allocate_version(session, owner, name)
         model = ml_models.create(
@@ -143,13 +231,13 @@ def register_trained_model(
             owner_id=owner,
             name=name,
             version=version,
-            framework="sklearn",
+            framework=framework,
             task="classify",
-            artifact_key=storage.model_key(owner, name, version, "skops"),
+            artifact_key=storage.model_key(owner, name, version, extension),
             sha256=sha256,
             size_bytes=len(artifact),
-            input_spec={"feature": spec["features"], "feature_params": feature_params},
-            labels=labels,
+            input_spec=input_spec,
+            labels=outcome.labels,
             metrics=metrics,
             description=f"trained by training job {job_id}",
             training_job_id=job_id,

@@ -36,17 +36,23 @@ def create(
     feature_params: dict[str, Any],
     test_size: float,
     seed: int,
+    fit: dict[str, Any] | None = None,
 ) -> JobState:
     """A pending job on one of the caller's datasets, submitted to the cluster; 400 for a bad
-    algorithm, features or parameters, or a dataset that cannot be split; 404 for no such dataset."""
+    algorithm, features, parameters or fit options, a backbone that is not one of the caller's
+    embed models, or a dataset that cannot be split; 404 for no such dataset."""
+    from chalicelib.config import get_settings
     from chalicelib.db import datasets as dataset_rows
     from chalicelib.db.tables import TrainingJob
     from chalicelib.ml.features import clean_feature_params
-    from chalicelib.ml.training import check_split, clean_algorithm_params
+    from chalicelib.ml.training import check_split, clean_algorithm_params, clean_fit_options
 
     algorithm_params = clean_algorithm_params(algorithm, params)
-    clean_features = clean_feature_params(features, feature_params)
+    fit_options = clean_fit_options(algorithm, {"sample_items": get_settings().training_sample_items, **(fit or {})})
     with session_scope() as session:
+        if features == "embedding":
+            feature_params = _with_backbone(session, principal, algorithm, algorithm_params, feature_params)
+        clean_features = clean_feature_params(features, feature_params)
         found(dataset_rows.get_for_owner(session, dataset_id, principal.owner_filter), "dataset", dataset_id)
         counts = dataset_rows.label_counts(session, dataset_id)
         check_split([label for label, n in counts.items() for _ in range(n)], test_size)
@@ -58,7 +64,7 @@ def create(
             features=features,
             test_size=test_size,
             seed=seed,
-            params={"algorithm_params": algorithm_params, "feature_params": clean_features},
+            params={"algorithm_params": algorithm_params, "feature_params": clean_features, "fit": fit_options},
             status="pending",
             stage="queued",
         )
@@ -71,6 +77,44 @@ def create(
         with session_scope() as session:
             state = _state(session, session.get_one(TrainingJob, job.id))
     return state
+
+
+# Heads that skl2onnx cannot join behind a backbone: no probabilities to export.
+NOT_EXPORTABLE: dict[tuple[str, str | None], str] = {
+    ("linear_svm", None): "a linear SVM",
+    ("sgd", "hinge"): "sgd with the hinge loss",
+}
+
+
+def _with_backbone(
+    session: Session, principal: Principal, algorithm: str, algorithm_params: dict, feature_params: dict
+) -> dict:
+    """The `embedding` feature's parameters with the backbone's active version filled in (the job
+    trains on that version); 400 unless `model` names one of the caller's ONNX embed models, or
+    for a head that cannot run behind it as one ONNX model."""
+    from chalicelib.db import ml_models
+    from chalicelib.errors import InvalidRequest
+
+    filled = sorted({"sha256", "input_spec", "dimensions"} & set(feature_params))
+    if filled:
+        raise InvalidRequest(
+            f"the embedding feature fills in {filled} from the backbone; give only 'model' and 'normalize'"
+        )
+    head = NOT_EXPORTABLE.get((algorithm, None)) or NOT_EXPORTABLE.get((algorithm, algorithm_params.get("loss")))
+    if head:
+        raise InvalidRequest(
+            f"{head} gives no probabilities, so it cannot run behind a backbone as one ONNX model; "
+            "choose logistic_regression, sgd (log_loss), mlp, knn, random_forest or naive_bayes",
+            code="export_unsupported",
+        )
+    name = feature_params.get("model")
+    backbone = ml_models.resolve(session, principal.user_id, name) if isinstance(name, str) else None
+    if backbone is None or backbone.task != "embed" or backbone.framework != "onnx":
+        raise InvalidRequest(
+            f"'model' must name one of your registered ONNX embed models (an active version), got {name!r}",
+            code="invalid_backbone",
+        )
+    return {**feature_params, "sha256": backbone.sha256, "input_spec": backbone.input_spec}
 
 
 def page(principal: Principal, *, limit: int, before_id: int | None) -> list[JobState]:

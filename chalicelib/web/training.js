@@ -31,7 +31,7 @@ function startForm(datasets, preselect) {
     field("Model name", h("input", { id: "job-model", name: "model_name", required: true, maxlength: "100", pattern: "[A-Za-z0-9_.\\-]+" })),
     // Suggestions only: the API validates against the algorithms and features it declares.
     field("Algorithm", h("input", { id: "job-algorithm", name: "algorithm", value: "logistic_regression", required: true, list: "algorithms" })),
-    h("datalist", { id: "algorithms" }, ["logistic_regression", "linear_svm", "knn", "random_forest", "mlp"].map((v) => h("option", { value: v }))),
+    h("datalist", { id: "algorithms" }, ["logistic_regression", "linear_svm", "knn", "random_forest", "mlp", "sgd", "naive_bayes"].map((v) => h("option", { value: v }))),
     field("Features", h("input", { id: "job-features", name: "features", value: "hog", required: true, list: "feature-kinds" })),
     h("datalist", { id: "feature-kinds" }, ["hog", "color_histogram", "pixels"].map((v) => h("option", { value: v }))),
     field("Parameters (JSON)", h("textarea", { id: "job-params", name: "params", rows: "2", placeholder: "{}" })),

@@ -15,27 +15,10 @@ import threading
 import numpy as np
 import pytest
 import requests
-from onnx_nets import colour_embedder, dynamic_classifier, planted_head, red_segmenter, tinted
+from onnx_nets import colour_embedder, dynamic_classifier, planted_head, red_segmenter, register, tinted
 from PIL import Image
 
 JSON = {"Content-Type": "application/json"}
-BOUNDARY = "pixelakeonnxboundary"
-
-
-def register(client, metadata: dict, data: bytes):
-    body = (
-        (
-            f'--{BOUNDARY}\r\nContent-Disposition: form-data; name="metadata"\r\n'
-            f"Content-Type: application/json\r\n\r\n{json.dumps(metadata)}\r\n"
-            f'--{BOUNDARY}\r\nContent-Disposition: form-data; name="file"; filename="model.onnx"\r\n'
-            "Content-Type: application/octet-stream\r\n\r\n"
-        ).encode()
-        + data
-        + f"\r\n--{BOUNDARY}--\r\n".encode()
-    )
-    return client.http.post(
-        "/api/models", body=body, headers={"Content-Type": f"multipart/form-data; boundary={BOUNDARY}"}
-    )
 
 
 def analyze(client, image_id, model, **params):

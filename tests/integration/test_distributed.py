@@ -99,6 +99,57 @@ def test_digit_features_on_two_workers(cluster_client, digit_folder):
     assert outcome.metrics["accuracy"] >= 0.95
 
 
+def write_under(root: str, index: int, data: bytes) -> None:
+    """write_shard for the workers: module-level, bound to a folder with functools.partial."""
+    (Path(root) / f"part-{index:05d}.parquet").write_bytes(data)
+
+
+def test_digit_features_as_shards_on_two_workers(cluster_client, digit_folder, tmp_path):
+    from chalicelib.ml.distributed import IN_FLIGHT_PER_THREAD, decode_shard, extract_feature_shards
+
+    root, items, bad_keys = digit_folder
+    pulled, progress = [], []
+
+    def chunks():  # a generator, as the job's database pages: read only as partitions finish
+        for start in range(0, len(items), 100):
+            pulled.append(start)
+            yield items[start : start + 100]
+
+    def on_progress(done, total):
+        progress.append((done, total, len(pulled)))
+
+    shards = extract_feature_shards(
+        cluster_client,
+        chunks(),
+        total=len(items),
+        load_bytes=functools.partial(read_under, root),
+        write_shard=functools.partial(write_under, str(tmp_path)),
+        feature="pixels",
+        params={"size": 8},
+        on_progress=on_progress,
+    )
+    files = sorted(tmp_path.glob("part-*.parquet"))
+    assert len(files) == len(shards.shards) == -(-len(items) // 100)
+    assert [shard.index for shard in shards.shards] == list(range(len(files)))
+    assert shards.items == len(items) and shards.failed == len(bad_keys)
+    assert {key for key, _ in shards.failed_examples} == bad_keys
+    good = [(key, label) for key, label in items if key not in bad_keys]
+    counts: dict[str, int] = {}
+    for shard in shards.shards:
+        for label, n in shard.label_counts.items():
+            counts[label] = counts.get(label, 0) + n
+    assert counts == {label: sum(1 for _, lab in good if lab == label) for label in counts}
+    # A shard's rows are the features a local extraction gives, with their labels.
+    labels, matrix = decode_shard(files[5].read_bytes())
+    expected = [item for item in items[500:600] if item[0] not in bad_keys]
+    assert labels.tolist() == [label for _, label in expected]
+    assert np.array_equal(matrix[7], extract((Path(root) / expected[7][0]).read_bytes(), "pixels", {"size": 8}))
+    # The driver never read more than the partitions in flight ahead of those finished.
+    limit = 2 * IN_FLIGHT_PER_THREAD
+    assert all(chunks_read * 100 <= done + (limit + 1) * 100 for done, _, chunks_read in progress)
+    assert progress[-1][0] == len(items)
+
+
 def test_hog_features_on_the_cluster_match_local_extraction(cluster_client, digit_folder):
     root, items, bad_keys = digit_folder
     some = [item for item in items if item[0] not in bad_keys][:40]

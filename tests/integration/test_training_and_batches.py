@@ -82,6 +82,21 @@ def test_digits_dataset_trains_a_classifier_above_95_percent(client, dask_cluste
     assert done["progress"] == {"percent": 100, "stage": "succeeded"}
     assert progress == sorted(progress), "progress never goes backwards"
     assert done["model"]["name"] == "digits" and done["model"]["version"] == 1
+    assert done["metrics"]["fit"]["method"] == "in_memory" and done["fit"]["sample_items"] == 50_000
+    # The workers wrote the features as Parquet shards; the driver only counted them.
+    shards = done["metrics"]["shards"]
+    keys = sorted(storage.keys_under(shards["prefix"]))
+    assert len(keys) == shards["count"] == done["metrics"]["fit"]["shards"] > 1
+    tables = [pq.read_table(io.BytesIO(storage.get(key))) for key in keys]
+    assert sum(t.num_rows for t in tables) == 1797 and tables[0].column_names == [
+        "position",
+        "key",
+        "label",
+        "features",
+    ]
+    assert tables[0].schema.field("features").type.list_size == 64
+    first = tables[0].slice(0, 1).to_pylist()[0]
+    assert first["key"].startswith(digits_prefix) and first["label"] == first["key"].split("/")[-2]
 
     # New digit images the model never saw (dataset digits with a little noise), uploaded as images and
     # classified through the original design's /api/process example.
@@ -99,6 +114,58 @@ def test_digits_dataset_trains_a_classifier_above_95_percent(client, dask_cluste
         assert 0 < best["confidence"] <= 1 and task["result"]["confidence"] == best["confidence"]
         correct += best["label"] == str(digits.target[index])
     assert correct >= 4
+
+
+def train(client, dataset_id, **body):
+    job = post(client, "/api/training-jobs", {"dataset_id": dataset_id, "features": "pixels", **body})
+    assert job.status_code == 202, job.body
+    done = finished_job(client, job.json_body["id"], [])
+    assert done["status"] == "succeeded", done["error"]
+    return done
+
+
+def test_an_incremental_fit_on_the_cluster_is_as_accurate_as_the_in_memory_fit(client, dask_cluster, digits_prefix):
+    dataset = post(client, "/api/datasets", {"name": "digits-stream", "prefix": digits_prefix}).json_body
+    common = {"algorithm": "sgd", "params": {"epochs": 15}, "seed": 3}
+    streamed = train(client, dataset["id"], model_name="streamed", fit={"method": "incremental"}, **common)
+    in_memory = train(client, dataset["id"], model_name="in-memory", **common)
+    print(
+        f"sgd on digits: incremental {streamed['metrics']['accuracy']:.3f}, in memory {in_memory['metrics']['accuracy']:.3f}"
+    )
+    assert streamed["metrics"]["fit"]["method"] == "incremental" and streamed["metrics"]["fit"]["epochs"] == 15
+    assert in_memory["metrics"]["fit"]["method"] == "in_memory"
+    assert streamed["metrics"]["test_items"] == in_memory["metrics"]["test_items"]
+    assert streamed["metrics"]["accuracy"] >= 0.9
+    assert streamed["metrics"]["accuracy"] >= in_memory["metrics"]["accuracy"] - 0.03
+
+
+def test_a_forest_on_a_large_dataset_is_fitted_on_a_bounded_sample(client, dask_cluster, digits_prefix):
+    dataset = post(client, "/api/datasets", {"name": "digits-sample", "prefix": digits_prefix}).json_body
+    done = train(
+        client,
+        dataset["id"],
+        model_name="sampled",
+        algorithm="random_forest",
+        params={"n_estimators": 40},
+        fit={"sample_items": 300},
+    )
+    fit = done["metrics"]["fit"]
+    assert fit["method"] == "sample" and 300 <= fit["sample_items"] <= 310 and fit["train_items"] > 1300
+    assert f"sample of {fit['sample_items']:,} of {fit['train_items']:,}" in fit["description"]
+    assert done["metrics"]["test_items"] + fit["train_items"] == 1797
+    assert done["metrics"]["accuracy"] >= 0.85
+    refused = post(
+        client,
+        "/api/training-jobs",
+        {
+            "dataset_id": dataset["id"],
+            "model_name": "x",
+            "algorithm": "random_forest",
+            "features": "pixels",
+            "fit": {"method": "incremental"},
+        },
+    )
+    assert refused.status_code == 400 and "partial_fit" in refused.json_body["error"]["message"]
 
 
 def test_a_training_job_can_be_cancelled(client, dask_cluster, digits_prefix):

@@ -52,7 +52,7 @@ def test_feature_modules_import_without_heavy_libraries():
         loaded = sorted(heavy & {name.split(".")[0] for name in sys.modules})
         assert not loaded, loaded
         assert chalicelib.ml.features.FEATURES.names() == ["color_histogram", "embedding", "hog", "pixels"]
-        assert len(chalicelib.ml.training.ALGORITHMS.names()) == 5
+        assert len(chalicelib.ml.training.ALGORITHMS.names()) == 7
     """)
     result = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True)
     assert result.returncode == 0, result.stderr

@@ -31,6 +31,8 @@ QUICK_PARAMS = {
     "random_forest": {"n_estimators": 20},
     "knn": {"n_neighbors": 3},
     "mlp": {"hidden_units": 32, "max_iter": 200, "early_stopping": False},
+    "sgd": {},
+    "naive_bayes": {},
 }
 
 
@@ -225,7 +227,15 @@ def test_mlp_early_stopping_needs_enough_items_per_class(three_digits):
 
 
 def test_every_algorithm_declares_ranges_for_its_parameters():
-    assert ALGORITHMS.names() == ["knn", "linear_svm", "logistic_regression", "mlp", "random_forest"]
+    assert ALGORITHMS.names() == [
+        "knn",
+        "linear_svm",
+        "logistic_regression",
+        "mlp",
+        "naive_bayes",
+        "random_forest",
+        "sgd",
+    ]
     for entry in ALGORITHMS:
         assert entry.runtime == "ml" and entry.description
         for param in entry.params:
