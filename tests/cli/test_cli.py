@@ -175,16 +175,8 @@ def tiny_png(i: int) -> bytes:
 
 
 def test_import_follows_a_prefix_of_your_storage_to_the_end_and_lists_the_failed_files(stack):
-    import boto3
-
     me = requests.get(f"{stack.url}/api/me", timeout=10).json()
-    s3 = boto3.client(
-        "s3",
-        endpoint_url=f"http://127.0.0.1:{stack.aws_port}",  # the stack's own moto server
-        region_name="us-east-1",
-        aws_access_key_id="testing",
-        aws_secret_access_key="testing",
-    )
+    s3 = stack.s3()
     prefix = f"datasets/{me['id']}/cli-import/"
     for i in range(12):
         s3.put_object(Bucket="pixelake-local", Key=f"{prefix}{i:02d}.png", Body=tiny_png(i))
