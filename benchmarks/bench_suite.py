@@ -4,7 +4,7 @@ Inputs are generated from photos that packages ship (benchmarks/inputs.py). Ever
 comes with a reference measured in the same run, because the machine is shared: the ratios
 are what carry from one run (or machine) to the next, not the milliseconds.
 
-    .venv/bin/python benchmarks/bench_suite.py [--quick] [--skip e2e,database,dask]
+    .venv/bin/python benchmarks/bench_suite.py [--quick] [--skip e2e,database,dask,exports,imports]
 """
 
 from __future__ import annotations
@@ -96,7 +96,7 @@ def cost_model(report: dict) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true")
-    parser.add_argument("--skip", default="", help="comma-separated: e2e, database, dask, exports")
+    parser.add_argument("--skip", default="", help="comma-separated: e2e, database, dask, exports, imports")
     args = parser.parse_args()
     skip = set(filter(None, args.skip.split(",")))
     started = time.perf_counter()
@@ -146,6 +146,11 @@ def main() -> None:
 
         print("… exports and the pre-submit cluster check", file=sys.stderr, flush=True)
         report["exports"] = bench_exports.run(100_000 if args.quick else 1_000_000, 2)
+    if "imports" not in skip:
+        import bench_imports
+
+        print("… bulk import throughput per worker core against the ingest floor", file=sys.stderr, flush=True)
+        report["imports"] = bench_imports.run(1_000 if args.quick else 10_000, 50 if args.quick else 200)
     report["cost"] = cost_model(report)
     report["runtime_s"] = round(time.perf_counter() - started, 1)
     OUT.mkdir(parents=True, exist_ok=True)

@@ -241,3 +241,13 @@ def test_a_prefix_or_manifest_outside_your_storage_is_refused(client, user_id):
         assert response.status_code == 400, (body, response.body)
     assert client.http.get("/api/imports").json_body == {"items": [], "next_cursor": None}
     assert client.http.get("/api/imports/12345").status_code == 404
+
+
+def test_an_empty_prefix_or_an_unreadable_manifest_fails_the_import_with_the_reason(client, import_cluster, user_id):
+    empty = finished(
+        client, post(client, "/api/imports", {"prefix": f"datasets/{user_id}/nothing-here/"}).json_body["id"]
+    )
+    assert (empty["status"], empty["listed"], empty["error"]) == ("failed", 0, "no objects were found to import")
+    broken = post(client, "/api/imports", {"manifest": '"b","only-two-columns"\n', "format": "inventory"}).json_body
+    broken = finished(client, broken["id"])
+    assert broken["status"] == "failed" and "manifest line 1 has 2 columns" in broken["error"], broken
