@@ -10,11 +10,11 @@ what one core does through the same code. Measured before and after the import; 
 cores) ÷ floor images/s; by CPU, the workers' images per CPU second ÷ the floor's (moto's CPU is in
 this process for both, so neither side pays for S3's emulator).
 
-A second import of as many objects has its driver's worker killed (SIGKILL) a third of the way in;
+A second import (as many objects, or --killed-objects) has its driver's worker killed (SIGKILL) a third of the way in;
 its counts must come out exact (the nanny starts a new worker, Dask runs the driver again, the
 counted partitions are skipped).
 
-    .venv/bin/python benchmarks/bench_imports.py [--objects 10000] [--floor 200]   # prints JSON
+    .venv/bin/python benchmarks/bench_imports.py [--objects 10000] [--killed-objects N] [--floor 200]   # prints JSON
 """
 
 from __future__ import annotations
@@ -147,7 +147,8 @@ def kill_driver_worker(import_id: int) -> int | None:
     return pid
 
 
-def run(objects: int, floor: int) -> dict:
+def run(objects: int, floor: int, killed_objects: int | None = None) -> dict:
+    killed_objects = killed_objects or objects
     import bench_database
     from databases import drop_database
     from sqlalchemy.engine import make_url
@@ -191,9 +192,9 @@ def run(objects: int, floor: int) -> dict:
         area = storage.dataset_prefix(user_id)
         put_s = time.perf_counter()
         put_objects(f"{area}bench/", objects)
-        put_objects(f"{area}killed/", objects, start=objects)
-        put_objects(f"{area}warm/", 20, start=2 * objects)
-        floor_keys = put_objects(f"{area}floor/", 2 * floor, start=2 * objects + 20)
+        put_objects(f"{area}killed/", killed_objects, start=objects)
+        put_objects(f"{area}warm/", 20, start=objects + killed_objects)
+        floor_keys = put_objects(f"{area}floor/", 2 * floor, start=objects + killed_objects + 20)
         put_s = time.perf_counter() - put_s
         floors = [floor_images_per_s(user_id, floor_keys[:floor])]
 
@@ -212,8 +213,9 @@ def run(objects: int, floor: int) -> dict:
         clean["idle_cpu_s"] = round(idle_cpu_per_s * clean["seconds"], 1)
         net_cpu = clean["worker_cpu_s"] - clean["idle_cpu_s"]
         floors.append(floor_images_per_s(user_id, floor_keys[floor:]))
-        killed = import_prefix(principal, f"{area}killed/", kill_at=objects // 3)
-        expected = {"listed": objects, "registered": objects, "ready": objects, "failed": 0, "skipped": 0}
+        killed = import_prefix(principal, f"{area}killed/", kill_at=killed_objects // 3)
+        n = killed_objects
+        expected = {"listed": n, "registered": n, "ready": n, "failed": 0, "skipped": 0}
         best_floor = max(f["images_per_s"] for f in floors)
         best_floor_cpu = max(f["images_per_cpu_s"] for f in floors)
         per_core = clean["images_per_s"] / WORKERS
@@ -233,7 +235,7 @@ def run(objects: int, floor: int) -> dict:
             "ratio_net_cpu_to_floor": round(clean["counts"]["ready"] / net_cpu / best_floor_cpu, 2),
             "target_ratio": TARGET_RATIO,
             "load_average_1m": [round(load_before, 1), round(load_after, 1)],
-            "killed_run": killed,
+            "killed_run": {**killed, "objects": killed_objects},
             "killed_run_counts_right": killed["counts"] == expected and killed["status"] == "succeeded",
         }
     finally:
@@ -252,12 +254,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--objects", type=int, default=10_000)
     parser.add_argument("--floor", type=int, default=200, help="objects ingested serially for the floor, twice")
+    parser.add_argument("--killed-objects", type=int, help="objects of the import whose worker is killed (--objects)")
     parser.add_argument("--floor-child", nargs="+", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.floor_child:
         floor_child(int(args.floor_child[0]), args.floor_child[1:])
         return
-    print(json.dumps(run(args.objects, args.floor), indent=2, default=str))
+    print(json.dumps(run(args.objects, args.floor, args.killed_objects), indent=2, default=str))
 
 
 if __name__ == "__main__":

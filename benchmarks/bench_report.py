@@ -123,7 +123,7 @@ def write(report: dict, out: Path) -> None:
             f"| ≥ {m['target_ratio']}× | {_met(m['ratio_net_cpu_to_floor'], m['target_ratio'], lower_is_better=False)} |"
         )
         lines.append(
-            f"| same, its driver's worker killed a third of the way in | counts "
+            f"| import of {m['killed_run']['objects']:,} objects, its driver's worker killed a third of the way in | counts "
             f"{'exact' if m['killed_run_counts_right'] else 'WRONG'} | exact | "
             f"{'met' if m['killed_run_counts_right'] else 'MISSED'} |"
         )
@@ -339,7 +339,7 @@ def write(report: dict, out: Path) -> None:
             f"{m['ratio_net_cpu_to_floor']}× without the {clean['idle_cpu_s']} s idle workers spend anyway. Load "
             f"average during the import {m['load_average_1m']}; moto's S3 is one Python process, which bounds the wall.",
             "",
-            f"The same import with its driver's worker killed (SIGKILL, pid {killed['killed_worker_pid']}) a third of "
+            f"An import of {killed['objects']:,} objects with its driver's worker killed (SIGKILL, pid {killed['killed_worker_pid']}) a third of "
             f"the way in: {killed['status']}, counts {killed['counts']} in {killed['seconds']} s: "
             f"{'exact' if m['killed_run_counts_right'] else 'NOT exact'}.",
             "",
