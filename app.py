@@ -7,6 +7,7 @@ from chalicelib.api.auth import auth_api
 from chalicelib.api.batches import batches_api
 from chalicelib.api.datasets import datasets_api
 from chalicelib.api.images import images_api
+from chalicelib.api.imports import imports_api
 from chalicelib.api.model_exports import model_exports_api
 from chalicelib.api.models import models_api
 from chalicelib.api.openapi import openapi_api
@@ -37,6 +38,7 @@ for blueprint in (
     datasets_api,
     training_api,
     batches_api,
+    imports_api,
     audit_api,
     openapi_api,
     web_api,

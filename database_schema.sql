@@ -466,5 +466,61 @@ CREATE TRIGGER batch_task_counts_update AFTER UPDATE ON processing_tasks REFEREN
 
 UPDATE alembic_version SET version_num='0007' WHERE alembic_version.version_num = '0006';
 
+-- Running upgrade 0007 -> 0008
+
+CREATE TABLE imports (
+    id BIGSERIAL NOT NULL, 
+    owner_id BIGINT NOT NULL, 
+    source JSONB DEFAULT '{}'::jsonb NOT NULL, 
+    status VARCHAR(32) DEFAULT 'pending' NOT NULL, 
+    listed BIGINT DEFAULT '0' NOT NULL, 
+    listing_done BOOLEAN DEFAULT false NOT NULL, 
+    partitions INTEGER DEFAULT '0' NOT NULL, 
+    partitions_done INTEGER DEFAULT '0' NOT NULL, 
+    registered BIGINT DEFAULT '0' NOT NULL, 
+    ready BIGINT DEFAULT '0' NOT NULL, 
+    failed BIGINT DEFAULT '0' NOT NULL, 
+    skipped BIGINT DEFAULT '0' NOT NULL, 
+    error TEXT, 
+    started_at TIMESTAMP WITH TIME ZONE, 
+    finished_at TIMESTAMP WITH TIME ZONE, 
+    created_at TIMESTAMP WITH TIME ZONE DEFAULT now() NOT NULL, 
+    updated_at TIMESTAMP WITH TIME ZONE DEFAULT now() NOT NULL, 
+    CONSTRAINT pk_imports PRIMARY KEY (id), 
+    CONSTRAINT ck_imports_status CHECK (status IN ('pending', 'running', 'succeeded', 'completed_with_failures', 'failed')), 
+    CONSTRAINT fk_imports_owner_id_users FOREIGN KEY(owner_id) REFERENCES users (id) ON DELETE CASCADE
+);
+
+CREATE INDEX ix_imports_owner_id ON imports (owner_id);
+
+CREATE TABLE import_partitions (
+    import_id BIGINT NOT NULL, 
+    number INTEGER NOT NULL, 
+    created_at TIMESTAMP WITH TIME ZONE DEFAULT now() NOT NULL, 
+    updated_at TIMESTAMP WITH TIME ZONE DEFAULT now() NOT NULL, 
+    CONSTRAINT pk_import_partitions PRIMARY KEY (import_id, number), 
+    CONSTRAINT fk_import_partitions_import_id_imports FOREIGN KEY(import_id) REFERENCES imports (id) ON DELETE CASCADE
+);
+
+CREATE TABLE import_failures (
+    id BIGSERIAL NOT NULL, 
+    import_id BIGINT NOT NULL, 
+    key VARCHAR(1024) NOT NULL, 
+    reason TEXT NOT NULL, 
+    created_at TIMESTAMP WITH TIME ZONE DEFAULT now() NOT NULL, 
+    updated_at TIMESTAMP WITH TIME ZONE DEFAULT now() NOT NULL, 
+    CONSTRAINT pk_import_failures PRIMARY KEY (id), 
+    CONSTRAINT fk_import_failures_import_id_imports FOREIGN KEY(import_id) REFERENCES imports (id) ON DELETE CASCADE, 
+    CONSTRAINT uq_import_failures_import_id_key UNIQUE (import_id, key)
+);
+
+ALTER TABLE images ADD COLUMN import_id BIGINT;
+
+ALTER TABLE images ADD CONSTRAINT fk_images_import_id_imports FOREIGN KEY(import_id) REFERENCES imports (id) ON DELETE SET NULL;
+
+CREATE INDEX ix_images_import_id ON images (import_id);
+
+UPDATE alembic_version SET version_num='0008' WHERE alembic_version.version_num = '0007';
+
 COMMIT;
 

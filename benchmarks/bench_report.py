@@ -209,6 +209,18 @@ def write(report: dict, out: Path) -> None:
         )
     if "models" in report:
         lines += _model_summary(report["models"])
+    if "imports" in report:
+        m = report["imports"]
+        lines.append(
+            f"| bulk import, {m['objects']:,} objects, {m['workers']} workers: per worker core / serial ingest floor "
+            f"| {m['ratio_per_core_to_floor']}× wall, {m['ratio_net_cpu_to_floor']}× CPU (idle CPU excluded) "
+            f"| ≥ {m['target_ratio']}× | {_met(m['ratio_net_cpu_to_floor'], m['target_ratio'], lower_is_better=False)} |"
+        )
+        lines.append(
+            f"| import of {m['killed_run']['objects']:,} objects, its driver's worker killed a third of the way in | counts "
+            f"{'exact' if m['killed_run_counts_right'] else 'WRONG'} | exact | "
+            f"{'met' if m['killed_run_counts_right'] else 'MISSED'} |"
+        )
     if "heic_ingest" in p:
         heic, colour = p["heic_ingest"], p["colour_conversion"]
         lines.append(
@@ -489,6 +501,25 @@ def write(report: dict, out: Path) -> None:
             "",
             "The compute bill hardly depends on N (the same CPU hours, split over more tasks); only the "
             "scheduler's share shrinks as the run gets shorter. S3's PUT requests cost more than the compute.",
+            "",
+        ]
+    if "imports" in report:
+        m, clean, killed = report["imports"], report["imports"]["import"], report["imports"]["killed_run"]
+        lines += [
+            "## Bulk imports (benchmarks/bench_imports.py)",
+            "",
+            f"{m['objects']:,} small PNGs under one prefix, imported on a LocalCluster of {m['workers']} workers "
+            f"× 1 thread, {m['partition_keys']} objects a partition: {clean['seconds']} s by the database's clock, "
+            f"{clean['images_per_s']} images/s, {m['images_per_s_per_core']} per worker core. The floor, the same "
+            f"ingest of the same kind of objects serially in one process: {m['floor']['images_per_s']} images/s "
+            f"({m['floor']['images_per_cpu_s']} per CPU second). Per core / floor: {m['ratio_per_core_to_floor']}× "
+            f"by the wall; by CPU {m['ratio_cpu_to_floor']}× ({clean['worker_cpu_s']} worker CPU s), "
+            f"{m['ratio_net_cpu_to_floor']}× without the {clean['idle_cpu_s']} s idle workers spend anyway. Load "
+            f"average during the import {m['load_average_1m']}; moto's S3 is one Python process, which bounds the wall.",
+            "",
+            f"An import of {killed['objects']:,} objects with its driver's worker killed (SIGKILL, pid {killed['killed_worker_pid']}) a third of "
+            f"the way in: {killed['status']}, counts {killed['counts']} in {killed['seconds']} s: "
+            f"{'exact' if m['killed_run_counts_right'] else 'NOT exact'}.",
             "",
         ]
     c = report["cost"]

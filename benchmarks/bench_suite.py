@@ -4,7 +4,7 @@ Inputs are generated from photos that packages ship (benchmarks/inputs.py). Ever
 comes with a reference measured in the same run, because the machine is shared: the ratios
 are what carry from one run (or machine) to the next, not the milliseconds.
 
-    .venv/bin/python benchmarks/bench_suite.py [--quick] [--skip e2e,database,batches,dask,exports,models,training]
+    .venv/bin/python benchmarks/bench_suite.py [--quick] [--skip e2e,database,batches,dask,exports,imports,models,training]
 """
 
 from __future__ import annotations
@@ -97,7 +97,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true")
     parser.add_argument(
-        "--skip", default="", help="comma-separated: e2e, database, batches, dask, exports, models, training"
+        "--skip", default="", help="comma-separated: e2e, database, batches, dask, exports, imports, models, training"
     )
     args = parser.parse_args()
     skip = set(filter(None, args.skip.split(",")))
@@ -168,6 +168,11 @@ def main() -> None:
     if "training" not in skip:
         print("… training: driver memory over N and 4N images", file=sys.stderr, flush=True)
         report["training_memory"] = bench_training.driver_memory(1000 if args.quick else 3000)
+    if "imports" not in skip:
+        import bench_imports
+
+        print("… bulk import throughput per worker core against the ingest floor", file=sys.stderr, flush=True)
+        report["imports"] = bench_imports.run(1_000 if args.quick else 10_000, 50 if args.quick else 200)
     report["cost"] = cost_model(report)
     report["fargate"] = bench_training.fargate_model(
         report["pipeline"]["ingest"]["timings"]["ingest"]["cpu_ms"], report.get("dask")

@@ -82,6 +82,19 @@ class Settings:
         default=0,
         metadata=_env("PIXELAKE_BATCH_IN_FLIGHT", "partitions of a batch submitted at once; 0: two per worker thread"),
     )
+    import_partition_keys: int = field(
+        default=200,
+        metadata=_env(
+            "PIXELAKE_IMPORT_PARTITION_KEYS", "objects per partition of a bulk import (one Dask task ingests them)"
+        ),
+    )
+    max_import_manifest_bytes: int = field(
+        default=5 * 1024 * 1024,
+        metadata=_env(
+            "PIXELAKE_MAX_IMPORT_MANIFEST_BYTES",
+            "largest manifest sent in a POST /api/imports body (larger: put it in S3, send manifest_key)",
+        ),
+    )
     max_dataset_items: int = field(
         default=100_000, metadata=_env("PIXELAKE_MAX_DATASET_ITEMS", "most items in one dataset")
     )

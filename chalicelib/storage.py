@@ -13,6 +13,10 @@ Every key is built by a function of this module, so the layout below is the only
                                                  Hive-partitioned result exports, written on Dask
     training/<user>/<job>/features/part-<n>.parquet  a training job's feature shards, written by the
                                                  Dask workers (position, key, label, features)
+    imports/<user>/<import>/manifest.csv         a bulk import's manifest sent in the request
+
+A user's own area, from which a bulk import may register images, is uploads/<user>/ and
+datasets/<user>/ (`user_areas`).
 """
 
 from __future__ import annotations
@@ -71,6 +75,20 @@ def new_upload_key(user_id: int, content_type: str) -> str:
 
 def user_upload_prefix(user_id: int) -> str:
     return f"{UPLOAD_PREFIX}{user_id}/"
+
+
+def user_areas(user_id: int) -> tuple[str, ...]:
+    """The prefixes whose objects belong to the user: what they may read and import."""
+    return (dataset_prefix(user_id), user_upload_prefix(user_id))
+
+
+def in_user_area(user_id: int, key: str) -> bool:
+    """True when the key (or prefix) lies in one of the user's areas (and climbs out of none)."""
+    return ".." not in key.split("/") and key.startswith(user_areas(user_id))
+
+
+def import_manifest_key(user_id: int, import_id: int) -> str:
+    return f"imports/{user_id}/{import_id}/manifest.csv"
 
 
 def dataset_prefix(user_id: int) -> str:
@@ -136,6 +154,11 @@ def put(key: str, data: bytes, content_type: str, *, bucket: str | None = None) 
     return response["ETag"].strip('"')
 
 
+def stream(key: str, *, bucket: str | None = None):
+    """The object's body as a stream (read it in pieces, close it after)."""
+    return s3_client().get_object(Bucket=bucket or get_settings().bucket, Key=key)["Body"]
+
+
 def get(key: str, *, bucket: str | None = None, max_bytes: int | None = None) -> bytes:
     kwargs = {"Range": f"bytes=0-{max_bytes}"} if max_bytes else {}
     body = s3_client().get_object(Bucket=bucket or get_settings().bucket, Key=key, **kwargs)["Body"]
@@ -179,10 +202,15 @@ def delete(key: str, *, bucket: str | None = None) -> None:
 
 def keys_under(prefix: str, *, bucket: str | None = None):
     """Every key under the prefix, page by page."""
+    for item in objects_under(prefix, bucket=bucket):
+        yield item["Key"]
+
+
+def objects_under(prefix: str, *, bucket: str | None = None):
+    """Every object under the prefix (Key, Size, ETag, … as S3 lists them), in key order, page by page."""
     pages = s3_client().get_paginator("list_objects_v2").paginate(Bucket=bucket or get_settings().bucket, Prefix=prefix)
     for page in pages:
-        for item in page.get("Contents", []):
-            yield item["Key"]
+        yield from page.get("Contents", [])
 
 
 def presign_get(key: str, *, bucket: str | None = None, expires: int | None = None, filename: str | None = None) -> str:

@@ -20,6 +20,7 @@ import msgspec
 from chalicelib.db.vocabulary import (
     AUDIT_OUTCOMES,
     IMAGE_STATUSES,
+    IMPORT_STATUSES,
     JOB_STATUSES,
     MODEL_FRAMEWORKS,
     MODEL_STATUSES,
@@ -31,6 +32,7 @@ from chalicelib.db.vocabulary import (
 ImageStatus = Literal[IMAGE_STATUSES]  # type: ignore[valid-type]
 TaskStatus = Literal[TASK_STATUSES]  # type: ignore[valid-type]
 JobStatus = Literal[JOB_STATUSES]  # type: ignore[valid-type]
+ImportStatus = Literal[IMPORT_STATUSES]  # type: ignore[valid-type]
 Json = dict[str, Any]
 
 
@@ -357,6 +359,46 @@ class BatchExport(Body):
     url: str  # presigned GET of the Parquet file
     format: Literal["parquet"]
     rows: int
+
+
+# --- bulk imports (routes in chalicelib/api/imports.py) ---
+
+
+class Import(Body):
+    id: int
+    status: ImportStatus
+    source: Json  # {"prefix": ...} | {"manifest_key": ..., "format": "keys"|"inventory", "columns"?: ...}
+    listed: int  # objects found so far (the prefix's listing or the manifest's rows)
+    listing_done: bool
+    registered: int  # images this import created
+    ready: int
+    failed: int  # files that failed, each with its reason under /failures
+    skipped: int  # objects already imported or uploaded before
+    partitions: int
+    partitions_done: int
+    progress: BatchProgress
+    error: str | None
+    created_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+    duration_ms: int | None
+
+
+class ImportPage(Body):
+    items: list[Import]
+    next_cursor: str | None
+
+
+class ImportFailure(Body):
+    id: int
+    key: str
+    reason: str
+    created_at: datetime
+
+
+class ImportFailurePage(Body):
+    items: list[ImportFailure]
+    next_cursor: str | None
 
 
 class ExportWriting(Body):

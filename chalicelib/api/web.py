@@ -50,6 +50,7 @@ ASSETS = {
     "charts.js": JS,
     "stats.js": JS,
     "datasets.js": JS,
+    "imports.js": JS,
     "training.js": JS,
     "models.js": JS,
     "style.css": "text/css; charset=utf-8",

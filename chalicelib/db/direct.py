@@ -146,22 +146,33 @@ def user_exists(db: pg8000.native.Connection, user_id: int) -> bool:
 
 
 def claim_image_for_ingest(
-    db: pg8000.native.Connection, *, owner_id: int, bucket: str, key: str, size_bytes: int, etag: str | None
+    db: pg8000.native.Connection,
+    *,
+    owner_id: int,
+    bucket: str,
+    key: str,
+    size_bytes: int,
+    etag: str | None,
+    import_id: int | None = None,
 ) -> dict:
-    """The image row (id, owner_id, status, etag) for an uploaded object, created if the upload
-    bypassed the API; locked FOR UPDATE so two deliveries of one event ingest it once."""
+    """The image row (id, owner_id, status, etag, error, import_id) for an uploaded object, created
+    if the upload bypassed the API (by `import_id` when a bulk import registers it); locked FOR
+    UPDATE so two deliveries of one event, or two attempts of one import partition, ingest it once."""
     db.run(
-        "INSERT INTO images (owner_id, bucket, key, size_bytes, etag, status) "
-        "VALUES (:owner_id, :bucket, :key, :size_bytes, :etag, 'pending') ON CONFLICT (bucket, key) DO NOTHING",
+        "INSERT INTO images (owner_id, bucket, key, size_bytes, etag, status, import_id) "
+        "VALUES (:owner_id, :bucket, :key, :size_bytes, :etag, 'pending', :import_id) "
+        "ON CONFLICT (bucket, key) DO NOTHING",
         owner_id=owner_id,
         bucket=bucket,
         key=key,
         size_bytes=size_bytes,
         etag=etag,
+        import_id=import_id,
     )
     row = one(
         db,
-        "SELECT id, owner_id, status, etag FROM images WHERE bucket = :bucket AND key = :key FOR UPDATE",
+        "SELECT id, owner_id, status, etag, error, import_id FROM images "
+        "WHERE bucket = :bucket AND key = :key FOR UPDATE",
         bucket=bucket,
         key=key,
     )

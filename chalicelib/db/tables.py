@@ -29,6 +29,7 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 from chalicelib.db.vocabulary import (  # re-exported: the models' vocabulary
     IMAGE_STATUSES,
+    IMPORT_STATUSES,
     JOB_STATUSES,
     MODEL_FRAMEWORKS,
     MODEL_STATUSES,
@@ -128,6 +129,9 @@ class Image(Timestamped, Base):
     thumbnails: Mapped[list[Any]] = mapped_column(server_default=text("'[]'::jsonb"))
     phash: Mapped[int | None] = mapped_column(BigInteger, index=True)
     processed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # The bulk import that registered the image (None: an upload). A retried partition of that
+    # import counts the image by its status instead of as already there.
+    import_id: Mapped[int | None] = mapped_column(ForeignKey("imports.id", ondelete="SET NULL"), index=True)
 
 
 class Batch(Timestamped, Base):
@@ -331,6 +335,51 @@ class TrainingJob(Timestamped, Base):
     error: Mapped[str | None] = mapped_column(Text)
     started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class Import(Timestamped, Base):
+    """A bulk import of objects already in S3 (services/imports.py). The counters are added to
+    as partitions finish (once per partition, `import_partitions`), so progress is one row read."""
+
+    __tablename__ = "imports"
+    __table_args__ = (CheckConstraint(_in("status", IMPORT_STATUSES), name="status"),)
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    owner_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    source: Mapped[dict[str, Any]] = mapped_column(server_default=text("'{}'::jsonb"))
+    status: Mapped[str] = mapped_column(String(32), server_default="pending")
+    listed: Mapped[int] = mapped_column(BigInteger, server_default="0")
+    listing_done: Mapped[bool] = mapped_column(server_default=text("false"))
+    partitions: Mapped[int] = mapped_column(Integer, server_default="0")
+    partitions_done: Mapped[int] = mapped_column(Integer, server_default="0")
+    registered: Mapped[int] = mapped_column(BigInteger, server_default="0")
+    ready: Mapped[int] = mapped_column(BigInteger, server_default="0")
+    failed: Mapped[int] = mapped_column(BigInteger, server_default="0")
+    skipped: Mapped[int] = mapped_column(BigInteger, server_default="0")
+    error: Mapped[str | None] = mapped_column(Text)
+    started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class ImportPartition(Timestamped, Base):
+    """A partition of an import whose counts were added: a retried partition adds nothing twice."""
+
+    __tablename__ = "import_partitions"
+
+    import_id: Mapped[int] = mapped_column(ForeignKey("imports.id", ondelete="CASCADE"), primary_key=True)
+    number: Mapped[int] = mapped_column(Integer, primary_key=True)
+
+
+class ImportFailure(Timestamped, Base):
+    """One file an import could not ingest, with the reason (one row per key and import)."""
+
+    __tablename__ = "import_failures"
+    __table_args__ = (UniqueConstraint("import_id", "key"),)
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    import_id: Mapped[int] = mapped_column(ForeignKey("imports.id", ondelete="CASCADE"))
+    key: Mapped[str] = mapped_column(String(1024))
+    reason: Mapped[str] = mapped_column(Text)
 
 
 class AuditLog(Base):

@@ -1,4 +1,4 @@
-"""Every status change of images, tasks, training jobs and batches: one function, one statement.
+"""Every status change of images, tasks, training jobs, batches and imports: one function, one statement.
 
 Each path runs the same statement: the ingest and queue workers through their pg8000
 connection (chalicelib/db/direct.py, no SQLAlchemy in their cold start), the api and the Dask
@@ -15,7 +15,7 @@ from __future__ import annotations
 import json
 from typing import TYPE_CHECKING, Any, Protocol
 
-from chalicelib.db.vocabulary import JOB_FINISHED, TASK_FINISHED
+from chalicelib.db.vocabulary import IMPORT_FINISHED, JOB_FINISHED, TASK_FINISHED
 
 if TYPE_CHECKING:
     from sqlalchemy.orm import Session
@@ -317,6 +317,95 @@ def batch_failed_to_start(db: Runner, batch_id: int, reason: str) -> bool:
         "UPDATE batches SET status = 'failed', error = :error, finished_at = clock_timestamp(), "
         "updated_at = now() WHERE id = :id AND status = 'pending' RETURNING id",
         id=batch_id,
+        error=reason,
+    )
+    return bool(rows)
+
+
+# --- bulk imports: pending → running → succeeded | completed_with_failures | failed (Dask, api) --
+# The counters grow as partitions finish: each partition adds its counts once (`import_partitions`
+# is keyed by partition number), so a retried partition or a restarted driver counts nothing twice.
+
+_IMPORT_OPEN = f"status NOT IN ({_sql_list(IMPORT_FINISHED)})"
+IMPORT_SPEC_COLUMNS = ("owner_id", "source")
+IMPORT_COUNTERS = ("registered", "ready", "failed", "skipped")
+
+
+def import_running(db: Runner, import_id: int) -> dict | None:
+    """Start (or, restarted, resume) the import: its owner and source, or None when it is finished or gone."""
+    rows = db.run(
+        "UPDATE imports SET status = 'running', started_at = coalesce(started_at, clock_timestamp()), "
+        f"updated_at = now() WHERE id = :id AND {_IMPORT_OPEN} RETURNING {', '.join(IMPORT_SPEC_COLUMNS)}",
+        id=import_id,
+    )
+    return dict(zip(IMPORT_SPEC_COLUMNS, rows[0], strict=True)) if rows else None
+
+
+def import_listed(db: Runner, import_id: int, *, listed: int, partitions: int, done: bool) -> None:
+    """How far the listing got; never lowered (a restarted driver lists again from the start)."""
+    db.run(
+        "UPDATE imports SET listed = GREATEST(listed, :listed), partitions = GREATEST(partitions, :partitions), "
+        "listing_done = listing_done OR :done, updated_at = now() WHERE id = :id",
+        listed=listed,
+        partitions=partitions,
+        done=done,
+        id=import_id,
+    )
+
+
+def import_partition_counted(
+    db: Runner, import_id: int, number: int, counts: dict[str, int], failures: list[dict]
+) -> bool:
+    """Add a finished partition's counts and failed files ({key, reason}) to its import, once.
+    False when this partition had been counted already (a retry): nothing changes."""
+    rows = db.run(
+        "WITH counted AS (INSERT INTO import_partitions (import_id, number) VALUES (:id, :number) "
+        "ON CONFLICT DO NOTHING RETURNING import_id), "
+        "failures AS (INSERT INTO import_failures (import_id, key, reason) "
+        "SELECT :id, f->>'key', f->>'reason' FROM jsonb_array_elements(CAST(:failures AS jsonb)) f "
+        "WHERE EXISTS (SELECT 1 FROM counted) ON CONFLICT (import_id, key) DO NOTHING) "
+        "UPDATE imports SET registered = registered + :registered, ready = ready + :ready, "
+        "failed = failed + :failed, skipped = skipped + :skipped, partitions_done = partitions_done + 1, "
+        "updated_at = now() WHERE id IN (SELECT import_id FROM counted) RETURNING id",
+        id=import_id,
+        number=number,
+        failures=as_json(failures),
+        **{name: counts[name] for name in IMPORT_COUNTERS},
+    )
+    return bool(rows)
+
+
+def import_partition_is_counted(db: Runner, import_id: int, number: int) -> bool:
+    return bool(
+        db.run(
+            "SELECT 1 FROM import_partitions WHERE import_id = :id AND number = :number", id=import_id, number=number
+        )
+    )
+
+
+def import_finished(db: Runner, import_id: int, *, error: str | None = None) -> str:
+    """Every partition is counted (or the listing failed, `error`): `succeeded` when no file failed,
+    `completed_with_failures` when some did and others were imported or there already, `failed`
+    when nothing was, nothing was found, or the listing failed."""
+    rows = db.run(
+        "UPDATE imports SET status = CASE WHEN CAST(:error AS text) IS NOT NULL OR listed = 0 THEN 'failed' "
+        "WHEN failed = 0 THEN 'succeeded' WHEN ready + skipped > 0 THEN 'completed_with_failures' ELSE 'failed' END, "
+        "error = CASE WHEN CAST(:error AS text) IS NOT NULL THEN CAST(:error AS text) "
+        "WHEN listed = 0 THEN 'no objects were found to import' "
+        "WHEN failed > 0 AND ready + skipped = 0 THEN 'all ' || failed || ' files failed (see the failures)' END, "
+        f"finished_at = clock_timestamp(), updated_at = now() WHERE id = :id AND {_IMPORT_OPEN} RETURNING status",
+        error=error,
+        id=import_id,
+    )
+    return rows[0][0] if rows else "skipped"
+
+
+def import_failed_to_start(db: Runner, import_id: int, reason: str) -> bool:
+    """A pending import the cluster could not take, or that no worker started in time."""
+    rows = db.run(
+        "UPDATE imports SET status = 'failed', error = :error, finished_at = clock_timestamp(), updated_at = now() "
+        "WHERE id = :id AND status = 'pending' RETURNING id",
+        id=import_id,
         error=reason,
     )
     return bool(rows)

@@ -12,14 +12,23 @@ if TYPE_CHECKING:
 
 
 def owned_prefixes(principal: Principal) -> tuple[str, ...]:
-    return (storage.dataset_prefix(principal.user_id), storage.user_upload_prefix(principal.user_id))
+    return storage.user_areas(principal.user_id)
+
+
+def in_own_area(principal: Principal, key: str) -> bool:
+    """True when the key (or prefix) lies in the principal's own areas of the bucket."""
+    return storage.in_user_area(principal.user_id, key)
 
 
 def check_readable(principal: Principal, key: str) -> None:
     """Users read only their own namespaces of the bucket; admins read anything."""
-    if principal.is_admin:
-        return
-    if ".." in key.split("/") or not key.startswith(owned_prefixes(principal)):
+    if not principal.is_admin:
+        check_own_area(principal, key)
+
+
+def check_own_area(principal: Principal, key: str) -> None:
+    """A 403 unless the key is in the principal's own areas (admins too: what they import, they own)."""
+    if not in_own_area(principal, key):
         raise ApiError(
             403,
             "forbidden_prefix",

@@ -1,4 +1,4 @@
-"""Jobs that run on the Dask cluster: training, batches, exports.
+"""Jobs that run on the Dask cluster: training, batches, imports, exports.
 
 Each is submitted by the API fire-and-forget and does its own bookkeeping: it reads its row,
 fans out over partitions from inside the worker (`worker_client`, so the driver does not
@@ -428,6 +428,14 @@ def run_batch_job(batch_id: int) -> str:
             transitions.batch_open_tasks_failed(db, batch_id, reason)
             status = transitions.batch_finished(db, batch_id)
     return status
+
+
+@_with_log_context("import_id")
+def run_import_job(import_id: int) -> str:
+    """List the import's objects and ingest them in partitions (chalicelib/services/import_runs.py)."""
+    from chalicelib.services.import_runs import run_import
+
+    return run_import(import_id)
 
 
 def export_batch(batch_id: int) -> str:

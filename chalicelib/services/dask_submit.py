@@ -1,4 +1,4 @@
-"""Submitting batches and training jobs to Dask, and what happens when the cluster cannot take them.
+"""Submitting batches, training jobs and imports to Dask, and what happens when the cluster cannot take them.
 
 A submission the cluster cannot run (no scheduler, versions or code that differ, a worker that
 cannot load chalicelib) fails the job at once with the reason; a job that no worker started within
@@ -50,33 +50,48 @@ def submit_batch(batch_id: int) -> str | None:
     return None
 
 
+def import_key(import_id: int) -> str:
+    return f"import-{import_id}"
+
+
+def submit_import(import_id: int) -> str | None:
+    """Submit the import; returns the reason it failed when the cluster could not take it (recorded on the import)."""
+    from chalicelib.services.dask_jobs import run_import_job
+
+    try:
+        compute.submit_job(run_import_job, import_id, key=import_key(import_id))
+    except ComputeUnavailable as exc:
+        return _fail_import(import_id, str(exc))
+    return None
+
+
 def recheck_training_job(job_id: int, *, status: str, created_at: datetime) -> None:
     """On a read: fail a job no worker started in time, or submit again one whose submission was lost."""
     from chalicelib.services.dask_jobs import run_training_job
 
-    if compute.start_timed_out(status, created_at):
-        _fail_training_job(job_id, _no_start_reason("training job"))
-        return
-    try:
-        compute.resubmit_if_stalled(
-            run_training_job, job_id, key=training_key(job_id), status=status, created_at=created_at
-        )
-    except ComputeUnavailable as exc:
-        _fail_training_job(job_id, str(exc))
+    _recheck(run_training_job, job_id, training_key(job_id), _fail_training_job, "training job", status, created_at)
 
 
 def recheck_batch(batch_id: int, *, status: str, created_at: datetime) -> None:
     from chalicelib.services.dask_jobs import run_batch_job
 
+    _recheck(run_batch_job, batch_id, batch_key(batch_id), _fail_batch, "batch", status, created_at)
+
+
+def recheck_import(import_id: int, *, status: str, created_at: datetime) -> None:
+    from chalicelib.services.dask_jobs import run_import_job
+
+    _recheck(run_import_job, import_id, import_key(import_id), _fail_import, "import", status, created_at)
+
+
+def _recheck(job, row_id: int, key: str, fail, what: str, status: str, created_at: datetime) -> None:
     if compute.start_timed_out(status, created_at):
-        _fail_batch(batch_id, _no_start_reason("batch"))
+        fail(row_id, _no_start_reason(what))
         return
     try:
-        compute.resubmit_if_stalled(
-            run_batch_job, batch_id, key=batch_key(batch_id), status=status, created_at=created_at
-        )
+        compute.resubmit_if_stalled(job, row_id, key=key, status=status, created_at=created_at)
     except ComputeUnavailable as exc:
-        _fail_batch(batch_id, str(exc))
+        fail(row_id, str(exc))
 
 
 def _no_start_reason(what: str) -> str:
@@ -92,6 +107,13 @@ def _fail_training_job(job_id: int, reason: str) -> str:
     log.error("training job %s failed before it started: %s", job_id, reason)
     with session_scope() as session:
         transitions.job_failed_to_start(transitions.on_session(session), job_id, reason)
+    return reason
+
+
+def _fail_import(import_id: int, reason: str) -> str:
+    log.error("import %s failed before it started: %s", import_id, reason)
+    with session_scope() as session:
+        transitions.import_failed_to_start(transitions.on_session(session), import_id, reason)
     return reason
 
 

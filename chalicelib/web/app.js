@@ -7,6 +7,7 @@ import { renderDataset, renderDatasets } from "./datasets.js";
 import { h, heading, notice } from "./dom.js";
 import { renderGallery } from "./gallery.js";
 import { renderImage } from "./image.js";
+import { renderImport, renderImports } from "./imports.js";
 import { renderModel, renderModels } from "./models.js";
 import { renderStats } from "./stats.js";
 import { renderTrainingJob, renderTrainingJobs } from "./training.js";
@@ -20,6 +21,8 @@ const ROUTES = [
   { pattern: /^\/stats$/, nav: "stats", title: "Statistics", render: renderStats },
   { pattern: /^\/datasets$/, nav: "datasets", title: "Datasets", render: renderDatasets },
   { pattern: /^\/datasets\/(?<id>[^/]+)$/, nav: "datasets", title: "Dataset", render: renderDataset },
+  { pattern: /^\/imports$/, nav: "imports", title: "Imports", render: renderImports },
+  { pattern: /^\/imports\/(?<id>[^/]+)$/, nav: "imports", title: "Import", render: renderImport },
   { pattern: /^\/training$/, nav: "training", title: "Training", render: renderTrainingJobs },
   { pattern: /^\/training\/(?<id>[^/]+)$/, nav: "training", title: "Training job", render: renderTrainingJob },
   { pattern: /^\/models$/, nav: "models", title: "Models", render: renderModels },

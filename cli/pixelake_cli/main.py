@@ -1,4 +1,4 @@
-"""`pixelake COMMAND …`: upload, status, process, analyze, batch, train, models, stats.
+"""`pixelake COMMAND …`: upload, status, process, analyze, batch, import, train, models, stats.
 
 Every command talks to one stage: `--api-url` (env PIXELAKE_API_URL, default the local stack)
 with an API key (`--api-key`, env PIXELAKE_API_KEY) when the stage requires one.
@@ -200,7 +200,7 @@ def cmd_operations(client: PixelakeClient, args) -> int:
     return 0
 
 
-JOB_FINISHED = ("succeeded", "failed", "cancelled")
+JOB_FINISHED = ("succeeded", "failed", "cancelled", "completed_with_failures")
 
 
 def _fraction(job: dict) -> tuple[float, str]:
@@ -209,7 +209,8 @@ def _fraction(job: dict) -> tuple[float, str]:
     progress = job["progress"]
     if "stage" in progress:  # a training job
         return float(progress["percent"]), str(progress["stage"] or job["status"])
-    return float(progress["percent"]), f"{job['status']}, {progress['finished']}/{job['total']}"
+    total = job["total"] if "total" in job else f"{job['listed']}{'' if job['listing_done'] else '+'}"  # an import
+    return float(progress["percent"]), f"{job['status']}, {progress['finished']}/{total}"
 
 
 def _follow(client: PixelakeClient, args, path: str, job: dict, what: str) -> dict:
@@ -254,6 +255,43 @@ def cmd_batch(client: PixelakeClient, args) -> int:
         human += f"\n  {batch['error']}"
     out(args, human, batch)
     return EXIT_FAILED if batch["status"] == "failed" else 0
+
+
+IMPORT_COUNTS = ("listed", "registered", "ready", "failed", "skipped")
+FAILURES_SHOWN = 20
+
+
+def cmd_import(client: PixelakeClient, args) -> int:
+    """Import objects already in S3 (a prefix of your storage, or a manifest), following its progress."""
+    if args.prefix and (args.manifest or args.manifest_key):
+        print("give a prefix or a manifest, not both", file=sys.stderr)
+        return EXIT_FAILED
+    if args.manifest:
+        body: dict[str, Any] = {"manifest": Path(args.manifest).read_text(encoding="utf-8")}
+    elif args.manifest_key:
+        body = {"manifest_key": args.manifest_key}
+    elif args.prefix:
+        body = {"prefix": args.prefix}
+    else:
+        print("give a prefix, --manifest FILE or --manifest-key KEY", file=sys.stderr)
+        return EXIT_FAILED
+    if args.inventory:
+        body["format"] = "inventory"
+        if args.columns:
+            body["columns"] = args.columns
+    job = call(lambda: client.post("api/imports", body))
+    if not args.no_watch:
+        job = _follow(client, args, "api/imports", job, "import")
+    counts = ", ".join(f"{job[name]} {name}" for name in IMPORT_COUNTS)
+    lines = [f"import {job['id']}: {job['status']} ({counts})"]
+    if job["error"]:
+        lines.append(f"  {job['error']}")
+    failures = client.get(f"api/imports/{job['id']}/failures", limit=FAILURES_SHOWN)["items"] if job["failed"] else []
+    lines += [f"  failed  {failure['key']}: {failure['reason']}" for failure in failures]
+    if job["failed"] > len(failures):
+        lines.append(f"  … and {job['failed'] - len(failures)} more (GET /api/imports/{job['id']}/failures)")
+    out(args, "\n".join(lines), {**job, "failures": failures})
+    return EXIT_FAILED if job["status"] in ("failed", "completed_with_failures") else 0
 
 
 def confusion_text(confusion: dict) -> str:
@@ -432,6 +470,20 @@ def build_parser() -> argparse.ArgumentParser:
     with_params(batch)
     with_watch(batch)
     batch.set_defaults(run=cmd_batch)
+
+    imports = commands.add_parser(
+        "import", help="register and ingest images already in S3 (a prefix of your storage, or a manifest)"
+    )
+    imports.add_argument(
+        "prefix", nargs="?", help="a prefix of your storage: uploads/<your id>/… or datasets/<your id>/…"
+    )
+    imported = imports.add_mutually_exclusive_group()
+    imported.add_argument("--manifest", metavar="FILE", help="a CSV of keys (or an S3 Inventory CSV) on this machine")
+    imported.add_argument("--manifest-key", metavar="KEY", help="a manifest already in S3 (.csv or .csv.gz)")
+    imports.add_argument("--inventory", action="store_true", help="the manifest is an S3 Inventory CSV")
+    imports.add_argument("--columns", help="the inventory's columns (its manifest.json fileSchema)")
+    with_watch(imports)
+    imports.set_defaults(run=cmd_import)
 
     train = commands.add_parser("train", help="train a classifier on a dataset, with live progress")
     train.add_argument("--dataset", type=int, required=True, help="dataset id")

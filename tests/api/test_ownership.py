@@ -13,6 +13,7 @@ import msgspec
 import pytest
 from accounts import ADMIN_EMAIL, new_user, post_json
 
+from chalicelib import storage
 from chalicelib.api.routing import ROUTES, RouteDoc
 from chalicelib.db.session import session_scope
 from chalicelib.db.tables import (
@@ -21,6 +22,7 @@ from chalicelib.db.tables import (
     Dataset,
     DatasetItem,
     Image,
+    Import,
     MLModel,
     ProcessingTask,
     Result,
@@ -51,6 +53,7 @@ KINDS = {
     "job": "job",
     "training_job": "job",
     "batch": "batch",
+    "import": "import",
     "result": "result",
 }
 # Path parameters that are not ids, by the path segment before them: models are named and versioned.
@@ -117,7 +120,10 @@ def make_resources(owner_id: int, marker: str) -> dict[str, int]:
             status="succeeded",
             source={"note": marker},
         )
-        session.add_all([item, job, batch])
+        imported = Import(
+            owner_id=owner_id, source={"prefix": storage.user_upload_prefix(owner_id)}, status="succeeded"
+        )
+        session.add_all([item, job, batch, imported])
         session.flush()
         return {
             "image": image.id,
@@ -129,6 +135,7 @@ def make_resources(owner_id: int, marker: str) -> dict[str, int]:
             "item": item.id,
             "job": job.id,
             "batch": batch.id,
+            "import": imported.id,
             "model_name": model.name,
             "model_version": model.version,
         }

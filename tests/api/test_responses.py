@@ -92,9 +92,12 @@ def _ready(api: RecordingApi, image_id: int) -> dict:
     )
 
 
+FINISHED = ("succeeded", "failed", "cancelled", "completed_with_failures")
+
+
 def _finished(api: RecordingApi, path: str, **params) -> dict:
     return wait_for(
-        lambda: (b := api.get(path, **params).json_body)["status"] in ("succeeded", "failed", "cancelled") and b,
+        lambda: (b := api.get(path, **params).json_body)["status"] in FINISHED and b,
         timeout=240,
         interval=0.25,
         what=path.format(**params),
@@ -273,6 +276,14 @@ def _scenario(api: RecordingApi) -> None:
     resumed = api.post("/api/batches/{batch_id}/resume", batch_id=stranded[1])
     assert resumed.status_code == 202, resumed.body
     assert _finished(api, "/api/batches/{batch_id}", batch_id=stranded[1])["succeeded"] == 2
+
+    # --- a bulk import of the dataset's files (in S3, not yet images), and its failures
+    imported = api.post("/api/imports", {"prefix": prefix})
+    assert imported.status_code == 202, imported.body
+    imported = _finished(api, "/api/imports/{import_id}", import_id=imported.json_body["id"])
+    assert imported["status"] == "succeeded" and imported["ready"] == len(DIGITS) * PER_DIGIT, imported
+    assert api.get("/api/imports").status_code == 200
+    assert api.get("/api/imports/{import_id}/failures", import_id=imported["id"]).json_body["items"] == []
 
     # --- the audit log of all of it
     assert api.get("/api/audit", query="limit=200").json_body["items"]

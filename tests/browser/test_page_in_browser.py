@@ -327,3 +327,37 @@ def test_a_training_job_shows_live_progress_then_its_confusion_matrix(stack, pag
     assert "142 of 152" in page.locator("svg.confusion desc").text_content()
     assert "accuracy" in page.locator(".facts").last.text_content()
     screenshot(page, "training-job")
+
+
+def test_an_import_started_from_the_page_shows_its_counts_and_the_files_that_failed(stack, page, screenshot):
+    import io
+
+    from PIL import Image
+
+    me = requests.get(f"{stack.url}/api/me", timeout=10).json()
+    prefix = f"datasets/{me['id']}/page-import/"
+    s3 = stack.s3()
+    for i in range(6):
+        buffer = io.BytesIO()
+        Image.new("RGB", (12 + i, 9), (40 * i, 120, 200)).save(buffer, format="PNG")
+        s3.put_object(Bucket="pixelake-local", Key=f"{prefix}{i}.png", Body=buffer.getvalue())
+    s3.put_object(Bucket="pixelake-local", Key=f"{prefix}readme.txt", Body=b"words, not pixels")
+
+    page.goto(f"{stack.url}/#/imports")
+    page.get_by_label("Folder in your storage").fill(prefix)
+    page.get_by_role("button", name="Start import").click()
+    page.get_by_role("heading", name="Files that failed (1)").wait_for(timeout=TIMEOUT_MS)
+    assert page.locator("#import-progress").get_attribute("value") == "100"
+    failures = page.locator("#import-failures li").all_text_contents()
+    assert (
+        len(failures) == 1
+        and failures[0].startswith(f"{prefix}readme.txt: ")
+        and "not a supported image" in failures[0]
+    )
+    facts = dict(zip(page.locator("dt").all_text_contents(), page.locator("dd").all_text_contents(), strict=True))
+    assert (facts["Listed"], facts["Ready"], facts["Failed"], facts["Skipped"]) == ("7", "6", "1", "0")
+    assert "completed" in facts["Status"]
+    screenshot(page, "import")
+    page.get_by_role("link", name="Imports").first.click()
+    page.locator("table a", has_text="#").first.wait_for(timeout=TIMEOUT_MS)
+    assert prefix in page.locator("table").text_content()

@@ -166,3 +166,31 @@ def test_an_unreachable_stage_is_reported_not_traced(stack):
     result = pixelake(stack, "stats", api_url="http://127.0.0.1:9")
     assert result.returncode == 1 and "cannot reach http://127.0.0.1:9" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def tiny_png(i: int) -> bytes:
+    buffer = io.BytesIO()
+    Image.new("RGB", (10 + i, 7), (20 * i % 256, 90, 160)).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def test_import_follows_a_prefix_of_your_storage_to_the_end_and_lists_the_failed_files(stack):
+    me = requests.get(f"{stack.url}/api/me", timeout=10).json()
+    s3 = stack.s3()
+    prefix = f"datasets/{me['id']}/cli-import/"
+    for i in range(12):
+        s3.put_object(Bucket="pixelake-local", Key=f"{prefix}{i:02d}.png", Body=tiny_png(i))
+    s3.put_object(Bucket="pixelake-local", Key=f"{prefix}notes.txt", Body=b"a note, not a picture")
+
+    result = pixelake(stack, "import", prefix)
+    assert result.returncode == 1, result.stderr  # a file failed: the exit status says so
+    lines = result.stdout.splitlines()
+    assert lines[0].endswith(": completed_with_failures (13 listed, 13 registered, 12 ready, 1 failed, 0 skipped)")
+    assert lines[1].startswith(f"  failed  {prefix}notes.txt: ") and "not a supported image" in lines[1]
+    assert "100%" in result.stderr  # the progress was followed to the end
+
+    again = json.loads(pixelake(stack, "--json", "import", prefix, "--no-progress", check=True).stdout)
+    assert (again["status"], again["registered"], again["ready"], again["skipped"]) == ("succeeded", 0, 0, 13)
+
+    refused = pixelake(stack, "import", "datasets/999999/")
+    assert refused.returncode == 1 and "outside your storage" in refused.stderr

@@ -66,6 +66,18 @@ class StackProcess:
         self.process.send_signal(signal.SIGTERM)
         return self.process.wait(timeout=60)
 
+    def s3(self):
+        """A client of the stack's own S3 (its moto server), to put objects there as another tool would."""
+        import boto3
+
+        return boto3.client(
+            "s3",
+            endpoint_url=f"http://127.0.0.1:{self.aws_port}",
+            region_name="us-east-1",
+            aws_access_key_id="testing",
+            aws_secret_access_key="testing",
+        )
+
     def wait_until_processed(self, image_id: int, timeout: float = 60, headers: dict | None = None) -> dict:
         def processed():
             image = requests.get(f"{self.url}/api/images/{image_id}", headers=headers, timeout=5).json()

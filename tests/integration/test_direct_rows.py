@@ -86,7 +86,7 @@ def test_a_second_claim_of_the_same_object_finds_the_first_row(owner_id):
         again = direct.claim_image_for_ingest(
             db, owner_id=owner_id, bucket="b", key="uploads/1/b.jpg", size_bytes=1, etag="e"
         )
-    assert again == {**first, "status": "failed"}
+    assert again == {**first, "status": "failed", "error": "not an image"}
     with session_scope() as session:
         assert session.query(Image).filter_by(key="uploads/1/b.jpg").count() == 1
 

@@ -158,6 +158,7 @@ FREE_FORM_KEYS = {
     "css_name": "the properties analyzer (chalicelib/imaging/analyzers.py)",
     "pixel_percentage": "the properties analyzer (chalicelib/imaging/analyzers.py)",
     "mask_value": "the segment analyzer (chalicelib/imaging/segmentation.py)",
+    "manifest_key": "an import's source (chalicelib/services/imports.py)",
 }
 
 

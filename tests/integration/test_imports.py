@@ -1,0 +1,253 @@
+"""Bulk imports of objects already in S3, on a Dask cluster of `dask scheduler` + two `dask worker`
+processes (as test_external_cluster.py starts them), with moto's S3 over HTTP and PostgreSQL.
+
+The big import is 300 objects here (the 10,000-object run is benchmarks/bench_imports.py, too slow
+for `make test` on two shared cores); its driver's worker is killed with SIGKILL mid-way.
+"""
+
+from __future__ import annotations
+
+import gzip
+import io
+import json
+from concurrent.futures import ThreadPoolExecutor
+
+import psutil
+import pytest
+from PIL import Image
+from polling import wait_for
+from sample_images import jpeg_bytes
+from test_external_cluster import Cluster, documented_worker_env, use_cluster
+
+from chalicelib import storage
+
+distributed = pytest.importorskip("distributed")
+
+pytestmark = pytest.mark.timeout(400)
+
+JSON = {"Content-Type": "application/json"}
+IMAGES = 300
+PARTITION_KEYS = 20  # 15+ partitions: the kill lands with some counted and some not
+
+
+def post(client, path, body):
+    return client.http.post(path, body=json.dumps(body), headers=JSON)
+
+
+def tiny_png(i: int) -> bytes:
+    out = io.BytesIO()
+    Image.new("RGB", (8 + i % 5, 6), (i % 256, (7 * i) % 256, 90)).save(out, "PNG")
+    return out.getvalue()
+
+
+def put_all(objects: dict[str, bytes]) -> None:
+    with ThreadPoolExecutor(8) as pool:
+        list(pool.map(lambda item: storage.put(item[0], item[1], "application/octet-stream"), objects.items()))
+
+
+def finished(client, import_id: int, timeout: float = 300) -> dict:
+    return wait_for(
+        lambda: (
+            (body := client.http.get(f"/api/imports/{import_id}").json_body)["status"]
+            in ("succeeded", "completed_with_failures", "failed")
+            and body
+        ),
+        timeout=timeout,
+        interval=0.25,
+        what=f"import {import_id}",
+    )
+
+
+def all_failures(client, import_id: int) -> dict[str, str]:
+    failures, cursor = {}, None
+    while True:
+        query = f"?limit=2&cursor={cursor}" if cursor else "?limit=2"  # small pages: the cursor is exercised
+        page = client.http.get(f"/api/imports/{import_id}/failures{query}").json_body
+        failures |= {item["key"]: item["reason"] for item in page["items"]}
+        if not (cursor := page["next_cursor"]):
+            return failures
+
+
+@pytest.fixture(scope="module")
+def import_cluster(stack_env, tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("import-dask")
+    env = {**documented_worker_env(tmp), "PIXELAKE_IMPORT_PARTITION_KEYS": str(PARTITION_KEYS)}
+    cluster = Cluster(tmp)
+    cluster.start_scheduler(env)
+    cluster.start_worker("worker-a", env)
+    cluster.start_worker("worker-b", env)
+    cluster.wait_for_workers(2)
+    use_cluster(cluster.address)
+    yield cluster
+    import os
+
+    from chalicelib import compute
+    from chalicelib.config import reset_settings
+
+    compute.reset_client()
+    os.environ.pop("DASK_SCHEDULER_ADDRESS", None)
+    reset_settings()
+    cluster.stop()
+
+
+@pytest.fixture
+def user_id(db):
+    from chalicelib.db.session import session_scope
+    from chalicelib.db.users import ensure_local_user
+
+    with session_scope() as session:
+        return ensure_local_user(session).id
+
+
+def kill_the_driver_worker(cluster: Cluster, import_id: int) -> int:
+    """SIGKILL the worker process running the import's driver (its nanny starts a new one); its pid."""
+    with distributed.Client(cluster.address, timeout=15) as dask:
+        processing = dask.processing()
+        (address,) = [worker for worker, keys in processing.items() if f"import-{import_id}" in keys]
+        pid = dask.run(lambda: __import__("os").getpid(), workers=[address])[address]
+    psutil.Process(pid).kill()
+    return pid
+
+
+def image_rows(prefix: str) -> list[tuple[str, str, int | None]]:
+    from chalicelib.db.session import session_scope
+    from chalicelib.db.tables import Image as ImageRow
+
+    with session_scope() as session:
+        return [
+            (row.key, row.status, row.import_id)
+            for row in session.query(ImageRow).filter(ImageRow.key.startswith(prefix)).order_by(ImageRow.key)
+        ]
+
+
+def test_an_import_counts_right_after_its_driver_worker_is_killed_and_a_rerun_imports_nothing_twice(
+    client, import_cluster, user_id
+):
+    prefix = f"datasets/{user_id}/archive/"
+    objects = {f"{prefix}{i // 100:02d}/img-{i:05d}.png": tiny_png(i) for i in range(IMAGES)}
+    objects[f"{prefix}notes.txt"] = b"just some notes, not a picture"
+    objects[f"{prefix}truncated.jpg"] = jpeg_bytes()[:5000]
+    put_all(objects)
+
+    response = post(client, "/api/imports", {"prefix": prefix})
+    assert response.status_code == 202, response.body
+    import_id = response.json_body["id"]
+    assert response.headers["Location"] == f"/api/imports/{import_id}"
+
+    mid_way = wait_for(
+        lambda: (
+            (body := client.http.get(f"/api/imports/{import_id}").json_body)["ready"] >= 3 * PARTITION_KEYS and body
+        ),
+        timeout=240,
+        interval=0.1,
+        what="a third of the import",
+    )
+    killed = kill_the_driver_worker(import_cluster, import_id)
+    assert mid_way["ready"] + mid_way["failed"] < len(objects)  # the kill came before the end
+
+    done = finished(client, import_id)
+    counts = {name: done[name] for name in ("listed", "registered", "ready", "failed", "skipped")}
+    assert counts == {"listed": 302, "registered": 302, "ready": 300, "failed": 2, "skipped": 0}, done
+    assert done["status"] == "completed_with_failures" and done["listing_done"] and done["error"] is None
+    assert done["partitions"] == done["partitions_done"] == -(-302 // PARTITION_KEYS)
+    assert done["progress"] == {"percent": 100, "finished": 302}
+    assert not psutil.pid_exists(killed) or psutil.Process(killed).status() == psutil.STATUS_ZOMBIE
+
+    failures = all_failures(client, import_id)
+    assert set(failures) == {f"{prefix}notes.txt", f"{prefix}truncated.jpg"}
+    assert "not a supported image" in failures[f"{prefix}notes.txt"]
+    assert "damaged or truncated" in failures[f"{prefix}truncated.jpg"]
+
+    rows = image_rows(prefix)
+    assert len(rows) == 302 and {import_ for _, _, import_ in rows} == {import_id}
+    assert sum(status == "ready" for _, status, _ in rows) == 300
+
+    # A re-run finds everything there already: nothing is registered or ingested twice.
+    again = post(client, "/api/imports", {"prefix": prefix}).json_body
+    rerun = finished(client, again["id"])
+    assert (rerun["status"], rerun["listed"], rerun["registered"], rerun["ready"], rerun["skipped"]) == (
+        "succeeded",
+        302,
+        0,
+        0,
+        302,
+    )
+    assert image_rows(prefix) == rows
+    listed = client.http.get("/api/imports?limit=1").json_body
+    assert [item["id"] for item in listed["items"]] == [again["id"]] and listed["next_cursor"] == str(again["id"])
+
+
+def test_manifests_of_keys_and_an_s3_inventory_import_what_they_name(client, import_cluster, user_id):
+    from chalicelib.config import get_settings
+
+    bucket = get_settings().bucket
+    prefix = f"uploads/{user_id}/from-manifest/"
+    put_all({f"{prefix}a.png": tiny_png(1), f"{prefix}b c.png": tiny_png(2), f"{prefix}d.png": tiny_png(3)})
+
+    keys = f"key\n{prefix}a.png\n{prefix}b c.png\n{prefix}missing.png\nuploads/999999/theirs.png\n"
+    by_keys = finished(client, post(client, "/api/imports", {"manifest": keys}).json_body["id"])
+    assert (by_keys["status"], by_keys["listed"], by_keys["ready"], by_keys["failed"]) == (
+        "completed_with_failures",
+        4,
+        2,
+        2,
+    )
+    failures = all_failures(client, by_keys["id"])
+    assert failures[f"{prefix}missing.png"] == "no such object"
+    assert failures["uploads/999999/theirs.png"].startswith("outside your storage")
+    assert by_keys["source"]["manifest_key"] == storage.import_manifest_key(user_id, by_keys["id"])
+
+    # An S3 Inventory: gzip'd CSV, no header, URL-encoded keys, the columns of its manifest.json.
+    etag = {name: storage.head(f"{prefix}{name}")["ETag"].strip('"') for name in ("b c.png", "d.png")}
+    size = len(tiny_png(3))
+    inventory = (
+        f'"{bucket}","{prefix}b+c.png","{len(tiny_png(2))}","2026-12-01T00:00:00.000Z","{etag["b c.png"]}"\n'
+        f'"{bucket}","{prefix}d.png","{size}","2026-12-01T00:00:00.000Z","{etag["d.png"]}"\n'
+        f'"someone-elses-bucket","{prefix}d.png","{size}","2026-12-01T00:00:00.000Z","{etag["d.png"]}"\n'
+    )
+    manifest_key = f"datasets/{user_id}/inventory/data/part-0.csv.gz"
+    storage.put(manifest_key, gzip.compress(inventory.encode()), "application/gzip")
+    request = {
+        "manifest_key": manifest_key,
+        "format": "inventory",
+        "columns": "Bucket, Key, Size, LastModifiedDate, ETag",
+    }
+    by_inventory = finished(client, post(client, "/api/imports", request).json_body["id"])
+    # "b c.png" (its key URL-encoded) came with the first manifest: skipped; d.png is new; the other
+    # bucket's row fails with the reason.
+    counts = tuple(by_inventory[name] for name in ("listed", "registered", "ready", "skipped", "failed"))
+    assert counts == (3, 1, 1, 1, 1), by_inventory
+    (reason,) = all_failures(client, by_inventory["id"]).values()
+    assert "someone-elses-bucket" in reason
+
+
+def test_a_prefix_or_manifest_outside_your_storage_is_refused(client, user_id):
+    for body in (
+        {"prefix": "uploads/999999/"},
+        {"prefix": "thumbnails/"},
+        {"prefix": f"uploads/{user_id}/../999999/"},
+        {"manifest_key": "datasets/999999/keys.csv"},
+    ):
+        response = post(client, "/api/imports", body)
+        assert response.status_code == 403, (body, response.body)
+        assert response.json_body["error"]["code"] == "forbidden_prefix"
+    for body in (
+        {},
+        {"prefix": f"uploads/{user_id}/", "manifest": "a.png"},
+        {"manifest": "x", "format": "inventory", "columns": "Key, Size"},
+        {"manifest_key": f"datasets/{user_id}/no-such-manifest.csv"},
+    ):
+        response = post(client, "/api/imports", body)
+        assert response.status_code == 400, (body, response.body)
+    assert client.http.get("/api/imports").json_body == {"items": [], "next_cursor": None}
+    assert client.http.get("/api/imports/12345").status_code == 404
+
+
+def test_an_empty_prefix_or_an_unreadable_manifest_fails_the_import_with_the_reason(client, import_cluster, user_id):
+    empty = finished(
+        client, post(client, "/api/imports", {"prefix": f"datasets/{user_id}/nothing-here/"}).json_body["id"]
+    )
+    assert (empty["status"], empty["listed"], empty["error"]) == ("failed", 0, "no objects were found to import")
+    broken = post(client, "/api/imports", {"manifest": '"b","only-two-columns"\n', "format": "inventory"}).json_body
+    broken = finished(client, broken["id"])
+    assert broken["status"] == "failed" and "manifest line 1 has 2 columns" in broken["error"], broken
