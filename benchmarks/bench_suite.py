@@ -96,7 +96,7 @@ def cost_model(report: dict) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true")
-    parser.add_argument("--skip", default="", help="comma-separated: e2e, database, dask, exports")
+    parser.add_argument("--skip", default="", help="comma-separated: e2e, database, dask, exports, journal")
     args = parser.parse_args()
     skip = set(filter(None, args.skip.split(",")))
     started = time.perf_counter()
@@ -146,6 +146,11 @@ def main() -> None:
 
         print("… exports and the pre-submit cluster check", file=sys.stderr, flush=True)
         report["exports"] = bench_exports.run(100_000 if args.quick else 1_000_000, 2)
+    if "journal" not in skip:
+        import bench_s3_journal
+
+        print("… the local S3 journal's start with 10,000 objects", file=sys.stderr, flush=True)
+        report["s3_journal"] = bench_s3_journal.main(2_000 if args.quick else 10_000, 1 if args.quick else 2)
     report["cost"] = cost_model(report)
     report["runtime_s"] = round(time.perf_counter() - started, 1)
     OUT.mkdir(parents=True, exist_ok=True)
