@@ -150,7 +150,7 @@ def main() -> None:
         import bench_s3_journal
 
         print("… the local S3 journal's start with 10,000 objects", file=sys.stderr, flush=True)
-        report["s3_journal"] = bench_s3_journal.main(2_000 if args.quick else 10_000, 1 if args.quick else 2)
+        report["s3_journal"] = bench_s3_journal.main(2_000 if args.quick else 10_000, 1 if args.quick else 3)
     report["cost"] = cost_model(report)
     report["runtime_s"] = round(time.perf_counter() - started, 1)
     OUT.mkdir(parents=True, exist_ok=True)
