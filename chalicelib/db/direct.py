@@ -24,6 +24,7 @@ import contextlib
 import functools
 import threading
 import time
+import weakref
 from collections.abc import Iterator, MutableMapping
 from dataclasses import dataclass
 from datetime import datetime
@@ -67,6 +68,7 @@ def connect_kwargs(url: str, environ: MutableMapping[str, str] | None = None) ->
 class _PerThread(threading.local):
     connection: pg8000.native.Connection | None = None
     opened_at: float = 0.0
+    closer: weakref.finalize | None = None  # closes the connection when its thread is gone
 
 
 _state = _PerThread()
@@ -103,9 +105,11 @@ def _alive(connection: pg8000.native.Connection) -> bool:
 def reset() -> None:
     """Close this thread's connection (tests and the local stack point DATABASE_URL elsewhere)."""
     connection, _state.connection = _state.connection, None
+    if _state.closer is not None:
+        _state.closer.detach()
+        _state.closer = None
     if connection is not None:
-        with contextlib.suppress(Exception):
-            connection.close()
+        _close_quietly(connection)
 
 
 def connection() -> pg8000.native.Connection:
@@ -115,7 +119,15 @@ def connection() -> pg8000.native.Connection:
         reset()
     if _state.connection is None:
         _state.connection, _state.opened_at = _open(), time.monotonic()
+        # `make dev`'s api serves each request on a new thread: close its connection properly
+        # (not by garbage collection of the socket) when the thread is gone.
+        _state.closer = weakref.finalize(threading.current_thread(), _close_quietly, _state.connection)
     return _state.connection
+
+
+def _close_quietly(connection: pg8000.native.Connection) -> None:
+    with contextlib.suppress(Exception):
+        connection.close()
 
 
 @contextlib.contextmanager
