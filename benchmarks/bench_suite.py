@@ -4,7 +4,7 @@ Inputs are generated from photos that packages ship (benchmarks/inputs.py). Ever
 comes with a reference measured in the same run, because the machine is shared: the ratios
 are what carry from one run (or machine) to the next, not the milliseconds.
 
-    .venv/bin/python benchmarks/bench_suite.py [--quick] [--skip e2e,database,batches,dask,exports,imports,models,training]
+    .venv/bin/python benchmarks/bench_suite.py [--quick] [--skip e2e,database,batches,dask,exports,imports,journal,models,training]
 """
 
 from __future__ import annotations
@@ -97,7 +97,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true")
     parser.add_argument(
-        "--skip", default="", help="comma-separated: e2e, database, batches, dask, exports, imports, models, training"
+        "--skip",
+        default="",
+        help="comma-separated: e2e, database, batches, dask, exports, imports, journal, models, training",
     )
     args = parser.parse_args()
     skip = set(filter(None, args.skip.split(",")))
@@ -173,6 +175,11 @@ def main() -> None:
 
         print("… bulk import throughput per worker core against the ingest floor", file=sys.stderr, flush=True)
         report["imports"] = bench_imports.run(1_000 if args.quick else 10_000, 50 if args.quick else 200)
+    if "journal" not in skip:
+        import bench_s3_journal
+
+        print("… the local S3 journal's start with 10,000 objects", file=sys.stderr, flush=True)
+        report["s3_journal"] = bench_s3_journal.main(2_000 if args.quick else 10_000, 1 if args.quick else 3)
     report["cost"] = cost_model(report)
     report["fargate"] = bench_training.fargate_model(
         report["pipeline"]["ingest"]["timings"]["ingest"]["cpu_ms"], report.get("dask")

@@ -17,7 +17,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-DATABASE = "pixelake_cold_starts"
+# Per run: two runs on one PostgreSQL server (parallel checkouts) must not drop each other's database.
+DATABASE = f"pixelake_cold_starts_{os.getpid()}"
 
 # The api's first request, as API Gateway would send it (through chalice.test.Client).
 API_FIRST_REQUEST = """

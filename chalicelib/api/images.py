@@ -21,7 +21,7 @@ from chalicelib.services import images as image_service
 from chalicelib.services.identity import current_principal
 
 if TYPE_CHECKING:
-    from chalicelib.db.tables import Image
+    from chalicelib.services.images import ShownImage
 
 images_api = Blueprint(__name__)
 
@@ -47,7 +47,7 @@ class SimilarQuery(msgspec.Struct, forbid_unknown_fields=True):
     model: Annotated[str, Meta(pattern=r"^[a-z0-9][a-z0-9_.-]{0,99}$")] | None = None
 
 
-def image_json(image: Image) -> dict:
+def image_json(image: ShownImage) -> dict:
     return {
         "id": image.id,
         "status": image.status,

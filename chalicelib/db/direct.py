@@ -1,10 +1,15 @@
-"""The ingest and worker functions' rows, written through pg8000 directly.
+"""The ingest and worker functions' rows, and the api's hot reads, through pg8000 directly.
 
-These two functions run on every upload and every task, and a cold start that imports
-SQLAlchemy pays ~270 ms for it (issue 9): so they use the driver alone, with the same rows and
-the same semantics as the ORM repositories the api uses (chalicelib/db/images.py, tasks.py):
-an upload is claimed with INSERT … ON CONFLICT DO NOTHING + SELECT … FOR UPDATE, so a duplicate
-delivery waits for the first and then sees its outcome; a finished task is skipped; a database
+The ingest and worker functions run on every upload and every task, and a cold start that
+imports SQLAlchemy pays ~270 ms for it (issue 9): so they use the driver alone, with the same
+rows and the same semantics as the ORM repositories (chalicelib/db/images.py, tasks.py). The
+api's first request after a cold start is, nearly always, an authenticated read: the principal's
+lookup (token or API key) and the list of images are here too, so that request never imports
+SQLAlchemy or maps the tables (issue 15: ~2.2× a bare Chalice + pg8000 request with the ORM).
+Each query has one owner: these are not also in the ORM repositories.
+
+In the ingest and worker an upload is claimed with INSERT … ON CONFLICT DO NOTHING + SELECT …
+FOR UPDATE, so a duplicate delivery waits for the first and then sees its outcome; a finished task is skipped; a database
 fault raises, and the SQS handler reports the message for retry.
 
 Connections follow the engine's settings (chalicelib/db/session.py): the URL's host, port or
@@ -19,8 +24,10 @@ import contextlib
 import functools
 import threading
 import time
+import weakref
 from collections.abc import Iterator, MutableMapping
 from dataclasses import dataclass
+from datetime import datetime
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl, unquote, urlsplit
 
@@ -61,6 +68,7 @@ def connect_kwargs(url: str, environ: MutableMapping[str, str] | None = None) ->
 class _PerThread(threading.local):
     connection: pg8000.native.Connection | None = None
     opened_at: float = 0.0
+    closer: weakref.finalize | None = None  # closes the connection when its thread is gone
 
 
 _state = _PerThread()
@@ -97,9 +105,11 @@ def _alive(connection: pg8000.native.Connection) -> bool:
 def reset() -> None:
     """Close this thread's connection (tests and the local stack point DATABASE_URL elsewhere)."""
     connection, _state.connection = _state.connection, None
+    if _state.closer is not None:
+        _state.closer.detach()
+        _state.closer = None
     if connection is not None:
-        with contextlib.suppress(Exception):
-            connection.close()
+        _close_quietly(connection)
 
 
 def connection() -> pg8000.native.Connection:
@@ -109,7 +119,15 @@ def connection() -> pg8000.native.Connection:
         reset()
     if _state.connection is None:
         _state.connection, _state.opened_at = _open(), time.monotonic()
+        # `make dev`'s api serves each request on a new thread: close its connection properly
+        # (not by garbage collection of the socket) when the thread is gone.
+        _state.closer = weakref.finalize(threading.current_thread(), _close_quietly, _state.connection)
     return _state.connection
+
+
+def _close_quietly(connection: pg8000.native.Connection) -> None:
+    with contextlib.suppress(Exception):
+        connection.close()
 
 
 @contextlib.contextmanager
@@ -189,6 +207,84 @@ def pending_uploads_created_before(db: pg8000.native.Connection, seconds: int, l
         limit=limit,
     )
     return [{"id": r[0], "bucket": r[1], "key": r[2]} for r in rows]
+
+
+# --- the api's hot reads: who is asking, and the list of images -------------------------------
+
+
+def active_user(db: pg8000.native.Connection, user_id: int) -> dict | None:
+    """{id, role} of an active user (None: no such user, or disabled): a token's principal."""
+    return one(db, "SELECT id, role FROM users WHERE id = :id AND is_active", id=user_id)
+
+
+def active_api_key(db: pg8000.native.Connection, key_hash: str) -> dict | None:
+    """{key_id, user_id, role} of the unrevoked key with this hash whose user is active."""
+    return one(
+        db,
+        "SELECT k.id AS key_id, u.id AS user_id, u.role FROM api_keys k JOIN users u ON u.id = k.user_id "
+        "WHERE k.key_hash = :key_hash AND k.revoked_at IS NULL AND u.is_active",
+        key_hash=key_hash,
+    )
+
+
+def touch_api_key(db: pg8000.native.Connection, key_id: int, resolution_s: int) -> None:
+    """Record the key's use, at most once per `resolution_s` (a write per request would make every read a write)."""
+    db.run(
+        "UPDATE api_keys SET last_used_at = now() WHERE id = :id "
+        "AND (last_used_at IS NULL OR last_used_at <= now() - make_interval(secs => :resolution))",
+        id=key_id,
+        resolution=resolution_s,
+    )
+
+
+@dataclass(frozen=True)
+class ImageRow:
+    """An image as GET /api/images shows it: the attributes of chalicelib.db.tables.Image it reads."""
+
+    id: int
+    owner_id: int
+    bucket: str
+    key: str
+    status: str
+    error: str | None
+    filename: str | None
+    content_type: str | None
+    format: str | None
+    width: int | None
+    height: int | None
+    size_bytes: int | None
+    sha256: str | None
+    phash: int | None
+    metadata_: dict
+    thumbnails: list
+    created_at: datetime
+    processed_at: datetime | None
+
+
+_IMAGE_COLUMNS = (
+    "id, owner_id, bucket, key, status, error, filename, content_type, format, width, height, size_bytes, "
+    "sha256, phash, metadata, thumbnails, created_at, processed_at"
+)
+
+
+def images_page(
+    db: pg8000.native.Connection, owner_id: int | None, *, limit: int, before_id: int | None, status: str | None
+) -> list[ImageRow]:
+    """The owner's images (None: an admin, every owner's), newest first, keyset-paginated on id."""
+    conditions: list[str] = []
+    params: dict[str, Any] = {"limit": limit}
+    filters: tuple[tuple[str, Any, str], ...] = (
+        ("owner_id", owner_id, "="),
+        ("id", before_id, "<"),
+        ("status", status, "="),
+    )
+    for column, value, op in filters:
+        if value is not None:
+            conditions.append(f"{column} {op} :{column}")
+            params[column] = value
+    where = f"WHERE {' AND '.join(conditions)} " if conditions else ""
+    rows = db.run(f"SELECT {_IMAGE_COLUMNS} FROM images {where}ORDER BY id DESC LIMIT :limit", **params)
+    return [ImageRow(*row) for row in rows]
 
 
 # --- tasks and results (worker, and the analyses ingest runs) ---------------------------------

@@ -44,14 +44,6 @@ def by_ids(session: Session, image_ids: list[int]) -> dict[int, Image]:
     return {image.id: image for image in session.scalars(select(Image).where(Image.id.in_(image_ids)))}
 
 
-def list_for_owner(
-    session: Session, owner_id: int | None, *, limit: int, before_id: int | None = None, status: str | None = None
-) -> list[Image]:
-    """Newest first, keyset-paginated on id."""
-    where = (Image.status == status,) if status is not None else ()
-    return owned.page(session, Image, owner_id, limit=limit, before_id=before_id, where=where)
-
-
 # The phash is banded for the near-duplicate search (chalicelib.db.vocabulary says why).
 def phash_band(value: int, band: int) -> int:
     return (value >> (8 * band)) & 255

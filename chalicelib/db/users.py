@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from sqlalchemy import func, select, update
+from sqlalchemy import func, select
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session
 
@@ -81,20 +81,6 @@ def get_api_key_for_owner(session: Session, key_id: int, owner_id: int | None) -
 def revoke_api_key(api_key: ApiKey) -> None:
     if api_key.revoked_at is None:
         api_key.revoked_at = datetime.now(UTC)
-
-
-def find_active_api_key(session: Session, key_hash: str) -> tuple[ApiKey, User] | None:
-    """The unrevoked key with this hash and its active user."""
-    row = session.execute(
-        select(ApiKey, User)
-        .join(User, User.id == ApiKey.user_id)
-        .where(ApiKey.key_hash == key_hash, ApiKey.revoked_at.is_(None), User.is_active.is_(True))
-    ).one_or_none()
-    return None if row is None else (row[0], row[1])
-
-
-def touch_api_key(session: Session, key_id: int, when: datetime) -> None:
-    session.execute(update(ApiKey).where(ApiKey.id == key_id).values(last_used_at=when))
 
 
 # --- storage quota ---

@@ -26,8 +26,12 @@ from chalicelib.imaging.imageio import (
 from chalicelib.services.quota import enforce_upload_quota
 
 if TYPE_CHECKING:
+    from chalicelib.db.direct import ImageRow
     from chalicelib.db.tables import Image
     from chalicelib.services.identity import Principal
+
+    # What the image views show: a mapped row, or the list's pg8000 row with the same attributes.
+    type ShownImage = Image | ImageRow
 
 
 @dataclass(frozen=True)
@@ -122,14 +126,15 @@ def start_upload(principal: Principal, *, filename: str, content_type: str, size
     return UploadTicket(image_id=image_id, url=post["url"], fields=post["fields"], expires_in=settings.presign_expiry_s)
 
 
-def page(principal: Principal, *, limit: int, before_id: int | None, status: str | None) -> list[Image]:
-    """The caller's images (an admin's: everyone's), newest first, at most `limit`."""
-    from chalicelib.db import images as image_rows
+def page(principal: Principal, *, limit: int, before_id: int | None, status: str | None) -> list[ImageRow]:
+    """The caller's images (an admin's: everyone's), newest first, at most `limit`.
 
-    with session_scope() as session:
-        return image_rows.list_for_owner(
-            session, principal.owner_filter, limit=limit, before_id=before_id, status=status
-        )
+    Through the driver alone (chalicelib/db/direct.py): a cold start's first request is often this one."""
+    from chalicelib.db import direct
+
+    return direct.images_page(
+        direct.connection(), principal.owner_filter, limit=limit, before_id=before_id, status=status
+    )
 
 
 def get(principal: Principal, image_id: int) -> tuple[Image, dict[str, dict[str, Any]]]:

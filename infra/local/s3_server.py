@@ -4,8 +4,10 @@ moto keeps everything in memory. Losing a user's files on a restart is losing da
 successful S3 write (object PUT/POST/DELETE, bucket creation) is appended to a journal under
 $PIXELAKE_HOME/s3 before the response returns, and replayed into a fresh server on start —
 the idea of moto's own request recorder, restricted to S3 writes (replaying SQS traffic would
-re-deliver old messages). After each replay the journal is compacted to the live state (each
-bucket and each existing object once), so a start replays what exists, not the whole history.
+re-deliver old messages). The journal is compacted to the live state (each bucket and each
+existing object once) after each replay at start, and while the server runs whenever it has grown
+to COMPACT_FACTOR × its size after the last compaction: a start replays what exists, not the
+history, however long `make dev` has run (benchmarks/bench_s3_journal.py measures it).
 Multipart uploads are not replayable (upload ids change): the
 project's own writes use single PUTs and presigned POSTs.
 """
@@ -27,19 +29,41 @@ _WRITE_METHODS = {"PUT", "POST", "DELETE"}
 # Bucket configuration is set by the stack on every start, never replayed (a replayed
 # notification would re-announce every old upload).
 _CONFIG_QUERIES = ("notification", "cors", "lifecycle", "policy", "tagging", "versioning")
+# A running server compacts its journal once it holds this many times the entries it had after
+# the last compaction (and at least COMPACT_MIN_ENTRIES): the journal stays within ~2× the live
+# set, and each compaction, which rewrites every live object, is paid for by as many new writes.
+COMPACT_FACTOR = 2
+COMPACT_MIN_ENTRIES = 1000
 
 
 def _dispatcher_class():
     from moto.moto_server.werkzeug_app import DomainDispatcherApplication
 
     class JournaledDispatcher(DomainDispatcherApplication):
-        def __init__(self, create_app, journal: S3Journal):
+        """moto's dispatcher, journaling S3 writes (without a journal: moto's, only faster)."""
+
+        def __init__(self, create_app, journal: S3Journal | None):
             super().__init__(create_app)
             self.journal = journal
+            self._backend_by_host: dict[str | None, object] = {}
+
+        def get_backend_for_host(self, host):
+            # moto lists its package's directory to match a host, twice per request (~10 ms of
+            # each S3 write and of each replayed entry here); a host's backend never changes.
+            if host not in self._backend_by_host:
+                self._backend_by_host[host] = super().get_backend_for_host(host)
+            return self._backend_by_host[host]
+
+        def s3_app(self):
+            """The S3 backend's app: replayed entries are S3 writes, nothing to infer."""
+            with self.lock:
+                if "s3" not in self.app_instances:
+                    self.app_instances["s3"] = self.create_app("s3")
+                return self.app_instances["s3"]
 
         def __call__(self, environ, start_response):
             app = self.get_application(environ)
-            if not self.journal.wants(environ, app is self.app_instances.get("s3")):
+            if self.journal is None or not self.journal.wants(environ, app is self.app_instances.get("s3")):
                 return app(environ, start_response)
             body = _read_body(environ)
             environ["wsgi.input"] = io.BytesIO(body)
@@ -49,9 +73,13 @@ def _dispatcher_class():
                 status["code"] = int(status_line.split()[0])
                 return start_response(status_line, headers, exc_info)
 
-            response = list(app(environ, capture))  # consume so the status is known before journaling
-            if 200 <= status.get("code", 500) < 300:
-                self.journal.append(environ, body)
+            # One write at a time: a compaction reads moto's state while no write changes it.
+            with self.journal.writing:
+                response = list(app(environ, capture))  # consume so the status is known before journaling
+                if 200 <= status.get("code", 500) < 300:
+                    self.journal.append(environ, body)
+                    if self.journal.compaction_due():
+                        self.journal.compact()
             return response
 
     return JournaledDispatcher
@@ -68,16 +96,28 @@ def _read_body(environ) -> bytes:
 class S3Journal:
     """Append-only log of S3 writes: one JSON line per request, bodies in numbered files."""
 
-    def __init__(self, directory: Path):
+    def __init__(
+        self, directory: Path, compact_factor: float | None = COMPACT_FACTOR, compact_min: int = COMPACT_MIN_ENTRIES
+    ):
+        """compact_factor None: never compact while running (only at start)."""
         self.directory = directory
+        self.compact_factor, self.compact_min = compact_factor, compact_min
         self.bodies = directory / "bodies"
         directory.mkdir(parents=True, exist_ok=True)
         self._recover()
         self.bodies.mkdir(parents=True, exist_ok=True)
         self.log_path = directory / "journal.jsonl"
         self.lock = threading.Lock()
+        self.writing = threading.Lock()
         self.replaying = False
         self.count = sum(1 for _ in self.log_path.open()) if self.log_path.exists() else 0
+        self.compacted_count = self.count  # the entries after the last compaction (or at start)
+
+    def compaction_due(self) -> bool:
+        """The journal has grown to compact_factor × its size after the last compaction."""
+        if self.compact_factor is None:
+            return False
+        return self.count >= max(self.compact_min, self.compact_factor * self.compacted_count)
 
     def wants(self, environ, is_s3: bool) -> bool:
         if self.replaying or not is_s3 or environ["REQUEST_METHOD"] not in _WRITE_METHODS:
@@ -141,8 +181,11 @@ class S3Journal:
         if not self.log_path.exists():
             return 0
         created: dict[str, dict] = {}  # bucket → its creation entry (path-style /bucket, no query)
-        for line in self.log_path.read_text().splitlines():
+        lines = self.log_path.read_text().splitlines()
+        stored = 0  # object entries a compaction wrote (replayed without HTTP)
+        for line in lines:
             entry = json.loads(line)
+            stored += bool(entry.get("stored"))
             path = entry["path"].partition("?")[0].strip("/")
             if entry["method"] == "PUT" and path and "/" not in path and not entry["query"]:
                 created[unquote(path)] = entry
@@ -154,8 +197,9 @@ class S3Journal:
             if name in created
         }
         live = sum(1 for bucket in buckets.values() for key in bucket.keys.values() if hasattr(key, "value"))
-        if len(buckets) + live == len(self.log_path.read_text().splitlines()):
-            return 0  # compact already: every entry is a live bucket or object
+        if len(buckets) + live == len(lines) and stored == live:
+            self.compacted_count = self.count
+            return 0  # compact already: every entry is a live bucket or a stored object
         next_log, next_bodies, old_bodies = self._compaction_paths()
         next_bodies.mkdir(parents=True, exist_ok=True)
         written = 0
@@ -181,7 +225,8 @@ class S3Journal:
                     }
                     headers["Content-Length"] = str(len(value))
                     path = f"/{quote(name)}/{quote(key.name, safe='/~')}"
-                    write({"method": "PUT", "path": path, "query": "", "headers": headers}, value)
+                    # "stored": a plain PUT of what moto held, restored without HTTP (see `replay`).
+                    write({"method": "PUT", "path": path, "query": "", "headers": headers, "stored": True}, value)
             log.flush()
             os.fsync(log.fileno())
         self.bodies.rename(old_bodies)
@@ -189,17 +234,24 @@ class S3Journal:
         os.replace(next_log, self.log_path)
         shutil.rmtree(old_bodies)
         with self.lock:
-            self.count = written
+            self.count = self.compacted_count = written
         return written
 
-    def replay(self, app) -> int:
+    def replay(self, dispatcher) -> int:
+        """Run each entry through the S3 app of `dispatcher` (a JournaledDispatcher); an object
+        that a compaction stored goes straight into moto's backend, as its PUT handler would
+        put it (~10× faster than a request through moto's Flask app, which is most of a start)."""
         if not self.log_path.exists():
             return 0
+        app = dispatcher.s3_app()
         self.replaying = True
         replayed = 0
         try:
             for line in self.log_path.read_text().splitlines():
                 entry = json.loads(line)
+                if entry.get("stored") and _put_stored(entry, (self.bodies / entry["body"]).read_bytes()):
+                    replayed += 1
+                    continue
                 path, _, raw_query = entry["path"].partition("?")
                 builder = EnvironBuilder(
                     method=entry["method"],
@@ -221,18 +273,33 @@ def _unquote_path(path: str) -> str:
     return unquote(path)
 
 
+def _put_stored(entry: dict, body: bytes) -> bool:
+    """An object a compaction wrote (a plain PUT: the bucket, the key, its metadata headers) put
+    into moto's backend the way moto's PUT handler does, without its notification. False when
+    its bucket is not in this process's moto (the entry is then replayed as a request)."""
+    from moto.s3.models import s3_backends
+    from moto.s3.utils import metadata_from_headers
+
+    bucket_name, _, key_name = unquote(entry["path"]).lstrip("/").partition("/")
+    for regions in s3_backends.values():
+        backend = regions["global"]
+        bucket = backend.buckets.get(bucket_name)
+        if bucket is not None:
+            key = backend.put_object(bucket_name, key_name, body, disable_notification=True)
+            key.set_metadata(metadata_from_headers(entry["headers"]))
+            key.set_acl(bucket.acl)
+            return True
+    return False
+
+
 class MotoServer:
     """moto on 127.0.0.1 in a thread; `port=0` picks a free port."""
 
-    def __init__(self, state_dir: Path | None, port: int = 0):
+    def __init__(self, state_dir: Path | None, port: int = 0, compact_factor: float | None = COMPACT_FACTOR):
         from moto.moto_server.werkzeug_app import MotoRequestHandler, create_backend_app
 
-        self.journal = S3Journal(state_dir) if state_dir else None
-        dispatcher = _dispatcher_class()(create_backend_app, self.journal) if self.journal else None
-        if dispatcher is None:
-            from moto.moto_server.werkzeug_app import DomainDispatcherApplication
-
-            dispatcher = DomainDispatcherApplication(create_backend_app)
+        self.journal = S3Journal(state_dir, compact_factor) if state_dir else None
+        dispatcher = _dispatcher_class()(create_backend_app, self.journal)
         self.app = dispatcher
         self.server = make_server("127.0.0.1", port, dispatcher, threaded=True, request_handler=MotoRequestHandler)
         self.thread = threading.Thread(target=self.server.serve_forever, name="moto", daemon=True)

@@ -77,3 +77,24 @@ def test_an_interrupted_compaction_is_undone_or_finished_on_the_next_start(tmp_p
     (state / "journal.jsonl.next").write_text("")
     assert lifetime(state)["objects"] == live
     assert not any((state / name).exists() for name in ("bodies.old", "bodies.next", "journal.jsonl.next"))
+
+
+OVERWRITES = """
+server.journal.compact_min = 10  # compact at 10 entries, then whenever the journal doubles
+s3.create_bucket(Bucket="journal-test")
+for version in range(60):
+    s3.put_object(Bucket="journal-test", Key="uploads/1/a.jpg", Body=f"v{version}".encode(), ContentType="image/jpeg")
+s3.put_object(Bucket="journal-test", Key="uploads/1/b.jpg", Body=b"b", ContentType="image/png")
+"""
+
+
+def test_a_running_server_compacts_its_journal_as_it_grows(tmp_path):
+    state = tmp_path / "s3"
+    first = lifetime(state, OVERWRITES)  # 62 writes without a restart
+    live = {"uploads/1/a.jpg": ["v59", "image/jpeg", {}], "uploads/1/b.jpg": ["b", "image/png", {}]}
+    assert first["objects"] == live
+    # Compacted while running: never more than twice the entries of the last compaction (the
+    # bucket and the one object, so at most 10, the minimum, between compactions), not 62.
+    assert first["journal_lines"] <= 10
+    second = lifetime(state)
+    assert second["objects"] == live and second["replayed"] == first["journal_lines"]

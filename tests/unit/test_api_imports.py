@@ -33,3 +33,67 @@ def test_importing_the_app_pulls_in_no_heavy_library():
 
 def test_importing_the_app_defers_the_orm_the_driver_and_boto3():
     assert modules_loaded_by_importing_app(DEFERRED) == []
+
+
+# The first request after a cold start is nearly always an authenticated read (issue 15): the
+# principal's lookup and the list of images go through pg8000 alone (chalicelib/db/direct.py),
+# so that request never pays SQLAlchemy's import and the tables' mapping.
+FIRST_REQUESTS = """
+import json, sys
+import app
+from chalice.test import Client
+with Client(app.app, stage_name="local", project_dir={project!r}) as client:
+    answers = [client.http.get("/api/images", headers=headers) for headers in {headers!r}]
+print(json.dumps({{
+    "answers": [[a.status_code, [item["id"] for item in a.json_body.get("items", [])]] for a in answers],
+    "loaded": [m for m in ("sqlalchemy", "chalicelib.db.tables") if m in sys.modules],
+}}))
+"""
+
+
+def test_an_authenticated_first_request_never_imports_the_orm(db, monkeypatch):
+    from accounts import SECRET_KEY, bearer, reconfigure
+
+    from chalicelib.db import images, users
+    from chalicelib.db.session import session_scope
+    from chalicelib.services.identity import hash_api_key, issue_access_token, new_api_key
+
+    reconfigure(monkeypatch, SECRET_KEY=SECRET_KEY)
+    key = new_api_key()
+    with session_scope() as session:
+        user = users.create(session, email="first@example.com", password_hash="-")
+        assert user is not None
+        api_key = users.create_api_key(
+            session, user_id=user.id, name="cold", prefix=key[:12], key_hash=hash_api_key(key)
+        )
+        image_ids = [
+            images.create_pending(
+                session,
+                owner_id=user.id,
+                bucket="b",
+                key=f"uploads/{user.id}/{n}.jpg",
+                filename=None,
+                content_type="image/jpeg",
+                size_bytes=1,
+            ).id
+            for n in range(2)
+        ]
+        user_id, api_key_id = user.id, api_key.id
+    token, _ = issue_access_token(user_id)
+    headers = [bearer(token), {"X-API-Key": key}, {"X-API-Key": key + "x"}]
+    code = FIRST_REQUESTS.format(project=str(PROJECT_DIR), headers=headers)
+    env = {k: v for k, v in db.items() if isinstance(v, str)}
+    result = subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=PROJECT_DIR,
+        capture_output=True,
+        text=True,
+        env={"PATH": "/usr/bin:/bin", **env, "SECRET_KEY": SECRET_KEY, "PIXELAKE_AUTH": "required"},
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    found = json.loads(result.stdout.strip().splitlines()[-1])
+    newest_first = sorted(image_ids, reverse=True)
+    assert found["answers"] == [[200, newest_first], [200, newest_first], [401, []]]
+    assert found["loaded"] == []
+    with session_scope() as session:
+        assert users.get_api_key_for_owner(session, api_key_id, user_id).last_used_at is not None

@@ -72,6 +72,23 @@ def test_variables_already_set_win_and_nothing_is_called(secrets):
     assert environ["DATABASE_URL"] == "postgresql+pg8000://local/db"
 
 
+def test_the_first_connection_reuses_the_password_the_cold_start_read(secrets):
+    class NoCalls:
+        def get_secret_value(self, **kwargs):
+            raise AssertionError("Secrets Manager was called again")
+
+    environ = {"DATABASE_SECRET_ARN": secrets["db"], "DATABASE_HOST": "proxy.example.internal"}
+    assert aws_secrets.resolve_secret_environment(environ, client=secrets["client"]) == ["DATABASE_URL"]
+    current_password = aws_secrets.current_password_source(environ, client=NoCalls())
+    assert current_password is not None and current_password() == PASSWORD
+    # Once older than max_age_s, the password is read again (RDS rotates it).
+    stale = aws_secrets.current_password_source(environ, client=secrets["client"], max_age_s=0)
+    secrets["client"].put_secret_value(
+        SecretId=secrets["db"], SecretString=json.dumps({"username": "pixelake", "password": "rotated"})
+    )
+    assert stale is not None and stale() == "rotated"
+
+
 def test_database_secret_without_host_is_an_error(secrets):
     with pytest.raises(RuntimeError, match="DATABASE_HOST"):
         aws_secrets.resolve_secret_environment({"DATABASE_SECRET_ARN": secrets["db"]}, client=secrets["client"])
