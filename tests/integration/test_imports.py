@@ -319,6 +319,8 @@ def test_a_cancelled_import_submits_no_more_partitions_and_counts_the_ones_that_
     in_flight = IN_FLIGHT_PER_THREAD * 2
     assert at_cancel["partitions_done"] <= done["partitions_done"] <= at_cancel["partitions_done"] + in_flight, done
     assert done["partitions_done"] < -(-IMAGES // PARTITION_KEYS) and not done["listing_done"]
+    # What the driver submitted (it records it as it stops) is what was counted, and no more was listed.
+    assert done["partitions"] == done["partitions_done"] and done["listed"] == PARTITION_KEYS * done["partitions"]
     # Honest counts: each counted partition's files once, and as many image and failure rows.
     assert done["ready"] + done["failed"] + done["skipped"] == PARTITION_KEYS * done["partitions_done"], done
     assert (done["registered"], done["failed"], done["skipped"]) == (done["ready"] + 1, 1, 0), done
