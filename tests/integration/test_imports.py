@@ -378,3 +378,18 @@ def test_an_import_stops_at_the_storage_quota_and_the_files_over_it_fail_with_th
         fits,
     ), lifted
     assert len(image_rows(prefix)) == 50
+
+
+def test_an_inventorys_size_column_does_not_decide_the_bytes_an_image_takes(client, import_cluster, user_id):
+    from chalicelib.config import get_settings
+
+    key = f"datasets/{user_id}/forged/a.png"
+    put_all({key: same_size_png(5)})
+    etag = storage.head(key)["ETag"].strip('"')
+    inventory = f'"{get_settings().bucket}","{key}","1","2026-12-01T00:00:00.000Z","{etag}"\n'  # Size: 1 byte
+    done = finished(
+        client, post(client, "/api/imports", {"manifest": inventory, "format": "inventory"}).json_body["id"]
+    )
+    assert (done["status"], done["ready"]) == ("succeeded", 1), done
+    (image,) = client.http.get("/api/images").json_body["items"]
+    assert image["size_bytes"] == len(same_size_png(5)) > 1
