@@ -522,5 +522,13 @@ CREATE INDEX ix_images_import_id ON images (import_id);
 
 UPDATE alembic_version SET version_num='0008' WHERE alembic_version.version_num = '0007';
 
+-- Running upgrade 0008 -> 0009
+
+ALTER TABLE imports DROP CONSTRAINT ck_imports_status;
+
+ALTER TABLE imports ADD CONSTRAINT ck_imports_status CHECK (status IN ('pending', 'running', 'succeeded', 'completed_with_failures', 'failed', 'cancelled'));
+
+UPDATE alembic_version SET version_num='0009' WHERE alembic_version.version_num = '0008';
+
 COMMIT;
 

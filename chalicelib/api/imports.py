@@ -1,4 +1,4 @@
-"""Bulk imports: POST/GET /api/imports and their failed files. The logic is in chalicelib/services/imports.py."""
+"""Bulk imports: POST/GET /api/imports, cancel, and their failed files. The logic is in chalicelib/services/imports.py."""
 
 from __future__ import annotations
 
@@ -101,6 +101,20 @@ def list_imports(query: PageQuery):
 def get_import(import_id: str):
     number = parse_id(import_id, "import")
     return import_json(import_service.get(current_principal(imports_api.current_request), number))
+
+
+@route(
+    imports_api,
+    "/api/imports/{import_id}/cancel",
+    methods=["POST"],
+    tag="imports",
+    summary="Cancel an import: no more partitions are submitted; those running finish and are counted",
+    responses={404: "no such import", 409: "already finished"},
+    response=responses.Import,
+)
+def cancel_import(import_id: str):
+    number = parse_id(import_id, "import")
+    return import_json(import_service.cancel(current_principal(imports_api.current_request), number))
 
 
 @route(

@@ -198,6 +198,52 @@ def claim_image_for_ingest(
     return row
 
 
+def storage_locked(db: pg8000.native.Connection, owner_id: int, *, default_quota: int) -> tuple[int, int] | None:
+    """(bytes the user's images take, the user's quota: 0 means unlimited), the user's row locked
+    until the transaction ends, so that one user's registrations check the quota one at a time
+    (FOR NO KEY UPDATE: an ingest inserting the user's images, which takes KEY SHARE, is not
+    waited for). None for no such user."""
+    user = one(
+        db,
+        "SELECT coalesce(quota_bytes, :default_quota) AS quota FROM users WHERE id = :id FOR NO KEY UPDATE",
+        id=owner_id,
+        default_quota=default_quota,
+    )
+    if user is None:
+        return None
+    used = db.run("SELECT coalesce(sum(size_bytes), 0) FROM images WHERE owner_id = :id", id=owner_id)
+    return int(used[0][0]), int(user["quota"])
+
+
+def existing_image_keys(db: pg8000.native.Connection, bucket: str, keys: list[str]) -> set[str]:
+    """Which of these keys have an image already (an upload's, or an earlier import's)."""
+    rows = db.run(
+        "SELECT key FROM images WHERE bucket = :bucket AND key IN "
+        "(SELECT jsonb_array_elements_text(CAST(:keys AS jsonb)))",
+        bucket=bucket,
+        keys=transitions.as_json(keys),
+    )
+    return {row[0] for row in rows}
+
+
+def register_images(
+    db: pg8000.native.Connection, *, owner_id: int, import_id: int, bucket: str, rows: list[dict]
+) -> int:
+    """Pending images ({key, size_bytes, etag}) registered by a bulk import, each once (a key that
+    has an image already is left as it is); the ingest then claims each one. How many it made."""
+    made = db.run(
+        "INSERT INTO images (owner_id, bucket, key, size_bytes, etag, status, import_id) "
+        "SELECT :owner_id, :bucket, r.key, r.size_bytes, r.etag, 'pending', :import_id "
+        "FROM jsonb_to_recordset(CAST(:rows AS jsonb)) AS r(key text, size_bytes bigint, etag text) "
+        "ON CONFLICT (bucket, key) DO NOTHING RETURNING id",
+        owner_id=owner_id,
+        bucket=bucket,
+        import_id=import_id,
+        rows=transitions.as_json(rows),
+    )
+    return len(made or [])
+
+
 def pending_uploads_created_before(db: pg8000.native.Connection, seconds: int, limit: int = 500) -> list[dict]:
     """Images still `pending` (their file never ingested) created more than `seconds` ago."""
     rows = db.run(

@@ -322,7 +322,7 @@ def batch_failed_to_start(db: Runner, batch_id: int, reason: str) -> bool:
     return bool(rows)
 
 
-# --- bulk imports: pending → running → succeeded | completed_with_failures | failed (Dask, api) --
+# --- bulk imports: pending → running → succeeded | completed_with_failures | failed | cancelled ----
 # The counters grow as partitions finish: each partition adds its counts once (`import_partitions`
 # is keyed by partition number), so a retried partition or a restarted driver counts nothing twice.
 
@@ -398,6 +398,23 @@ def import_finished(db: Runner, import_id: int, *, error: str | None = None) -> 
         id=import_id,
     )
     return rows[0][0] if rows else "skipped"
+
+
+def import_cancelled(db: Runner, import_id: int) -> bool:
+    """Cancel an unfinished import: its driver submits no more partitions (it reads the status
+    between partitions); those running finish and add their counts. False when it had finished."""
+    rows = db.run(
+        "UPDATE imports SET status = 'cancelled', error = 'cancelled', finished_at = clock_timestamp(), "
+        f"updated_at = now() WHERE id = :id AND {_IMPORT_OPEN} RETURNING id",
+        id=import_id,
+    )
+    return bool(rows)
+
+
+def import_status(db: Runner, import_id: int) -> str | None:
+    """The import's status (its driver asks between partitions whether it was cancelled)."""
+    rows = db.run("SELECT status FROM imports WHERE id = :id", id=import_id)
+    return rows[0][0] if rows else None
 
 
 def import_failed_to_start(db: Runner, import_id: int, reason: str) -> bool:

@@ -13,9 +13,10 @@ TASK_OPEN = ("pending", "running")
 JOB_STATUSES = ("pending", "running", "succeeded", "failed", "cancelled")
 JOB_FINISHED = ("succeeded", "failed", "cancelled")
 # A bulk import (services/imports.py): completed_with_failures when some files failed and some
-# were imported (the counts say how many); failed when none was, or the listing itself failed.
-IMPORT_STATUSES = ("pending", "running", "succeeded", "completed_with_failures", "failed")
-IMPORT_FINISHED = ("succeeded", "completed_with_failures", "failed")
+# were imported (the counts say how many); failed when none was, or the listing itself failed;
+# cancelled when its owner cancelled it (the partitions running then finished and are counted).
+IMPORT_STATUSES = ("pending", "running", "succeeded", "completed_with_failures", "failed", "cancelled")
+IMPORT_FINISHED = ("succeeded", "completed_with_failures", "failed", "cancelled")
 MODEL_STATUSES = ("active", "inactive", "archived")
 MODEL_FRAMEWORKS = ("onnx", "sklearn", "opencv")
 MODEL_TASKS = ("classify", "detect", "segment", "embed")

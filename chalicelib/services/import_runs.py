@@ -7,6 +7,10 @@ it has one, at most IN_FLIGHT_PER_THREAD per worker thread in flight, so its mem
 with the bucket. `import_partition` runs every object through the uploads' own ingest
 (chalicelib/services/ingest.py: the same size, type and decode checks, the same `ready`/`failed`
 image) and adds its counts and failed files to the import once (`transitions.import_partition_counted`).
+Before the ingest, a partition registers its new objects within the owner's storage quota
+(`register_within_quota`): a file that would take the user over it is a failed file, with the reason.
+The driver reads the import's status between partitions: once it is `cancelled` it submits no
+more, and the partitions in flight finish and are counted.
 
 A partition retried after its worker died re-ingests nothing (an image's key is unique and a
 finished image with the same ETag is not ingested again) and counts each image by its status when
@@ -32,6 +36,8 @@ from chalicelib.errors import ApiError
 
 if TYPE_CHECKING:
     from distributed import Client
+
+    from chalicelib.services.ingest import UploadedObject
 
 log = logging.getLogger("pixelake.imports")
 
@@ -133,29 +139,63 @@ def partitions_of(entries: Iterable[Entry], size: int) -> Iterator[list[Entry]]:
 # --- the work: on Dask ------------------------------------------------------------------------
 
 
-def import_entry(entry: Entry, *, owner_id: int, import_id: int) -> tuple[str, bool, str | None]:
-    """Ingest one object for the import: (the counter it adds to: ready, failed or skipped;
-    whether this import registered its image; the reason it failed)."""
-    from chalicelib.services.ingest import UploadedObject, ingest
+def resolve_entry(entry: Entry, *, owner_id: int, import_id: int) -> UploadedObject | str:
+    """The object to ingest for the import (its size and ETag read when the source did not say
+    them), or why it cannot be imported."""
+    from chalicelib.services.ingest import UploadedObject
 
     settings = get_settings()
     if not storage.in_user_area(owner_id, entry.key):
-        return "failed", False, f"outside your storage: import keys under {list(storage.user_areas(owner_id))}"
+        return f"outside your storage: import keys under {list(storage.user_areas(owner_id))}"
     if entry.bucket != settings.bucket:
-        return "failed", False, f"the object is in bucket {entry.bucket!r}; Pixelake imports from {settings.bucket!r}"
+        return f"the object is in bucket {entry.bucket!r}; Pixelake imports from {settings.bucket!r}"
     size, etag = entry.size, entry.etag
     if size is None:
         head = storage.head(entry.key)
         if head is None:
-            return "failed", False, "no such object"
+            return "no such object"
         size, etag = int(head["ContentLength"]), head.get("ETag")
-    obj = UploadedObject(entry.bucket, entry.key, size, etag.strip('"') if etag else None, owner_id, import_id)
+    return UploadedObject(entry.bucket, entry.key, size, etag.strip('"') if etag else None, owner_id, import_id)
+
+
+def register_within_quota(objects: list[UploadedObject], *, owner_id: int, import_id: int) -> dict[str, str]:
+    """Register the objects that have no image yet as the import's pending images, each while it
+    fits in the owner's storage quota against the bytes stored now (the user's row locked: one
+    registration at a time); the keys refused, with the reason. A retried partition charges
+    nothing twice: an object registered before has its image, and is not counted again."""
+    from chalicelib.db import direct
+    from chalicelib.services.quota import import_refusals
+
+    if not objects:
+        return {}
+    with direct.transaction() as db:
+        storage_state = direct.storage_locked(db, owner_id, default_quota=get_settings().user_quota_bytes)
+        if storage_state is None or not storage_state[1]:  # no such user (the ingest says so), or no quota
+            return {}
+        used, quota = storage_state
+        existing = direct.existing_image_keys(db, objects[0].bucket, [obj.key for obj in objects])
+        new = [obj for obj in objects if obj.key not in existing]
+        refused, fitting = {}, []
+        for obj, refusal in zip(new, import_refusals(used, quota, [obj.size for obj in new]), strict=True):
+            if refusal is None:
+                fitting.append({"key": obj.key, "size_bytes": obj.size, "etag": obj.etag})
+            else:
+                refused[obj.key] = refusal
+        direct.register_images(db, owner_id=owner_id, import_id=import_id, bucket=objects[0].bucket, rows=fitting)
+    return refused
+
+
+def import_entry(obj: UploadedObject, *, import_id: int) -> tuple[str, bool, str | None]:
+    """Ingest one object for the import: (the counter it adds to: ready, failed or skipped;
+    whether this import registered its image; the reason it failed)."""
+    from chalicelib.services.ingest import ingest
+
     try:
         outcome = ingest(obj)
     except Exception as exc:  # transient (S3 or the database): the image was not written; a re-run retries it
         if getattr(exc, "response", {}).get("Error", {}).get("Code") in ("NoSuchKey", "404"):
             return "failed", False, "no such object (deleted after it was listed)"
-        log.warning("could not ingest %s", entry.key, exc_info=True)
+        log.warning("could not ingest %s", obj.key, exc_info=True)
         return "failed", False, f"could not be ingested ({type(exc).__name__}: {exc}); importing again retries it"
     mine = outcome.import_id == import_id
     if outcome.reason == "duplicate" and not mine:
@@ -167,7 +207,8 @@ def import_entry(entry: Entry, *, owner_id: int, import_id: int) -> tuple[str, b
 
 def import_partition(import_id: int, owner_id: int, number: int, entries: list[Entry]) -> dict[str, int]:
     """Ingest one partition's objects and add their counts to the import (once: a retried
-    partition, or one counted before the driver restarted, adds nothing)."""
+    partition, or one counted before the driver restarted, adds nothing). The objects are
+    registered first, within the owner's storage quota (register_within_quota)."""
     from chalicelib.db import direct, transitions
     from chalicelib.logs import log_context
 
@@ -176,9 +217,19 @@ def import_partition(import_id: int, owner_id: int, number: int, entries: list[E
             return {}
     counts = dict.fromkeys(transitions.IMPORT_COUNTERS, 0)
     failures = []
-    for entry in entries:
-        with log_context(import_id=import_id):
-            counter, registered, reason = import_entry(entry, owner_id=owner_id, import_id=import_id)
+    resolved = [(entry, resolve_entry(entry, owner_id=owner_id, import_id=import_id)) for entry in entries]
+    refused = register_within_quota(
+        [obj for _, obj in resolved if not isinstance(obj, str)], owner_id=owner_id, import_id=import_id
+    )
+    reason: str | None
+    for entry, obj in resolved:
+        if isinstance(obj, str):
+            counter, registered, reason = "failed", False, obj
+        elif obj.key in refused:
+            counter, registered, reason = "failed", False, refused[obj.key]
+        else:
+            with log_context(import_id=import_id):
+                counter, registered, reason = import_entry(obj, import_id=import_id)
         counts[counter] += 1
         counts["registered"] += registered
         if reason is not None:
@@ -189,7 +240,8 @@ def import_partition(import_id: int, owner_id: int, number: int, entries: list[E
 
 
 def run_import(import_id: int) -> str:
-    """The driver, on a Dask worker: list, dispatch partitions, finish with the honest status."""
+    """The driver, on a Dask worker: list, dispatch partitions, finish with the honest status (or
+    stop submitting once the import is cancelled, and let the partitions in flight be counted)."""
     from distributed import worker_client
 
     from chalicelib.db import transitions
@@ -214,7 +266,7 @@ def _dispatch(client: Client, import_id: int, spec: dict) -> None:
     from distributed import wait
     from sqlalchemy import select
 
-    from chalicelib.db import transitions
+    from chalicelib.db import direct, transitions
     from chalicelib.db.tables import ImportPartition
 
     with session_scope() as session:  # a restarted driver: the partitions counted before
@@ -234,7 +286,16 @@ def _dispatch(client: Client, import_id: int, spec: dict) -> None:
         for future in finished:
             future.result()  # a partition that failed after its retries fails the import, with the reason
 
+    def cancelled() -> bool:
+        with direct.transaction() as db:
+            return transitions.import_status(db, import_id) != "running"
+
     for number, chunk in enumerate(partitions_of(source_entries(spec["source"]), get_settings().import_partition_keys)):
+        if cancelled():  # between partitions: a cancel (or a finish elsewhere) stops the submissions
+            log.info("import %s: cancelled; the %d partitions in flight finish", import_id, len(in_flight))
+            settle(wait(in_flight).done)
+            record()
+            return
         listed, partitions = listed + len(chunk), number + 1
         if number in counted:
             continue

@@ -85,6 +85,20 @@ def get(principal: Principal, import_id: int) -> Import:
     return row
 
 
+def cancel(principal: Principal, import_id: int) -> Import:
+    """Cancel one of the caller's unfinished imports: its driver submits no more partitions, those
+    running finish and are counted; 409 once it is finished (404: not the caller's)."""
+    from chalicelib.db import imports as import_rows
+    from chalicelib.db import transitions
+
+    with session_scope() as session:
+        row = found(import_rows.get(session, import_id, principal.owner_filter), "import", import_id)
+        if not transitions.import_cancelled(transitions.on_session(session), import_id):
+            raise ApiError(409, "import_finished", f"import {import_id} is already {row.status}")
+        session.refresh(row)
+        return row
+
+
 def page(principal: Principal, *, limit: int, before_id: int | None) -> list[Import]:
     from chalicelib.db import imports as import_rows
 

@@ -104,6 +104,14 @@ def _ingest(obj: UploadedObject) -> IngestOutcome:
             # A presigned POST's size condition is not enforced by every S3 emulator: check again.
             return failed(f"the file is {obj.size:,} bytes; the limit is {settings.max_upload_bytes:,}", "too_large")
         data = storage.get(obj.key, bucket=obj.bucket)
+        if len(data) != obj.size:
+            # An import's S3 Inventory says the size as its writer put it: the image (and so the
+            # owner's stored bytes, which the quota counts) records what was read.
+            seen["size_bytes"] = len(data)
+            if len(data) > settings.max_upload_bytes:
+                return failed(
+                    f"the file is {len(data):,} bytes; the limit is {settings.max_upload_bytes:,}", "too_large"
+                )
         try:
             outcome = analyze_upload(
                 data,

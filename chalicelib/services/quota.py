@@ -2,7 +2,9 @@
 
 users.quota_bytes overrides PIXELAKE_USER_QUOTA_BYTES for one user; 0 (in either) means
 unlimited. The check locks the user's row, so two concurrent uploads cannot both squeeze
-under the limit.
+under the limit. A bulk import checks each file it registers (`import_refusals`, called by
+chalicelib/services/import_runs.py under the same lock): a file that would take the user over
+the quota is one of the import's failed files, with the reason.
 """
 
 from __future__ import annotations
@@ -42,3 +44,19 @@ def enforce_upload_quota(session: Session, user_id: int, size_bytes: int) -> Non
             used_bytes=used,
             quota_bytes=quota,
         )
+
+
+def import_refusals(used: int, quota: int, sizes: list[int]) -> list[str | None]:
+    """For each file an import would register, in order: None when it fits in the quota with the
+    files taken before it, else why not (each file that fits is taken: a smaller one after a
+    refused one may still fit). quota 0: unlimited."""
+    refusals: list[str | None] = []
+    for size in sizes:
+        if not quota or used + size <= quota:
+            used += size
+            refusals.append(None)
+        else:
+            refusals.append(
+                f"over your storage quota of {quota:,} bytes: this file is {size:,} bytes and {used:,} are used"
+            )
+    return refusals

@@ -1,6 +1,7 @@
 // Bulk imports of images already in S3: a form to start one (a prefix of your storage, or a
-// manifest of keys), the list with live progress, and one import with its counts and the files
-// that failed, each with the reason (GET /api/imports/{id}/failures, a page at a time).
+// manifest of keys), the list with live progress, and one import with its counts, a Cancel
+// button while it runs, and the files that failed, each with the reason
+// (GET /api/imports/{id}/failures, a page at a time).
 
 import { api } from "./api.js";
 import { announce, details, formatDate, formatNumber, h, heading, notice, poller, statusBadge } from "./dom.js";
@@ -102,6 +103,24 @@ export async function renderImport(main, { id }) {
   }
   if (job === undefined) return null;
   const body = h("div", {});
+  // POST /api/imports/{id}/cancel: no more partitions start; those running finish and are counted.
+  const cancelButton = () => {
+    const status = h("p", { role: "status", class: "form-status" });
+    const button = h("button", { type: "button", class: "button", id: "cancel-import" }, "Cancel import");
+    button.addEventListener("click", async () => {
+      button.disabled = true;
+      try {
+        job = await api(`api/imports/${job.id}/cancel`, { method: "POST" });
+        announce(`Import ${job.id} is cancelled`);
+        await draw();
+      } catch (error) {
+        status.textContent = error.message;
+        status.className = "form-status is-error";
+        button.disabled = false;
+      }
+    });
+    return h("div", { class: "actions" }, button, status);
+  };
   const draw = async () => {
     const parts = [
       h("section", { "aria-labelledby": "progress-title" }, h("h2", { id: "progress-title" }, "Progress"),
@@ -110,6 +129,7 @@ export async function renderImport(main, { id }) {
         ...COUNTS.map((name) => [name[0].toUpperCase() + name.slice(1), formatNumber(job[name], 0)]),
         ["Queued", formatDate(job.created_at)], ["Started", formatDate(job.started_at)], ["Finished", formatDate(job.finished_at)]]),
     ];
+    if (BUSY.has(job.status)) parts.push(cancelButton());
     if (!BUSY.has(job.status) && job.failed) {
       const failures = failuresSection(job);
       parts.push(failures.section);

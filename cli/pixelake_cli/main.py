@@ -262,7 +262,13 @@ FAILURES_SHOWN = 20
 
 
 def cmd_import(client: PixelakeClient, args) -> int:
-    """Import objects already in S3 (a prefix of your storage, or a manifest), following its progress."""
+    """Import objects already in S3 (a prefix of your storage, or a manifest), following its
+    progress; or cancel one (--cancel ID: the partitions running finish and are counted)."""
+    if args.cancel is not None:
+        if args.prefix:
+            print("give a prefix or --cancel ID, not both", file=sys.stderr)
+            return EXIT_FAILED
+        return _import_report(client, args, call(lambda: client.post(f"api/imports/{args.cancel}/cancel")))
     if args.prefix and (args.manifest or args.manifest_key):
         print("give a prefix or a manifest, not both", file=sys.stderr)
         return EXIT_FAILED
@@ -282,6 +288,11 @@ def cmd_import(client: PixelakeClient, args) -> int:
     job = call(lambda: client.post("api/imports", body))
     if not args.no_watch:
         job = _follow(client, args, "api/imports", job, "import")
+    return _import_report(client, args, job)
+
+
+def _import_report(client: PixelakeClient, args, job: dict) -> int:
+    """An import's counts, error and first failed files."""
     counts = ", ".join(f"{job[name]} {name}" for name in IMPORT_COUNTS)
     lines = [f"import {job['id']}: {job['status']} ({counts})"]
     if job["error"]:
@@ -480,6 +491,9 @@ def build_parser() -> argparse.ArgumentParser:
     imported = imports.add_mutually_exclusive_group()
     imported.add_argument("--manifest", metavar="FILE", help="a CSV of keys (or an S3 Inventory CSV) on this machine")
     imported.add_argument("--manifest-key", metavar="KEY", help="a manifest already in S3 (.csv or .csv.gz)")
+    imported.add_argument(
+        "--cancel", type=int, metavar="ID", help="cancel import ID (the partitions running finish and are counted)"
+    )
     imports.add_argument("--inventory", action="store_true", help="the manifest is an S3 Inventory CSV")
     imports.add_argument("--columns", help="the inventory's columns (its manifest.json fileSchema)")
     with_watch(imports)

@@ -122,6 +122,18 @@ def _stranded_batch(owner_id: int, image_ids: list[int]) -> int:
         return batch.id
 
 
+def _stranded_import(owner_id: int, prefix: str) -> int:
+    """An import `running` with no driver: what a scheduler restart leaves."""
+    from chalicelib.db import imports as import_rows
+    from chalicelib.db.session import session_scope
+    from chalicelib.db.transitions import import_running, on_session
+
+    with session_scope() as session:
+        import_id = import_rows.create(session, owner_id=owner_id, source={"prefix": prefix}).id
+        import_running(on_session(session), import_id)
+        return import_id
+
+
 def _presigned_upload(ticket: dict, data: bytes, content_type: str) -> None:
     upload = requests.post(
         ticket["url"], data=ticket["fields"], files={"file": ("file", data, content_type)}, timeout=10
@@ -284,6 +296,11 @@ def _scenario(api: RecordingApi) -> None:
     assert imported["status"] == "succeeded" and imported["ready"] == len(DIGITS) * PER_DIGIT, imported
     assert api.get("/api/imports").status_code == 200
     assert api.get("/api/imports/{import_id}/failures", import_id=imported["id"]).json_body["items"] == []
+    # Cancel, on an import left running with no driver (as after a scheduler restart); again: 409.
+    stranded_import = _stranded_import(admin["id"], prefix)
+    cancelled = api.post("/api/imports/{import_id}/cancel", import_id=stranded_import)
+    assert cancelled.status_code == 200 and cancelled.json_body["status"] == "cancelled", cancelled.body
+    assert api.post("/api/imports/{import_id}/cancel", import_id=stranded_import).status_code == 409
 
     # --- the audit log of all of it
     assert api.get("/api/audit", query="limit=200").json_body["items"]

@@ -361,3 +361,45 @@ def test_an_import_started_from_the_page_shows_its_counts_and_the_files_that_fai
     page.get_by_role("link", name="Imports").first.click()
     page.locator("table a", has_text="#").first.wait_for(timeout=TIMEOUT_MS)
     assert prefix in page.locator("table").text_content()
+
+
+def test_a_running_import_is_cancelled_with_its_button(stack, page):
+    """The import is simulated running (a real one of a few files ends before a click): the button
+    posts the cancel and the page shows the answer, the button gone."""
+    running = {
+        "id": 9,
+        "status": "running",
+        "source": {"prefix": "datasets/1/big/"},
+        "listed": 400,
+        "listing_done": False,
+        "registered": 180,
+        "ready": 180,
+        "failed": 0,
+        "skipped": 0,
+        "partitions": 2,
+        "partitions_done": 1,
+        "progress": {"percent": 22, "finished": 180},
+        "error": None,
+        "created_at": "2026-12-01T10:00:00Z",
+        "started_at": "2026-12-01T10:00:01Z",
+        "finished_at": None,
+        "duration_ms": None,
+    }
+    cancelled = {**running, "status": "cancelled", "error": "cancelled", "progress": {"percent": 100, "finished": 180}}
+    cancels = []
+
+    def an_import(route):
+        route.fulfill(status=200, json=cancelled if cancels else running)
+
+    def cancel(route):
+        cancels.append(route.request.method)
+        route.fulfill(status=200, json=cancelled)
+
+    page.route(re.compile(r".*/api/imports/9$"), an_import)
+    page.route(re.compile(r".*/api/imports/9/cancel$"), cancel)
+    page.goto(f"{stack.url}/#/imports/9")
+    page.get_by_role("button", name="Cancel import").click()
+    page.get_by_text("cancelled", exact=True).first.wait_for(timeout=TIMEOUT_MS)
+    assert cancels == ["POST"]
+    assert page.get_by_role("button", name="Cancel import").count() == 0
+    assert page.locator("#import-progress").get_attribute("value") == "100"

@@ -191,6 +191,8 @@ def test_import_follows_a_prefix_of_your_storage_to_the_end_and_lists_the_failed
 
     again = json.loads(pixelake(stack, "--json", "import", prefix, "--no-progress", check=True).stdout)
     assert (again["status"], again["registered"], again["ready"], again["skipped"]) == ("succeeded", 0, 0, 13)
+    finished = pixelake(stack, "import", "--cancel", str(again["id"]))
+    assert finished.returncode == 1 and f"import {again['id']} is already succeeded" in finished.stderr
 
     refused = pixelake(stack, "import", "datasets/999999/")
     assert refused.returncode == 1 and "outside your storage" in refused.stderr

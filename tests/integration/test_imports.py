@@ -251,3 +251,145 @@ def test_an_empty_prefix_or_an_unreadable_manifest_fails_the_import_with_the_rea
     broken = post(client, "/api/imports", {"manifest": '"b","only-two-columns"\n', "format": "inventory"}).json_body
     broken = finished(client, broken["id"])
     assert broken["status"] == "failed" and "manifest line 1 has 2 columns" in broken["error"], broken
+
+
+def same_size_png(i: int) -> bytes:
+    """A different picture for each i, every one the same number of bytes (a quota counts bytes)."""
+    out = io.BytesIO()
+    Image.new("RGB", (8, 6), (i % 256, (7 * i) % 256, 90)).save(out, "PNG")
+    return out.getvalue()
+
+
+def import_tasks(cluster: Cluster, import_id: int) -> list[str]:
+    """The scheduler's tasks of the import (its driver and its partitions), in any state."""
+    with distributed.Client(cluster.address, timeout=15) as dask:
+        keys = dask.run_on_scheduler(lambda dask_scheduler: [str(key) for key in dask_scheduler.tasks])
+    return [key for key in keys if key == f"import-{import_id}" or key.startswith(f"import-{import_id}-")]
+
+
+def counted(import_id: int) -> tuple[int, int]:
+    """(images this import registered, failed files it recorded), from their rows."""
+    from sqlalchemy import func, select
+
+    from chalicelib.db.session import session_scope
+    from chalicelib.db.tables import Image as ImageRow
+    from chalicelib.db.tables import ImportFailure
+
+    with session_scope() as session:
+        images = session.scalar(select(func.count()).where(ImageRow.import_id == import_id))
+        failures = session.scalar(select(func.count()).where(ImportFailure.import_id == import_id))
+    return images, failures
+
+
+def test_a_cancelled_import_submits_no_more_partitions_and_counts_the_ones_that_were_running(
+    client, import_cluster, user_id
+):
+    from chalicelib.services.import_runs import IN_FLIGHT_PER_THREAD
+
+    prefix = f"datasets/{user_id}/to-cancel/"
+    objects = {f"{prefix}img-{i:05d}.png": same_size_png(i) for i in range(IMAGES)}
+    objects[f"{prefix}img-00007.png"] = b"not a picture"  # a failure in the first partition
+    put_all(objects)
+    import_id = post(client, "/api/imports", {"prefix": prefix}).json_body["id"]
+    wait_for(
+        lambda: client.http.get(f"/api/imports/{import_id}").json_body["partitions_done"] >= 1,
+        timeout=240,
+        interval=0.05,
+        what="the import's first partition",
+    )
+
+    response = client.http.post(f"/api/imports/{import_id}/cancel")
+    assert response.status_code == 200, response.body
+    at_cancel = response.json_body
+    assert (at_cancel["status"], at_cancel["error"], at_cancel["progress"]["percent"]) == (
+        "cancelled",
+        "cancelled",
+        100,
+    )
+    assert at_cancel["finished_at"] is not None
+    again = client.http.post(f"/api/imports/{import_id}/cancel")
+    assert again.status_code == 409 and "already cancelled" in again.json_body["error"]["message"], again.body
+
+    # The driver stops; the partitions in flight finish and are counted, then the cluster forgets the import.
+    wait_for(lambda: not import_tasks(import_cluster, import_id), timeout=120, interval=0.25, what="the driver's end")
+    done = client.http.get(f"/api/imports/{import_id}").json_body
+    assert done["status"] == "cancelled" and done["finished_at"] == at_cancel["finished_at"], done
+    # At most the partitions in flight (two per worker thread; the cluster has two) came in after
+    # the cancel: none was submitted after it, so the import stopped short of its 15.
+    in_flight = IN_FLIGHT_PER_THREAD * 2
+    assert at_cancel["partitions_done"] <= done["partitions_done"] <= at_cancel["partitions_done"] + in_flight, done
+    assert done["partitions_done"] < -(-IMAGES // PARTITION_KEYS) and not done["listing_done"]
+    # What the driver submitted (it records it as it stops) is what was counted, and no more was listed.
+    assert done["partitions"] == done["partitions_done"] and done["listed"] == PARTITION_KEYS * done["partitions"]
+    # Honest counts: each counted partition's files once, and as many image and failure rows.
+    assert done["ready"] + done["failed"] + done["skipped"] == PARTITION_KEYS * done["partitions_done"], done
+    assert (done["registered"], done["failed"], done["skipped"]) == (done["ready"] + 1, 1, 0), done
+    assert counted(import_id) == (done["registered"], done["failed"])
+    assert set(all_failures(client, import_id)) == {f"{prefix}img-00007.png"}
+
+
+def test_an_import_stops_at_the_storage_quota_and_the_files_over_it_fail_with_the_reason(
+    client, import_cluster, user_id
+):
+    from sqlalchemy import update
+
+    from chalicelib.db import users
+    from chalicelib.db.session import session_scope
+    from chalicelib.db.tables import User
+
+    prefix = f"datasets/{user_id}/over-quota/"
+    objects = {f"{prefix}img-{i:03d}.png": same_size_png(i) for i in range(50)}  # 3 partitions, run at once
+    put_all(objects)
+    size = len(same_size_png(0))
+    fits = 30
+
+    def set_quota(quota: int | None) -> None:
+        with session_scope() as session:
+            session.execute(update(User).where(User.id == user_id).values(quota_bytes=quota))
+
+    with session_scope() as session:
+        used = users.storage_used(session, user_id)
+    quota = used + fits * size + size // 2  # room for 30 files and half of another
+    set_quota(quota)
+
+    first = finished(client, post(client, "/api/imports", {"prefix": prefix}).json_body["id"])
+    counts = tuple(first[name] for name in ("listed", "registered", "ready", "failed", "skipped"))
+    assert (first["status"], counts) == ("completed_with_failures", (50, fits, fits, 50 - fits, 0)), first
+    failures = all_failures(client, first["id"])
+    assert len(failures) == 50 - fits
+    assert all(reason.startswith(f"over your storage quota of {quota:,} bytes") for reason in failures.values())
+    with session_scope() as session:
+        stored = users.storage_used(session, user_id)
+    assert quota - size < stored <= quota
+    assert len(image_rows(prefix)) == fits  # a file over the quota has no image
+
+    # A re-run charges nothing twice: the 30 are there (skipped), the 20 are still over the quota.
+    rerun = finished(client, post(client, "/api/imports", {"prefix": prefix}).json_body["id"])
+    assert (rerun["registered"], rerun["ready"], rerun["failed"], rerun["skipped"]) == (0, 0, 50 - fits, fits), rerun
+    with session_scope() as session:
+        assert users.storage_used(session, user_id) == stored
+
+    set_quota(0)  # unlimited: the rest come in
+    lifted = finished(client, post(client, "/api/imports", {"prefix": prefix}).json_body["id"])
+    assert (lifted["status"], lifted["registered"], lifted["ready"], lifted["skipped"]) == (
+        "succeeded",
+        50 - fits,
+        50 - fits,
+        fits,
+    ), lifted
+    assert len(image_rows(prefix)) == 50
+
+
+def test_an_inventorys_size_column_does_not_decide_the_bytes_an_image_takes(client, import_cluster, user_id):
+    from chalicelib.config import get_settings
+
+    key = f"datasets/{user_id}/forged/a.png"
+    put_all({key: same_size_png(5)})
+    etag = storage.head(key)["ETag"].strip('"')
+    inventory = f'"{get_settings().bucket}","{key}","1","2026-12-01T00:00:00.000Z","{etag}"\n'  # Size: 1 byte
+    done = finished(
+        client, post(client, "/api/imports", {"manifest": inventory, "format": "inventory"}).json_body["id"]
+    )
+    assert (done["status"], done["ready"]) == ("succeeded", 1), done
+    (image,) = client.http.get("/api/images").json_body["items"]
+    assert image["size_bytes"] == len(same_size_png(5)) > 1

@@ -43,3 +43,12 @@ def test_an_inventory_schema_without_bucket_and_key_is_a_400():
 def test_partitions_are_of_the_given_size_and_the_last_holds_the_rest():
     assert [len(p) for p in partitions_of(iter(range(7)), 3)] == [3, 3, 1]
     assert list(partitions_of(iter([]), 3)) == []
+
+
+def test_an_imports_files_are_taken_while_they_fit_in_the_quota():
+    from chalicelib.services.quota import import_refusals
+
+    refusals = import_refusals(900, 1_000, [60, 50, 40, 0])
+    assert refusals[0] is None and refusals[2] is None and refusals[3] is None  # a smaller one after still fits
+    assert refusals[1] == "over your storage quota of 1,000 bytes: this file is 50 bytes and 960 are used"
+    assert import_refusals(10**15, 0, [10**15]) == [None]  # 0: unlimited
