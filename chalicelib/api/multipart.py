@@ -1,12 +1,13 @@
-"""multipart/form-data bodies (the original `curl -F "file=@image.jpg"` upload), via python-multipart."""
+"""multipart/form-data bodies (the original `curl -F "file=@image.jpg"` upload), via python-multipart.
+
+python-multipart is imported by the calls that parse a body: app.py's blueprints import this
+module, and the ingest and worker functions never parse a form.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
-
-from python_multipart import MultipartParser
-from python_multipart.multipart import parse_options_header
 
 if TYPE_CHECKING:
     from chalice.app import Request
@@ -25,6 +26,8 @@ class Part:
 
 
 def _disposition(header_value: bytes) -> tuple[str, str | None]:
+    from python_multipart.multipart import parse_options_header
+
     _, options = parse_options_header(header_value)
     filename = options.get(b"filename")
     return options.get(b"name", b"").decode("utf-8", "replace"), (
@@ -40,6 +43,9 @@ def request_bytes(request: Request) -> bytes:
 
 def parse_multipart(body: bytes, content_type: str) -> dict[str, Part]:
     """Parts by field name (the first of each name wins)."""
+    from python_multipart import MultipartParser
+    from python_multipart.multipart import parse_options_header
+
     mime, options = parse_options_header(content_type or "")
     boundary = options.get(b"boundary")
     if mime != b"multipart/form-data" or not boundary:

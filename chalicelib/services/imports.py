@@ -19,7 +19,6 @@ from chalicelib.config import get_settings
 from chalicelib.db.session import session_scope
 from chalicelib.db.vocabulary import IMPORT_FINISHED
 from chalicelib.errors import ApiError, found
-from chalicelib.services.import_runs import INVENTORY_COLUMNS, inventory_columns
 
 if TYPE_CHECKING:
     from chalicelib.db.tables import Import, ImportFailure
@@ -34,6 +33,7 @@ def create(principal: Principal, request: dict[str, Any]) -> Import:
     from chalicelib.db import imports as import_rows
     from chalicelib.services import dask_submit
     from chalicelib.services.access import check_own_area
+    from chalicelib.services.import_runs import INVENTORY_COLUMNS, inventory_columns
 
     given = [name for name in SOURCES if request.get(name) is not None]
     if len(given) != 1:

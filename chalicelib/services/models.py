@@ -18,8 +18,6 @@ from chalicelib import storage
 from chalicelib.config import get_settings
 from chalicelib.db.session import session_scope
 from chalicelib.errors import ApiError, InvalidRequest
-from chalicelib.imaging.analyzers import ANALYZERS
-from chalicelib.services import model_sources
 
 if TYPE_CHECKING:
     from sqlalchemy.orm import Session
@@ -30,7 +28,18 @@ if TYPE_CHECKING:
     from chalicelib.services.model_sources import StagedArtifact
 
 # Built-in analyzers answer first in /api/analyze, and GET /api/models/uploads is not a model.
-RESERVED_NAMES = frozenset(ANALYZERS.names()) | {"uploads"}
+# The analyzers registry and the model sources (url fetches, staging) are imported by the calls
+# that need them: this module is on every function's import path (app.py's blueprints), and the
+# ingest and worker cold starts need neither.
+RESERVED_NAMES = frozenset({"uploads"})
+
+
+def reserved(name: str) -> bool:
+    from chalicelib.imaging.analyzers import ANALYZERS
+
+    return name in RESERVED_NAMES or name in ANALYZERS.names()
+
+
 # onnx: onnxruntime (the inference function); opencv: cv2.dnn (the imaging worker); sklearn: the ml worker.
 ARTIFACT_EXTENSIONS = {"onnx": "onnx", "opencv": "onnx", "sklearn": "skops"}
 MAX_VERSION = 2**31 - 1  # ml_models.version is an INTEGER
@@ -97,7 +106,7 @@ def clean_input_spec(framework: str, spec: dict) -> dict:
 def check_registration(registration: Registration) -> dict:
     """Everything about a registration that can be refused before touching a file; returns the input spec."""
     name, framework, task = registration.name, registration.framework, registration.task
-    if name in RESERVED_NAMES:
+    if reserved(name):
         raise ApiError(400, "reserved_name", f"{name!r} is the name of a built-in analyzer; choose another name")
     if framework == "sklearn" and task != "classify":
         raise ApiError(400, "invalid_task", "scikit-learn models are classifiers: task must be 'classify'")
@@ -156,6 +165,8 @@ def register(
     name's lock) and the staged file is deleted whatever happens."""
     if sum(source is not None for source in (data, url, upload_id)) != 1:
         raise ValueError("register needs exactly one of data, url and upload_id")
+    from chalicelib.services import model_sources
+
     spec = check_registration(registration)
     if data is not None:
         staged = model_sources.stage_bytes(user_id, data)
@@ -169,6 +180,7 @@ def register(
 
 def _store(user_id: int, registration: Registration, spec: dict, staged: StagedArtifact) -> MLModel:
     from chalicelib.db import ml_models as model_rows
+    from chalicelib.services import model_sources
 
     try:
         check_artifact(registration.framework, staged)
@@ -200,6 +212,8 @@ def _store(user_id: int, registration: Registration, spec: dict, staged: StagedA
 
 def start_upload(user_id: int, size: int) -> ModelUploadTicket:
     """A presigned POST for a model file of `size` bytes (413 beyond max_model_bytes)."""
+    from chalicelib.services import model_sources
+
     settings = get_settings()
     if size > settings.max_model_bytes:
         raise model_sources.too_large(size)

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from chalicelib import storage
 from chalicelib.config import get_settings
@@ -24,7 +25,9 @@ from chalicelib.db import direct, transitions
 from chalicelib.db.direct import ResultRow
 from chalicelib.logs import bind
 from chalicelib.services import resolver
-from chalicelib.services.model_runs import ModelArtifact
+
+if TYPE_CHECKING:  # imported by execute for a model task: an operation's cold start skips it
+    from chalicelib.services.model_runs import ModelArtifact
 
 log = logging.getLogger("pixelake.worker")
 
@@ -122,6 +125,15 @@ def _is_transient(exc: Exception) -> bool:
     return isinstance(exc, (DatabaseFault, BotoCoreError, ClientError, ConnectionError, TimeoutError))
 
 
+def model_artifact(row: dict | None) -> ModelArtifact | None:
+    """A model task's registered version (the model runner's module loads for model tasks only)."""
+    if row is None:
+        return None
+    from chalicelib.services.model_runs import ModelArtifact
+
+    return ModelArtifact(**row)
+
+
 def execute(task_id: int) -> str:
     """Run one task; returns its final status ('skipped' for a finished or unknown task)."""
     with direct.transaction() as db:
@@ -145,7 +157,7 @@ def execute(task_id: int) -> str:
             image["key"],
             image["bucket"],
             image["format"],
-            ModelArtifact(**model) if model is not None else None,
+            model_artifact(model),
             task["attempts"],
         )
     bind(operation=work.operation or work.kind)  # the log lines' and the TaskDuration metric's operation

@@ -14,8 +14,8 @@ HEAVY = ["numpy", "cv2", "PIL", "sklearn", "scipy", "dask", "distributed", "skop
 DEFERRED = ["sqlalchemy", "sqlalchemy.orm", "chalicelib.db.tables", "pg8000", "boto3"]
 
 
-def modules_loaded_by_importing_app(candidates: list[str]) -> list[str]:
-    code = f"import sys, json; import app; print(json.dumps([m for m in {candidates!r} if m in sys.modules]))"
+def modules_loaded_by_importing_app(candidates: list[str], statement: str = "import app") -> list[str]:
+    code = f"import sys, json; {statement}; print(json.dumps([m for m in {candidates!r} if m in sys.modules]))"
     result = subprocess.run(
         [sys.executable, "-c", code],
         cwd=PROJECT_DIR,
@@ -33,6 +33,27 @@ def test_importing_the_app_pulls_in_no_heavy_library():
 
 def test_importing_the_app_defers_the_orm_the_driver_and_boto3():
     assert modules_loaded_by_importing_app(DEFERRED) == []
+
+
+# Every function imports app.py and so every blueprint (issue 13: the ingest and worker cold
+# starts): what only some routes use is imported by the calls that use it. Each of these costs
+# a cold start its compile and execution (no .pyc in the deployment package).
+ROUTE_ONLY = [
+    "chalicelib.imaging.analyzers",  # services/models: a model name may not be an analyzer's
+    "chalicelib.imaging.faces",
+    "chalicelib.services.model_sources",  # model registration and uploads
+    "chalicelib.services.import_runs",  # POST /api/imports (and the import's Dask partitions)
+    "python_multipart",  # form uploads
+]
+
+
+def test_importing_the_app_defers_what_only_some_routes_use():
+    assert modules_loaded_by_importing_app(ROUTE_ONLY) == []
+
+
+def test_the_task_handler_loads_the_model_runner_for_model_tasks_only():
+    handler = "import app, chalicelib.events.tasks"
+    assert modules_loaded_by_importing_app(["chalicelib.services.model_runs"], handler) == []
 
 
 # The first request after a cold start is nearly always an authenticated read (issue 15): the
