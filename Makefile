@@ -79,6 +79,7 @@ package: venv
 	PIXELAKE_STAGE=$(STAGE) AWS_DEFAULT_REGION=$(PACKAGE_REGION) $(VENV)/bin/chalice package \
 		--stage $(STAGE) --pkg-format cloudformation --template-format yaml \
 		--merge-template infra/aws/app-merge.yaml build/package/
+	$(PY) layers/build.py --compile-package build/package/deployment.zip  # no compiling at cold start
 	if ls build/layers/*.zip >/dev/null 2>&1; then $(PY) layers/build.py --check-only; fi
 
 deploy: venv

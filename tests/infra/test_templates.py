@@ -162,7 +162,38 @@ def packaged(tmp_path_factory) -> dict:
         capture_output=True,
         timeout=600,
     )
-    return {"path": out / "sam.yaml", "template": load(out / "sam.yaml")}
+    # as `make package` does next: the modules' bytecode into the package
+    subprocess.run(
+        [sys.executable, "layers/build.py", "--compile-package", str(out / "deployment.zip")],
+        cwd=ROOT,
+        check=True,
+        capture_output=True,
+        timeout=600,
+    )
+    return {"path": out / "sam.yaml", "template": load(out / "sam.yaml"), "zip": out / "deployment.zip"}
+
+
+def test_the_packaged_functions_import_their_modules_from_bytecode_not_source(packaged, tmp_path):
+    """/var/task is read-only: a package of sources only compiles every module at each cold start.
+    Python run on the unzipped package loads the app's modules from the shipped .pyc."""
+    import zipfile
+
+    with zipfile.ZipFile(packaged["zip"]) as zf:
+        zf.extractall(tmp_path)
+    env = {"PATH": os.environ["PATH"], "PYTHONDONTWRITEBYTECODE": "1", "PYTHONPATH": str(tmp_path)}
+    modules = ["chalicelib.config", "chalicelib.storage", "chalicelib.events.uploads"]
+    result = subprocess.run(
+        [sys.executable, "-v", "-c", "; ".join(f"import {m}" for m in modules)],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    loaded = {line.split("'")[1] for line in result.stderr.splitlines() if line.startswith("# code object from '")}
+    for module in modules:
+        pyc = tmp_path / Path(*module.split(".")[:-1]) / "__pycache__" / f"{module.rsplit('.', 1)[1]}.cpython-312.pyc"
+        assert str(pyc) in loaded, (module, result.stderr[-2000:])
 
 
 def test_packaged_app_template_passes_cfn_lint(packaged):
