@@ -26,7 +26,7 @@ import threading
 import time
 import weakref
 from collections.abc import Iterator, MutableMapping
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl, unquote, urlsplit
@@ -307,10 +307,8 @@ class ImageRow:
     processed_at: datetime | None
 
 
-_IMAGE_COLUMNS = (
-    "id, owner_id, bucket, key, status, error, filename, content_type, format, width, height, size_bytes, "
-    "sha256, phash, metadata, thumbnails, created_at, processed_at"
-)
+# The columns in ImageRow's order (`metadata_` is the column `metadata`, as on the ORM's Image).
+_IMAGE_COLUMNS = ", ".join(field.name.rstrip("_") for field in fields(ImageRow))
 
 
 def images_page(

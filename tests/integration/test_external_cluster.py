@@ -4,6 +4,7 @@ processes started with Dask's own command-line tools, configured only by what th
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import os
@@ -107,26 +108,35 @@ def use_cluster(address: str) -> None:
     reset_settings()
 
 
+@contextlib.contextmanager
+def two_worker_cluster(tmp: Path, env: dict[str, str]):
+    """A scheduler and two workers with `env`, Pixelake pointed at them until the block ends."""
+    from chalicelib import compute
+    from chalicelib.config import reset_settings
+
+    cluster = Cluster(tmp)
+    try:
+        cluster.start_scheduler(env)
+        cluster.start_worker("worker-a", env)
+        cluster.start_worker("worker-b", env)
+        cluster.wait_for_workers(2)
+        use_cluster(cluster.address)
+        yield cluster
+    finally:
+        compute.reset_client()
+        os.environ.pop("DASK_SCHEDULER_ADDRESS", None)
+        reset_settings()
+        cluster.stop()
+
+
 @pytest.fixture(scope="module")
 def external_cluster(stack_env, tmp_path_factory):
     """`dask scheduler` + two `dask worker`s, each in its own process, configured as the README says."""
     tmp = tmp_path_factory.mktemp("external-dask")
     env = documented_worker_env(tmp)
     assert env["PYTHONPATH"] == str(ROOT) and env["AWS_ENDPOINT_URL"] == stack_env["AWS_ENDPOINT_URL"]
-    cluster = Cluster(tmp)
-    cluster.start_scheduler(env)
-    cluster.start_worker("worker-a", env)
-    cluster.start_worker("worker-b", env)
-    cluster.wait_for_workers(2)
-    use_cluster(cluster.address)
-    yield cluster
-    from chalicelib import compute
-    from chalicelib.config import reset_settings
-
-    compute.reset_client()
-    os.environ.pop("DASK_SCHEDULER_ADDRESS", None)
-    reset_settings()
-    cluster.stop()
+    with two_worker_cluster(tmp, env) as cluster:
+        yield cluster
 
 
 def digit_png(pixels: np.ndarray) -> bytes:

@@ -17,7 +17,7 @@ import pytest
 from PIL import Image
 from polling import wait_for
 from sample_images import jpeg_bytes
-from test_external_cluster import Cluster, documented_worker_env, use_cluster
+from test_external_cluster import Cluster, documented_worker_env, two_worker_cluster
 
 from chalicelib import storage
 
@@ -72,22 +72,8 @@ def all_failures(client, import_id: int) -> dict[str, str]:
 def import_cluster(stack_env, tmp_path_factory):
     tmp = tmp_path_factory.mktemp("import-dask")
     env = {**documented_worker_env(tmp), "PIXELAKE_IMPORT_PARTITION_KEYS": str(PARTITION_KEYS)}
-    cluster = Cluster(tmp)
-    cluster.start_scheduler(env)
-    cluster.start_worker("worker-a", env)
-    cluster.start_worker("worker-b", env)
-    cluster.wait_for_workers(2)
-    use_cluster(cluster.address)
-    yield cluster
-    import os
-
-    from chalicelib import compute
-    from chalicelib.config import reset_settings
-
-    compute.reset_client()
-    os.environ.pop("DASK_SCHEDULER_ADDRESS", None)
-    reset_settings()
-    cluster.stop()
+    with two_worker_cluster(tmp, env) as cluster:
+        yield cluster
 
 
 @pytest.fixture
