@@ -43,20 +43,9 @@ def dask_scaling(quick: bool) -> dict:
     with tempfile.TemporaryDirectory(prefix="pixelake-bench-dask-") as tmp:
         names = dask_bench.make_jpegs(Path(tmp), items, side)
         serial = dask_bench.serial_seconds(tmp, names)
-        # Both clusters stay up and their runs alternate (as bench_dask_scaling.py does), so a
+        # The sizes alternate, each on a cluster of its own (as bench_dask_scaling.py does), so a
         # change in the machine's load falls on both sizes; each size's fastest run counts.
-        pairs = []
-        with (
-            dask_bench.warm_cluster(1, tmp, names) as one_worker,
-            dask_bench.warm_cluster(2, tmp, names) as two_workers,
-        ):
-            for _ in range(1 if quick else 2):
-                pairs.append(
-                    {
-                        n: dask_bench.timed_batch(client, tmp, names, partitions=10)
-                        for n, client in ((1, one_worker), (2, two_workers))
-                    }
-                )
+        pairs = list(dask_bench.paired_runs(tmp, names, repeat=1 if quick else 2, partitions=10))
         runs = {n: min((pair[n] for pair in pairs), key=lambda run: run["wall"]) for n in (1, 2)}
     one, two = runs[1], runs[2]
     others = max(0.0, two["machine_busy"] * two["cores"] - two["worker_cpu"] / two["wall"])

@@ -16,6 +16,7 @@ import threading
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 from chalicelib.config import get_settings
@@ -32,10 +33,24 @@ HOW_TO_START = (
 )
 
 
+# Pixelake's Dask settings (chalicelib/dask_config/*.yaml): external workers read them through
+# DASK_CONFIG=DASK_CONFIG_DIR, the LocalCluster here through use_worker_config().
+DASK_CONFIG_DIR = Path(__file__).resolve().parent / "dask_config"
+
+
+def use_worker_config() -> None:
+    """Merge DASK_CONFIG_DIR's settings into this process's Dask configuration, as a worker started
+    with DASK_CONFIG pointing there reads them (nannies read theirs when they are created)."""
+    import dask.config
+
+    dask.config.update(dask.config.config, dask.config.collect([str(DASK_CONFIG_DIR)], env={}), priority="new")
+
+
 def start_local_cluster(n_workers: int = LOCAL_WORKERS):
     """A LocalCluster on loopback only (the default dashboard would listen on every interface)."""
     from distributed import LocalCluster
 
+    use_worker_config()
     return LocalCluster(
         n_workers=n_workers,
         threads_per_worker=1,

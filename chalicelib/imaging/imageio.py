@@ -199,14 +199,20 @@ def reduced_request(width: int, height: int, longest_side: int) -> tuple[int, in
 
 
 def decode(
-    data: bytes, *, max_pixels: int, min_longest_side: int | None = None, keep_profile: bool = False
+    data: bytes,
+    *,
+    max_pixels: int,
+    min_longest_side: int | None = None,
+    min_shortest_side: int | None = None,
+    keep_profile: bool = False,
 ) -> Image.Image:
     """Decode the first frame, oriented by EXIF (HEIF: by its rotation and mirror properties), in
     RGB/RGBA/L, converted from its embedded ICC profile (HEIF/AVIF: or its nclx box) to sRGB.
 
     With `min_longest_side`, a JPEG is decoded at the smallest DCT scale (1/2, 1/4, 1/8) whose
     longest side is still at least that many pixels: a 12 MP photo needed at 1024 px decodes
-    at 1/2 or 1/4 of the work. With `keep_profile`, RGB and grey pixels stay in the colour space
+    at 1/2 or 1/4 of the work; `min_shortest_side` asks the same of the shorter side (what a
+    network's centre crop needs). With `keep_profile`, RGB and grey pixels stay in the colour space
     of their profile (left in info["icc_profile"]) for an output that embeds it.
     info["colour_profile"] says which profile the file had and whether the pixels were converted.
     """
@@ -217,10 +223,12 @@ def decode(
 
     try:
         img = _open(data)
-        original_size = img.size
-        if min_longest_side and img.format == "JPEG" and max(img.size) > min_longest_side:
-            width, height = img.size
-            img.draft("RGB", reduced_request(width, height, min_longest_side))
+        original_size = width, height = img.size
+        longest = min_longest_side or 0
+        if min_shortest_side:
+            longest = max(longest, math.ceil(min_shortest_side * max(width, height) / max(1, min(width, height))))
+        if longest and img.format == "JPEG" and max(width, height) > longest:
+            img.draft("RGB", reduced_request(width, height, longest))
         img.load()
     except (OSError, ValueError, SyntaxError, EOFError) as exc:
         raise ImageRejected(f"the image data is damaged or truncated: {exc}") from None

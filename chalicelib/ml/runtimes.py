@@ -62,7 +62,6 @@ class OnnxModel:
     def blob(self, image: np.ndarray) -> np.ndarray:
         """The input tensor (1 image) for a BGR, BGRA or gray uint8 image."""
         import cv2
-        import numpy as np
 
         spec = self.input_spec
         assert spec.size is not None, "cv2.dnn models are registered with a size"
@@ -75,10 +74,7 @@ class OnnxModel:
             pixels = cv2.cvtColor(image, cv2.COLOR_BGR2GRAY)[:, :, None]
         else:
             pixels = image[:, :, ::-1] if spec.channel_order == "RGB" else image
-        mean, std = np.array(spec.mean, np.float32), np.array(spec.std, np.float32)
-        x = (pixels.astype(np.float32) * np.float32(spec.scale) - mean) / std
-        x = x[None]  # NHWC
-        return np.ascontiguousarray(x.transpose(0, 3, 1, 2) if spec.layout == "NCHW" else x, dtype=np.float32)
+        return spec.tensor(pixels)
 
     def _forward(self, image: np.ndarray) -> np.ndarray:
         import cv2

@@ -157,10 +157,12 @@ class LocalStack:
         `set -a; . .pixelake/dask-worker.env; set +a` before `dask worker … --preload chalicelib.dask_preload`
         (README: Running on your own Dask cluster). Written on every start: the moto port may change.
         """
+        from chalicelib.compute import DASK_CONFIG_DIR
         from chalicelib.dask_preload import worker_environment
 
         lines = [f"{name}={shlex.quote(value)}" for name, value in worker_environment().items()]
         lines.append(f"PYTHONPATH={shlex.quote(str(PROJECT_DIR))}")
+        lines.append(f"DASK_CONFIG={shlex.quote(str(DASK_CONFIG_DIR))}")  # Pixelake's Dask settings
         path = self.home / "dask-worker.env"
         path.touch(mode=0o600)  # it holds the database URL
         path.write_text("\n".join(lines) + "\n")

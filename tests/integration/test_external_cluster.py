@@ -201,6 +201,10 @@ def test_a_batch_and_a_training_job_run_on_dask_cli_workers(client, external_clu
                     assert connection.laddr.ip == "127.0.0.1", (child.pid, connection)
     for name in ("worker-a", "worker-b"):
         assert "Pixelake Dask worker ready" in external_cluster.log(name)
+    # DASK_CONFIG from the env file: Pixelake's Dask settings reach the workers' processes.
+    with distributed.Client(external_cluster.address, timeout=15) as dask:
+        trim = dask.run(lambda: os.environ.get("MALLOC_TRIM_THRESHOLD_"))
+    assert list(trim.values()) == [None, None], trim
 
 
 def test_a_batch_whose_every_task_failed_is_failed(client, external_cluster, ready_image):

@@ -68,6 +68,19 @@ def test_a_batch_from_image_ids(client, dask_cluster, ready_image):
     assert task_rows(batch["id"]) == [("succeeded", "flip", 1)] * 3
 
 
+def test_the_local_clusters_workers_run_with_pixelakes_dask_settings(dask_cluster):
+    """chalicelib/dask_config: no fixed glibc trim threshold in the workers (Dask's default sets one)."""
+    import os
+
+    from distributed import Client
+
+    with Client(dask_cluster.scheduler_address, timeout=15) as client:
+        trim = client.run(lambda: os.environ.get("MALLOC_TRIM_THRESHOLD_"))
+        threads = client.run(lambda: os.environ.get("OMP_NUM_THREADS"))
+    assert list(trim.values()) == [None, None], trim
+    assert list(threads.values()) == ["1", "1"], "the rest of Dask's worker environment stays"
+
+
 def test_a_batch_from_a_prefix(client, dask_cluster, ready_image):
     images = [ready_image(jpeg_bytes((50, 30 + i))) for i in range(2)]
     prefix = f"uploads/{owner_of(images[0]['id'])}/"
