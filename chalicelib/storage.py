@@ -12,7 +12,8 @@ Every key is built by a function of this module, so the layout below is the only
     exports/results/owner_id=<user>/export=<name>/analysis=<operation>/part-<n>.parquet
                                                  Hive-partitioned result exports, written on Dask
     training/<user>/<job>/features/part-<n>.parquet  a training job's feature shards, written by the
-                                                 Dask workers (position, key, label, features)
+                                                 Dask workers (position, key, label, features); deleted
+                                                 when the job ends (a lifecycle rule expires leftovers)
     imports/<user>/<import>/manifest.csv         a bulk import's manifest sent in the request
 
 A user's own area, from which a bulk import may register images, is uploads/<user>/ and
@@ -198,6 +199,25 @@ def copy(source_key: str, key: str, content_type: str) -> None:
 
 def delete(key: str, *, bucket: str | None = None) -> None:
     s3_client().delete_object(Bucket=bucket or get_settings().bucket, Key=key)
+
+
+# DeleteObjects takes at most this many keys a call.
+DELETE_BATCH = 1000
+
+
+def delete_under(prefix: str, *, bucket: str | None = None) -> int:
+    """Delete every object under the prefix, a DeleteObjects call per page of keys; how many were deleted."""
+    from itertools import batched
+
+    bucket, deleted = bucket or get_settings().bucket, 0
+    for keys in batched(keys_under(prefix, bucket=bucket), DELETE_BATCH):
+        answer = s3_client().delete_objects(
+            Bucket=bucket, Delete={"Objects": [{"Key": key} for key in keys], "Quiet": True}
+        )
+        if errors := answer.get("Errors"):
+            raise OSError(f"S3 kept {len(errors)} object(s) under {prefix}: {errors[0]}")
+        deleted += len(keys)
+    return deleted
 
 
 def keys_under(prefix: str, *, bucket: str | None = None):

@@ -112,79 +112,103 @@ def _backbone(owner_id: int, feature_params: dict):
 @_with_log_context("job_id")
 def run_training_job(job_id: int) -> str:
     """Extract features into Parquet shards on the workers, fit incrementally or on a bounded
-    sample, evaluate on the held-out items shard by shard, save, register."""
-    from distributed import worker_client
-
+    sample, evaluate on the held-out items shard by shard, save, register. However it ends, the
+    job's shards are deleted before its row says so: nothing reads them afterwards."""
     from chalicelib.errors import InvalidRequest
-    from chalicelib.ml.distributed import decode_shard, describe_failure, extract_feature_shards, shard_items
-    from chalicelib.ml.training import train_from_shards
+    from chalicelib.ml.distributed import describe_failure
 
     with session_scope() as session:
         spec = transitions.job_running(transitions.on_session(session), job_id)
         if spec is None:
             return "skipped"
         total = sum(dataset_rows.label_counts(session, spec["dataset_id"]).values())
+    finish: dict[str, Any] | None = None  # None: cancelled (the cancel wrote the row)
     try:
-        feature_params = spec["params"].get("feature_params") or {}
-        algorithm_params = spec["params"].get("algorithm_params") or {}
-        backbone = prepare = None
-        if spec["features"] == "embedding":
-            backbone, feature_params = _backbone(spec["owner_id"], feature_params)
-            from chalicelib.services.model_runs import artifact_file
-
-            prepare = functools.partial(artifact_file, backbone)
-
-        def on_progress(done: int, total: int) -> None:
-            _progress(job_id, round(FEATURES_SHARE * done / max(total, 1)), "features")
-
-        bucket, owner = get_settings().bucket, spec["owner_id"]
-        with worker_client() as client:
-            shards = extract_feature_shards(
-                client,
-                _item_chunks(spec["dataset_id"], shard_items(client, total)),
-                total=total,
-                load_bytes=functools.partial(read_object, bucket),
-                write_shard=functools.partial(write_shard, bucket, owner, job_id),
-                feature=spec["features"],
-                params=feature_params,
-                prepare=prepare,
-                on_progress=on_progress,
-            )
-        _progress(job_id, FEATURES_SHARE + 5, "training")
-        outcome = train_from_shards(
-            shards.counts(),
-            lambda index: decode_shard(storage.get(storage.training_shard_key(owner, job_id, index))),
-            algorithm=spec["algorithm"],
-            params=algorithm_params,
-            test_size=spec["test_size"],
-            seed=spec["seed"],
-            fit=spec["params"].get("fit"),
-        )
-        _progress(job_id, 95, "saving")
-        metrics = {
-            **outcome.metrics,
-            "items": shards.items,
-            "failed_items": shards.failed,
-            "failed_examples": [{"key": k, "reason": r} for k, r in shards.failed_examples],
-            "warnings": list(outcome.warnings),
-            "shards": {"prefix": storage.training_job_prefix(owner, job_id) + "features/", "count": len(shards.shards)},
-        }
-        model_id = register_trained_model(spec, job_id, outcome, metrics, feature_params, backbone)
-        with session_scope() as session:
-            transitions.job_finished(
-                transitions.on_session(session), job_id, "succeeded", metrics=metrics, model_id=model_id
-            )
-        return "succeeded"
+        finish = {"status": "succeeded", **_train(job_id, spec, total)}
     except JobCancelled:
-        return "cancelled"
+        pass
     except InvalidRequest as exc:
-        reason = str(exc)
+        finish = {"status": "failed", "error": str(exc)}
     except Exception as exc:  # the job records why it failed; nothing is left running
         log.exception("training job %s failed", job_id)
-        reason = describe_failure(exc)
+        finish = {"status": "failed", "error": describe_failure(exc)}
+    delete_shards(spec["owner_id"], job_id)
+    if finish is None:
+        return "cancelled"
     with session_scope() as session:
-        transitions.job_finished(transitions.on_session(session), job_id, "failed", error=reason)
-    return "failed"
+        transitions.job_finished(transitions.on_session(session), job_id, **finish)
+    return finish["status"]
+
+
+def delete_shards(owner_id: int, job_id: int) -> None:
+    """The job's feature shards, gone. A failure to delete only logs: the bucket's lifecycle rule
+    on training/ expires what is left (infra/aws/storage.yaml), as it does for a job whose driver
+    died, or a shard a partition still running at a cancel wrote after this."""
+    prefix = storage.training_job_prefix(owner_id, job_id)
+    try:
+        deleted = storage.delete_under(prefix)
+    except Exception:
+        log.warning(
+            "training job %s: its shards under %s are left to the lifecycle rule", job_id, prefix, exc_info=True
+        )
+    else:
+        log.info("training job %s: deleted its %d shard(s) under %s", job_id, deleted, prefix)
+
+
+def _train(job_id: int, spec: dict, total: int) -> dict:
+    """The job's work, from features to a registered model: its metrics and model id."""
+    from distributed import worker_client
+
+    from chalicelib.ml.distributed import decode_shard, extract_feature_shards, shard_items
+    from chalicelib.ml.training import train_from_shards
+
+    feature_params = spec["params"].get("feature_params") or {}
+    algorithm_params = spec["params"].get("algorithm_params") or {}
+    backbone = prepare = None
+    if spec["features"] == "embedding":
+        backbone, feature_params = _backbone(spec["owner_id"], feature_params)
+        from chalicelib.services.model_runs import artifact_file
+
+        prepare = functools.partial(artifact_file, backbone)
+
+    def on_progress(done: int, total: int) -> None:
+        _progress(job_id, round(FEATURES_SHARE * done / max(total, 1)), "features")
+
+    bucket, owner = get_settings().bucket, spec["owner_id"]
+    with worker_client() as client:
+        shards = extract_feature_shards(
+            client,
+            _item_chunks(spec["dataset_id"], shard_items(client, total)),
+            total=total,
+            load_bytes=functools.partial(read_object, bucket),
+            write_shard=functools.partial(write_shard, bucket, owner, job_id),
+            feature=spec["features"],
+            params=feature_params,
+            prepare=prepare,
+            on_progress=on_progress,
+        )
+    _progress(job_id, FEATURES_SHARE + 5, "training")
+    outcome = train_from_shards(
+        shards.counts(),
+        lambda index: decode_shard(storage.get(storage.training_shard_key(owner, job_id, index))),
+        algorithm=spec["algorithm"],
+        params=algorithm_params,
+        test_size=spec["test_size"],
+        seed=spec["seed"],
+        fit=spec["params"].get("fit"),
+    )
+    _progress(job_id, 95, "saving")
+    metrics = {
+        **outcome.metrics,
+        "items": shards.items,
+        "failed_items": shards.failed,
+        "failed_examples": [{"key": k, "reason": r} for k, r in shards.failed_examples],
+        "warnings": list(outcome.warnings),
+        # where the shards were written (deleted when the job ended) and how many
+        "shards": {"prefix": storage.training_job_prefix(owner, job_id) + "features/", "count": len(shards.shards)},
+    }
+    model_id = register_trained_model(spec, job_id, outcome, metrics, feature_params, backbone)
+    return {"metrics": metrics, "model_id": model_id}
 
 
 def _backbone_and_head(backbone, outcome, feature_params: dict) -> tuple[bytes, dict]:

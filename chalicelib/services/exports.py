@@ -94,8 +94,7 @@ def write_export(owner_id: int, export: str, which) -> list[str]:
     import pyarrow.dataset as ds
 
     prefix = storage.results_export_prefix(owner_id, export)
-    for key in list(storage.keys_under(prefix)):
-        storage.delete(key)
+    storage.delete_under(prefix)
     partitioning = ds.partitioning(pa.schema([("analysis", pa.string())]), flavor="hive")
     with tempfile.TemporaryDirectory(prefix="pixelake-export-") as tmp:
         ds.write_dataset(

@@ -19,6 +19,23 @@ function progressBar(job, id) {
     h("span", {}, `${Math.round(percent)}% · ${stage}`));
 }
 
+const FIT_METHODS = [
+  ["auto", "auto (in memory up to the sample, else incremental where possible)"],
+  ["incremental", "incremental (partial_fit over the shards)"],
+  ["sample", "on a stratified sample"],
+];
+
+// The form's fit options; an empty sample size is left to the server (PIXELAKE_TRAINING_SAMPLE_ITEMS).
+function fitOptions(data) {
+  const sample = String(data.get("fit_sample_items")).trim();
+  return { method: data.get("fit_method"), ...(sample ? { sample_items: Number(sample) } : {}) };
+}
+
+function fitText(fit) {
+  if (!fit || !fit.method) return null;
+  return fit.sample_items ? `${fit.method}, sample of up to ${formatNumber(fit.sample_items)} items` : fit.method;
+}
+
 function startForm(datasets, preselect) {
   const status = h("p", { role: "status", class: "form-status" });
   const field = (label, control) => h("div", { class: "field" }, h("label", { for: control.id }, label), control);
@@ -35,6 +52,11 @@ function startForm(datasets, preselect) {
     field("Features", h("input", { id: "job-features", name: "features", value: "hog", required: true, list: "feature-kinds" })),
     h("datalist", { id: "feature-kinds" }, ["hog", "color_histogram", "pixels"].map((v) => h("option", { value: v }))),
     field("Parameters (JSON)", h("textarea", { id: "job-params", name: "params", rows: "2", placeholder: "{}" })),
+    // How a large dataset is fitted (the API's `fit`): auto fits in memory up to the sample size, then
+    // incrementally where the algorithm has partial_fit, else on a stratified sample.
+    field("Fit", h("select", { id: "job-fit-method", name: "fit_method" },
+      FIT_METHODS.map(([value, text]) => h("option", { value }, text)))),
+    field("Sample items", h("input", { id: "job-fit-sample", name: "fit_sample_items", type: "number", min: "1", step: "1", placeholder: "the server's default" })),
     h("div", { class: "actions" }, h("button", { type: "submit", class: "button" }, "Start training")), status);
   form.addEventListener("submit", async (event) => {
     event.preventDefault();
@@ -50,7 +72,8 @@ function startForm(datasets, preselect) {
     try {
       const job = await api("api/training-jobs", { method: "POST", body: {
         dataset_id: Number(data.get("dataset_id")), model_name: String(data.get("model_name")).trim(),
-        algorithm: String(data.get("algorithm")).trim(), features: String(data.get("features")).trim(), params } });
+        algorithm: String(data.get("algorithm")).trim(), features: String(data.get("features")).trim(), params,
+        fit: fitOptions(data) } });
       location.hash = `#/training/${job.id}`;
     } catch (error) {
       const allowed = error.body && error.body.error && error.body.error.allowed;
@@ -120,6 +143,7 @@ export async function renderTrainingJob(main, { id }) {
       progressBar(job, "job-progress"), job.error ? notice(job.error, "error") : null),
     details([["Status", statusBadge(job.status)], ["Dataset", job.dataset_id ? h("a", { href: `#/datasets/${job.dataset_id}` }, `#${job.dataset_id}`) : null],
       ["Algorithm", job.algorithm], ["Features", job.features], ["Parameters", job.params ? JSON.stringify(job.params) : null],
+      ["Fit", fitText(job.fit)], ["Fitted", job.metrics && job.metrics.fit ? job.metrics.fit.description : null],
       ["Model", job.model ? h("a", { href: `#/models/${encodeURIComponent(job.model.name)}` }, `${job.model.name} v${job.model.version}`) : job.model_name],
       ["Queued", formatDate(job.created_at)], ["Started", formatDate(job.started_at)], ["Finished", formatDate(job.finished_at)]]),
     metricsSection(job.metrics));

@@ -329,6 +329,53 @@ def test_a_training_job_shows_live_progress_then_its_confusion_matrix(stack, pag
     screenshot(page, "training-job")
 
 
+def test_a_training_job_started_from_the_form_is_fitted_as_its_fit_options_say(stack, page):
+    """A real job on the stack's own Dask cluster: a dataset of two colours, sgd forced to fit
+    incrementally with a sample size of its own through the form; the API records both options
+    and the metrics say the fit was incremental."""
+    import io
+
+    from PIL import Image
+
+    me = requests.get(f"{stack.url}/api/me", timeout=10).json()
+    prefix = f"datasets/{me['id']}/page-training/"
+    s3 = stack.s3()
+    for label, colour in (("red", (220, 30, 30)), ("blue", (30, 30, 220))):
+        for i in range(8):
+            buffer = io.BytesIO()
+            Image.new("RGB", (16, 16), tuple(max(0, c - 10 * i) for c in colour)).save(buffer, format="PNG")
+            s3.put_object(Bucket="pixelake-local", Key=f"{prefix}{label}/{i}.png", Body=buffer.getvalue())
+    dataset = requests.post(f"{stack.url}/api/datasets", json={"name": "page-training", "prefix": prefix}, timeout=30)
+    assert dataset.status_code == 201, dataset.text
+
+    page.goto(f"{stack.url}/#/training?dataset={dataset.json()['id']}")
+    page.get_by_label("Model name").fill("page-colours")
+    page.get_by_label("Algorithm").fill("sgd")
+    page.get_by_label("Features").fill("color_histogram")
+    page.get_by_label("Fit").select_option("incremental")
+    page.get_by_label("Sample items").fill("300")
+    page.get_by_role("button", name="Start training").click()
+    page.wait_for_url(re.compile(r".*#/training/\d+$"), timeout=TIMEOUT_MS)
+    job_id = int(page.url.rsplit("/", 1)[1])
+    assert requests.get(f"{stack.url}/api/training-jobs/{job_id}", timeout=10).json()["fit"] == {
+        "method": "incremental",
+        "sample_items": 300,
+    }
+
+    def finished():
+        job = requests.get(f"{stack.url}/api/training-jobs/{job_id}", timeout=10).json()
+        return job if job["status"] in ("succeeded", "failed", "cancelled") else None
+
+    job = wait_for(finished, timeout=180, what=f"training job {job_id}")
+    assert job["status"] == "succeeded", job["error"]
+    assert job["metrics"]["fit"]["method"] == "incremental"
+    facts = page.locator(".facts").first
+    facts.get_by_text("Fitted").wait_for(timeout=TIMEOUT_MS)
+    shown = dict(zip(facts.locator("dt").all_text_contents(), facts.locator("dd").all_text_contents(), strict=True))
+    assert shown["Fit"] == "incremental, sample of up to 300 items"
+    assert shown["Fitted"] == job["metrics"]["fit"]["description"] and shown["Fitted"].startswith("incremental")
+
+
 def test_an_import_started_from_the_page_shows_its_counts_and_the_files_that_failed(stack, page, screenshot):
     import io
 

@@ -116,6 +116,29 @@ def test_bucket_notifies_the_uploads_queue_for_uploads_prefix_only():
     assert policy["Principal"] == {"Service": "s3.amazonaws.com"} and policy["Action"] == "sqs:SendMessage"
 
 
+def test_bucket_expires_the_training_shards_a_job_left_behind():
+    """A job deletes its shards when it ends; the rule is the backstop, and it must neither reach
+    beyond the shards' prefix nor expire them under a job still running."""
+    from chalicelib import storage
+
+    template = load(AWS / "storage.yaml")
+    rules = {
+        rule["Id"]: rule for rule in template["Resources"]["Bucket"]["Properties"]["LifecycleConfiguration"]["Rules"]
+    }
+    rule = rules["expire-training-shards"]
+    assert rule["Status"] == "Enabled" and rule["Prefix"] == "training/"
+    assert storage.training_shard_key(7, 9, 0).startswith(storage.training_job_prefix(7, 9))
+    assert storage.training_job_prefix(7, 9).startswith(rule["Prefix"])
+    others = [
+        storage.dataset_key(7, "a/b.png"),
+        storage.model_key(7, "m", 1, "skops"),
+        storage.new_upload_key(7, "image/png"),
+    ]
+    assert not any(key.startswith(rule["Prefix"]) for key in others)
+    days = template["Parameters"][rule["ExpirationInDays"]["Ref"]]
+    assert days["MinValue"] >= 2 and days["Default"] == 7
+
+
 def test_chalice_config_stages_and_layers():
     assert CHALICE_CONFIG["app_name"] == "pixelake" and CHALICE_CONFIG["automatic_layer"] is False
     assert set(CHALICE_CONFIG["stages"]) == {"local", "dev", "prod"}

@@ -5,6 +5,7 @@ import math
 from pathlib import Path
 
 import numpy as np
+import pyarrow.parquet as pq
 import pytest
 from PIL import Image
 from sklearn.datasets import load_digits
@@ -139,6 +140,13 @@ def test_digit_features_as_shards_on_two_workers(cluster_client, digit_folder, t
         for label, n in shard.label_counts.items():
             counts[label] = counts.get(label, 0) + n
     assert counts == {label: sum(1 for _, lab in good if lab == label) for label in counts}
+    # The format (pyarrow, DuckDB, Spark read it): a row per item that worked, with its key and label.
+    tables = [pq.read_table(path) for path in files]
+    assert tables[0].column_names == ["position", "key", "label", "features"]
+    assert tables[0].schema.field("features").type.list_size == 64
+    assert sum(table.num_rows for table in tables) == len(good)
+    first = tables[0].slice(0, 1).to_pylist()[0]
+    assert (first["key"], first["label"]) == good[0]
     # A shard's rows are the features a local extraction gives, with their labels.
     labels, matrix = decode_shard(files[5].read_bytes())
     expected = [item for item in items[500:600] if item[0] not in bad_keys]
