@@ -62,8 +62,18 @@ def start_local_cluster(n_workers: int = LOCAL_WORKERS):
     )
 
 
-@functools.cache
 def dask_client():
+    """The cached client; a new one once it closed itself (it gives up reconnecting to a scheduler
+    that stayed away longer than its timeout, as a restarted one may)."""
+    client = _client()
+    if client.status == "closed":
+        reset_client()
+        client = _client()
+    return client
+
+
+@functools.cache
+def _client():
     from distributed import Client
 
     address = get_settings().dask_scheduler_address
@@ -195,8 +205,54 @@ def resubmit_if_stalled(fn: Callable, row_id: int, *, key: str, status: str, cre
     return True
 
 
+# A `running` job's driver is looked for on the scheduler at most this often per job (on reads).
+# Dask itself reruns a driver lost with its worker; one lost with its scheduler (restarted, its
+# tasks forgotten) nobody runs again: the read submits it again (resubmit_if_driver_lost).
+DRIVER_CHECK_S = 10
+# How long a read waits for the scheduler's answer (a restarting one: the client is reconnecting).
+DRIVER_CHECK_TIMEOUT_S = 3
+_driver_checked_at: dict[str, float] = {}
+
+
+def scheduler_holds(key: str) -> bool:
+    """Whether the scheduler knows the task `key`: it does from submission until the task ends
+    (queued, running, or rescheduled after its worker died), then a fire-and-forget task is
+    forgotten. One call to the scheduler's get_task_status handler (no code is pickled); raises
+    ComputeUnavailable, OSError or TimeoutError when the scheduler does not answer."""
+    client = dask_client()
+    states = client.sync(client.scheduler.get_task_status, keys=[key], callback_timeout=DRIVER_CHECK_TIMEOUT_S)
+    return states.get(key) is not None
+
+
+def resubmit_if_driver_lost(fn: Callable, row_id: int, *, key: str, still_running: Callable[[], bool]) -> bool:
+    """Submit a `running` job again when the scheduler no longer holds its driver's key, at most
+    once per DRIVER_CHECK_S per key. The new driver runs only what is unfinished (each job's driver
+    is resumable).
+
+    Race: the driver may finish between the caller's read of `running` and the key check. A driver
+    writes its final status before it returns, and its key is forgotten only after it returned, so
+    once the key is gone `still_running()` (a read made after the check) sees the final status and
+    nothing is submitted. Were a finished job submitted anyway (a resume at the same moment), its
+    driver would do nothing: batch_running / import_running / job_running skip a finished job.
+    ComputeUnavailable (the cluster cannot take the job) or OSError / TimeoutError (the scheduler
+    does not answer) propagate."""
+    now = time.monotonic()
+    with _check_lock:
+        if now - _driver_checked_at.get(key, -DRIVER_CHECK_S) < DRIVER_CHECK_S:
+            return False
+        if len(_driver_checked_at) >= 1024:  # a long-lived process reads many jobs: forget the stale ones
+            for stale in [k for k, at in _driver_checked_at.items() if now - at >= DRIVER_CHECK_S]:
+                del _driver_checked_at[stale]
+        _driver_checked_at[key] = now
+    if scheduler_holds(key) or not still_running():
+        return False
+    submit_job(fn, row_id, key=key)
+    return True
+
+
 def reset_client() -> None:
-    if dask_client.cache_info().currsize:
-        dask_client().close()
-    dask_client.cache_clear()
+    if _client.cache_info().currsize:
+        _client().close()
+    _client.cache_clear()
     _checked_at.clear()
+    _driver_checked_at.clear()

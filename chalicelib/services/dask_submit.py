@@ -1,5 +1,8 @@
 """Submitting batches, training jobs and imports to Dask, and what happens when the cluster cannot take them.
 
+A `running` job whose driver the scheduler no longer holds (the scheduler restarted) is submitted
+again when it is read, as POST /api/batches/{id}/resume does; its new driver runs only what is unfinished.
+
 A submission the cluster cannot run (no scheduler, versions or code that differ, a worker that
 cannot load chalicelib) fails the job at once with the reason; a job that no worker started within
 PIXELAKE_DASK_START_TIMEOUT_S (no workers, or a submission lost on the way) fails with the reason
@@ -10,6 +13,8 @@ from __future__ import annotations
 
 import logging
 from datetime import datetime
+
+from sqlalchemy import select
 
 from chalicelib import compute
 from chalicelib.config import get_settings
@@ -66,25 +71,33 @@ def submit_import(import_id: int) -> str | None:
 
 
 def recheck_training_job(job_id: int, *, status: str, created_at: datetime) -> None:
-    """On a read: fail a job no worker started in time, or submit again one whose submission was lost."""
+    """On a read: fail a job no worker started in time, or submit again one whose submission was
+    lost or whose driver the scheduler lost (the job then trains again from the start)."""
+    from chalicelib.db.tables import TrainingJob
     from chalicelib.services.dask_jobs import run_training_job
 
-    _recheck(run_training_job, job_id, training_key(job_id), _fail_training_job, "training job", status, created_at)
+    key = training_key(job_id)
+    _recheck(run_training_job, TrainingJob, job_id, key, _fail_training_job, "training job", status, created_at)
 
 
 def recheck_batch(batch_id: int, *, status: str, created_at: datetime) -> None:
+    from chalicelib.db.tables import Batch
     from chalicelib.services.dask_jobs import run_batch_job
 
-    _recheck(run_batch_job, batch_id, batch_key(batch_id), _fail_batch, "batch", status, created_at)
+    _recheck(run_batch_job, Batch, batch_id, batch_key(batch_id), _fail_batch, "batch", status, created_at)
 
 
 def recheck_import(import_id: int, *, status: str, created_at: datetime) -> None:
+    from chalicelib.db.tables import Import
     from chalicelib.services.dask_jobs import run_import_job
 
-    _recheck(run_import_job, import_id, import_key(import_id), _fail_import, "import", status, created_at)
+    _recheck(run_import_job, Import, import_id, import_key(import_id), _fail_import, "import", status, created_at)
 
 
-def _recheck(job, row_id: int, key: str, fail, what: str, status: str, created_at: datetime) -> None:
+def _recheck(job, table, row_id: int, key: str, fail, what: str, status: str, created_at: datetime) -> None:
+    if status == "running":
+        _resume_if_driver_lost(job, table, row_id, key, what)
+        return
     if compute.start_timed_out(status, created_at):
         fail(row_id, _no_start_reason(what))
         return
@@ -92,6 +105,22 @@ def _recheck(job, row_id: int, key: str, fail, what: str, status: str, created_a
         compute.resubmit_if_stalled(job, row_id, key=key, status=status, created_at=created_at)
     except ComputeUnavailable as exc:
         fail(row_id, str(exc))
+
+
+def _resume_if_driver_lost(job, table, row_id: int, key: str, what: str) -> None:
+    """Submit a running job again when the scheduler lost its driver (compute.resubmit_if_driver_lost,
+    which says why a finished job is never submitted again). A scheduler that does not answer, or a
+    cluster that cannot take the job, leaves it `running` (a later read tries again): the read answers."""
+
+    def still_running() -> bool:
+        with session_scope() as session:
+            return session.scalar(select(table.status).where(table.id == row_id)) == "running"
+
+    try:
+        if compute.resubmit_if_driver_lost(job, row_id, key=key, still_running=still_running):
+            log.warning("%s %s was running with no driver on the scheduler (restarted?): submitted again", what, row_id)
+    except (ComputeUnavailable, OSError, TimeoutError) as exc:
+        log.warning("%s %s: could not look for its driver on Dask or submit it again: %s", what, row_id, exc)
 
 
 def _no_start_reason(what: str) -> str:

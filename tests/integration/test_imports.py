@@ -14,10 +14,10 @@ from concurrent.futures import ThreadPoolExecutor
 
 import psutil
 import pytest
+from dask_cli import Cluster, documented_worker_env, two_worker_cluster
 from PIL import Image
 from polling import wait_for
 from sample_images import jpeg_bytes
-from test_external_cluster import Cluster, documented_worker_env, two_worker_cluster
 
 from chalicelib import storage
 
@@ -379,3 +379,19 @@ def test_an_inventorys_size_column_does_not_decide_the_bytes_an_image_takes(clie
     assert (done["status"], done["ready"]) == ("succeeded", 1), done
     (image,) = client.http.get("/api/images").json_body["items"]
     assert image["size_bytes"] == len(same_size_png(5)) > 1
+
+
+def test_a_running_import_whose_driver_the_scheduler_lost_is_submitted_again_when_read(client, import_cluster, user_id):
+    """What a scheduler restart leaves: the import `running` and no driver on the scheduler. Reading
+    it (GET /api/imports/{id}, no resume) submits it again, and it imports what it names."""
+    from chalicelib.db import imports as import_rows
+    from chalicelib.db import transitions
+    from chalicelib.db.session import session_scope
+
+    prefix = f"datasets/{user_id}/stranded/"
+    put_all({f"{prefix}img-{i}.png": tiny_png(i) for i in range(5)})
+    with session_scope() as session:
+        import_id = import_rows.create(session, owner_id=user_id, source={"prefix": prefix}).id
+        transitions.import_running(transitions.on_session(session), import_id)
+    done = finished(client, import_id, timeout=120)
+    assert (done["status"], done["ready"], done["failed"], done["skipped"]) == ("succeeded", 5, 0, 0), done
