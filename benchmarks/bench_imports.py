@@ -12,7 +12,9 @@ this process for both, so neither side pays for S3's emulator).
 
 A second import (as many objects, or --killed-objects) has its driver's worker killed (SIGKILL) a third of the way in;
 its counts must come out exact (the nanny starts a new worker, Dask runs the driver again, the
-counted partitions are skipped).
+counted partitions are skipped). Then a batch (POST /api/batches' service: a thumbnail of every image
+that import registered) has its driver's worker killed when a third of its tasks have finished; it
+must end succeeded with every task succeeded once: no task left open, exactly one result each.
 
     .venv/bin/python benchmarks/bench_imports.py [--objects 10000] [--killed-objects N] [--floor 200]   # prints JSON
 """
@@ -25,8 +27,10 @@ import json
 import os
 import sys
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
 for path in (REPO, REPO / "benchmarks", REPO / "tests"):
@@ -105,19 +109,32 @@ def worker_cpu_s() -> float:
     return total
 
 
+def poll_killing(read, *, finished, done: Callable[[Any], int], key: str, kill_at: int | None) -> tuple[Any, dict]:
+    """Poll `read()` until `finished(row)`; the first time `done(row)` reaches `kill_at`, SIGKILL the
+    worker running the job `key` (kill_worker_of). The last row, and the kill (pid, what it ran, at)."""
+    kill: dict = {"pid": None, "ran": None, "at": None}
+    while True:
+        row = read()
+        if kill_at is not None and kill["at"] is None and done(row) >= kill_at:
+            kill = {**dict(zip(("pid", "ran"), kill_worker_of(key), strict=True)), "at": done(row)}
+        if finished(row):
+            return row, kill
+        time.sleep(0.25)
+
+
 def import_prefix(principal, prefix: str, *, kill_at: int | None = None) -> dict:
-    from chalicelib.services import imports
+    from chalicelib.db.vocabulary import IMPORT_FINISHED
+    from chalicelib.services import dask_submit, imports
 
     started = time.perf_counter()
-    row = imports.create(principal, {"prefix": prefix})
-    killed = None
-    while True:
-        row = imports.get(principal, row.id)
-        if kill_at is not None and killed is None and row.ready + row.failed >= kill_at:
-            killed = kill_driver_worker(row.id)
-        if row.status in ("succeeded", "completed_with_failures", "failed"):
-            break
-        time.sleep(0.25)
+    row_id = imports.create(principal, {"prefix": prefix}).id
+    row, killed = poll_killing(
+        lambda: imports.get(principal, row_id),
+        finished=lambda row: row.status in IMPORT_FINISHED,
+        done=lambda row: row.ready + row.failed,
+        key=dask_submit.import_key(row_id),
+        kill_at=kill_at,
+    )
     seconds = (row.finished_at - row.started_at).total_seconds()
     return {
         "id": row.id,
@@ -128,23 +145,109 @@ def import_prefix(principal, prefix: str, *, kill_at: int | None = None) -> dict
         "seconds": round(seconds, 2),
         "wall_s_with_submit": round(time.perf_counter() - started, 2),
         "images_per_s": round(row.ready / seconds, 1),
-        "killed_worker_pid": killed,
+        "killed_worker_pid": killed["pid"],
+        "killed_worker_ran": killed["ran"],
     }
 
 
-def kill_driver_worker(import_id: int) -> int | None:
-    """SIGKILL the worker running the import's driver; its pid (None: the driver had finished)."""
+def kill_worker_of(key: str) -> tuple[int | None, str | None]:
+    """SIGKILL the worker running the job `key` (its driver), or else one running a task of it (a
+    key `key`-…): its pid and "driver" or "partition"; (None, None) when nothing of it runs."""
     import psutil
 
     from chalicelib import compute
 
     client = compute.dask_client()
-    running = [w for w, keys in client.processing().items() if f"import-{import_id}" in keys]
-    if not running:
-        return None
-    pid = client.run(os.getpid, workers=running[:1])[running[0]]
-    psutil.Process(pid).kill()
-    return pid
+    processing = client.processing()
+    for ran, holds in (("driver", lambda k: k == key), ("partition", lambda k: str(k).startswith(f"{key}-"))):
+        running = [worker for worker, keys in processing.items() if any(holds(k) for k in keys)]
+        if running:
+            pid = client.run(os.getpid, workers=running[:1])[running[0]]
+            psutil.Process(pid).kill()
+            return pid, ran
+    return None, None
+
+
+BATCH_OPERATION, BATCH_PARAMS = "thumbnail", {"size": 16}  # the tiny PNGs are 16-32 × 12-16 px
+
+
+def killed_batch(principal, prefix: str, images: int) -> dict:
+    """A batch over the images under `prefix` (as POST /api/batches creates it), its driver's worker
+    killed when a third of its tasks have finished; its counts, and the tasks and results in the
+    database, checked against `images`."""
+    from sqlalchemy import text
+
+    from chalicelib.db.session import session_scope
+    from chalicelib.db.vocabulary import JOB_FINISHED
+    from chalicelib.services import batches, dask_submit
+
+    request = {"image_ids": None, "prefix": prefix, "dataset_id": None, "model": None}
+    request.update(operation=BATCH_OPERATION, params=BATCH_PARAMS)
+    started = time.perf_counter()
+    state, new = batches.create(principal, request)
+    assert new, "a batch of this request existed already"
+    batch_id = state.batch.id
+
+    def finished_tasks(state) -> int:
+        return state.counts["succeeded"] + state.counts["failed"] + state.counts["cancelled"]
+
+    state, killed = poll_killing(
+        lambda: batches.get(principal, batch_id),
+        finished=lambda state: state.batch.status in JOB_FINISHED,
+        done=finished_tasks,
+        key=dask_submit.batch_key(batch_id),
+        kill_at=state.batch.total // 3,
+    )
+    wall = time.perf_counter() - started
+    batch, counts = state.batch, state.counts
+    with session_scope() as session:
+        query = "SELECT status, count(*) FROM processing_tasks WHERE batch_id = :id GROUP BY status"
+        rows = dict(session.execute(text(query), {"id": batch_id}).all())
+        query = (
+            "SELECT results, count(*) FROM (SELECT count(r.id) AS results FROM processing_tasks t "
+            "LEFT JOIN results r ON r.task_id = t.id WHERE t.batch_id = :id GROUP BY t.id) per_task GROUP BY results"
+        )
+        results_per_task = {str(n): tasks for n, tasks in session.execute(text(query), {"id": batch_id}).all()}
+        query = "SELECT count(*) FROM processing_tasks WHERE batch_id = :id AND attempts > 1"
+        rerun = session.execute(text(query), {"id": batch_id}).scalar_one()
+        query = (
+            "SELECT count(*) FROM images i WHERE i.key LIKE :prefix AND NOT EXISTS "
+            "(SELECT 1 FROM processing_tasks t WHERE t.batch_id = :id AND t.image_id = i.id)"
+        )
+        missing = session.execute(text(query), {"id": batch_id, "prefix": prefix + "%"}).scalar_one()
+    seconds = (batch.finished_at - batch.started_at).total_seconds()
+    exact = {
+        "status succeeded": batch.status == "succeeded",
+        "total == images": batch.total == sum(counts.values()) == images,
+        "succeeded == total": counts["succeeded"] == batch.total,
+        "failed == cancelled == 0": counts["failed"] == counts["cancelled"] == 0,
+        "task rows: all succeeded": rows == {"succeeded": images},
+        "one result per task": results_per_task == {"1": images},
+        "no image missing": missing == 0,
+        "a worker was killed": killed["pid"] is not None,
+    }
+    return {
+        "id": batch_id,
+        "operation": batch.operation,
+        "params": batch.params,
+        "status": batch.status,
+        "error": batch.error,
+        "images": images,
+        "total": batch.total,
+        "counts": counts,
+        "task_rows_by_status": rows,
+        "tasks_by_result_count": results_per_task,
+        "tasks_run_more_than_once": rerun,
+        "images_without_task": missing,
+        "seconds": round(seconds, 2),
+        "wall_s_with_submit": round(wall, 2),
+        "tasks_per_s": round(counts["succeeded"] / seconds, 1),
+        "killed_worker_pid": killed["pid"],
+        "killed_worker_ran": killed["ran"],
+        "killed_at_finished_tasks": killed["at"],
+        "checks": exact,
+        "counts_exact": all(exact.values()),
+    }
 
 
 def run(objects: int, floor: int, killed_objects: int | None = None) -> dict:
@@ -214,6 +317,7 @@ def run(objects: int, floor: int, killed_objects: int | None = None) -> dict:
         net_cpu = clean["worker_cpu_s"] - clean["idle_cpu_s"]
         floors.append(floor_images_per_s(user_id, floor_keys[floor:]))
         killed = import_prefix(principal, f"{area}killed/", kill_at=killed_objects // 3)
+        batch = killed_batch(principal, f"{area}killed/", killed["counts"]["registered"])
         n = killed_objects
         expected = {"listed": n, "registered": n, "ready": n, "failed": 0, "skipped": 0}
         best_floor = max(f["images_per_s"] for f in floors)
@@ -237,6 +341,8 @@ def run(objects: int, floor: int, killed_objects: int | None = None) -> dict:
             "load_average_1m": [round(load_before, 1), round(load_after, 1)],
             "killed_run": {**killed, "objects": killed_objects},
             "killed_run_counts_right": killed["counts"] == expected and killed["status"] == "succeeded",
+            "killed_batch": batch,
+            "killed_batch_counts_right": batch["counts_exact"],
         }
     finally:
         if cluster is not None:

@@ -228,6 +228,13 @@ def write(report: dict, out: Path) -> None:
             f"{'exact' if m['killed_run_counts_right'] else 'WRONG'} | exact | "
             f"{'met' if m['killed_run_counts_right'] else 'MISSED'} |"
         )
+        if "killed_batch" in m:  # reports before the killed batch have only the killed import
+            b = m["killed_batch"]
+            lines.append(
+                f"| batch ({b['operation']}) over those {b['images']:,} images, its {b['killed_worker_ran']}'s worker killed at a third "
+                f"| {'exact' if b['counts_exact'] else 'WRONG'}: {b['counts']['succeeded']:,} succeeded, "
+                f"{b['counts']['failed']} failed, one result per task | exact | {'met' if b['counts_exact'] else 'MISSED'} |"
+            )
     if "heic_ingest" in p:
         heic, colour = p["heic_ingest"], p["colour_conversion"]
         lines.append(
@@ -529,6 +536,17 @@ def write(report: dict, out: Path) -> None:
             f"{'exact' if m['killed_run_counts_right'] else 'NOT exact'}.",
             "",
         ]
+        if "killed_batch" in m:
+            b = m["killed_batch"]
+            lines += [
+                f"A batch ({b['operation']} {b['params']}) over the {b['images']:,} images that import registered, "
+                f"its {b['killed_worker_ran']}'s worker killed (SIGKILL, pid {b['killed_worker_pid']}) at "
+                f"{b['killed_at_finished_tasks']:,} finished tasks: {b['status']} in {b['seconds']} s "
+                f"({b['tasks_per_s']} tasks/s), counts {b['counts']}, task rows {b['task_rows_by_status']}, tasks by "
+                f"results {b['tasks_by_result_count']}, {b['tasks_run_more_than_once']} tasks run more than once: "
+                f"{'exact' if b['counts_exact'] else 'NOT exact: ' + str(b['checks'])}.",
+                "",
+            ]
     if "s3_journal" in report:
         j = report["s3_journal"]
         lines += [
