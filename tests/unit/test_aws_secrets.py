@@ -6,11 +6,11 @@ import json
 import os
 import subprocess
 import sys
+import uuid
 from pathlib import Path
 
 import boto3
 import pytest
-from moto import mock_aws
 from sqlalchemy.engine import make_url
 
 from chalicelib import aws_secrets
@@ -20,18 +20,23 @@ PASSWORD = "p@ss:w/rd%#?"  # RDS-generated passwords contain characters a URL mu
 
 
 @pytest.fixture
-def secrets(monkeypatch):
-    for name in ("AWS_ENDPOINT_URL", "AWS_PROFILE"):
-        monkeypatch.delenv(name, raising=False)
+def secrets(moto_endpoint, monkeypatch):
+    """Two secrets on the run's moto server, deleted afterwards. (Not moto's in-process mock_aws:
+    entering it resets every moto backend of this process, the server's included, and so the
+    queues and buckets stack_env made for the rest of the run.)"""
+    monkeypatch.delenv("AWS_PROFILE", raising=False)
+    monkeypatch.setenv("AWS_ENDPOINT_URL", moto_endpoint)  # the clients aws_secrets makes itself
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
-    with mock_aws():
-        client = boto3.client("secretsmanager", region_name="eu-west-1")
-        db = client.create_secret(
-            Name="rds!db-1", SecretString=json.dumps({"username": "pixelake", "password": PASSWORD})
-        )
-        key = client.create_secret(Name="pixelake-dev-secret-key", SecretString="signing-key-123")
-        yield {"client": client, "db": db["ARN"], "key": key["ARN"]}
+    client = boto3.client("secretsmanager", endpoint_url=moto_endpoint, region_name="eu-west-1")
+    run = uuid.uuid4().hex[:8]
+    db = client.create_secret(
+        Name=f"rds!db-{run}", SecretString=json.dumps({"username": "pixelake", "password": PASSWORD})
+    )
+    key = client.create_secret(Name=f"pixelake-dev-secret-key-{run}", SecretString="signing-key-123")
+    yield {"client": client, "db": db["ARN"], "key": key["ARN"]}
+    for arn in (db["ARN"], key["ARN"]):
+        client.delete_secret(SecretId=arn, ForceDeleteWithoutRecovery=True)
 
 
 def test_fills_database_url_and_secret_key_from_the_arns(secrets):

@@ -19,8 +19,14 @@ BROWSER_ACCEPT = "text/html,application/xhtml+xml,application/xml;q=0.9,image/av
 
 @pytest.fixture(scope="module")
 def client():
-    with Client(app.app) as c:
+    """The local stage's Client. (chalice.test.Client's default stage is dev: its requests ran with
+    PIXELAKE_STAGE=dev patched into os.environ, and the page's get_settings() kept those settings
+    cached after the patch was undone: every later test's queues were pixelake-dev-*.)"""
+    from chalicelib.config import reset_settings
+
+    with Client(app.app, stage_name="local", project_dir=str(PROJECT_DIR)) as c:
         yield c
+    reset_settings()  # the settings read under the Client's patched environment go with it
 
 
 def test_browsers_get_the_page_and_everyone_else_the_json(client):
