@@ -206,7 +206,40 @@ def cli_cluster(workers: int = 2):
             process.wait(timeout=30)
 
 
-def driver_memory(batch_id: int, partition_size: int = 1000) -> dict:
+def hold_until_set(event_name: str) -> None:
+    """Runs on a worker until the Event is set: stands for a batch's running driver."""
+    from distributed import Event
+
+    Event(event_name).wait()
+
+
+@contextlib.contextmanager
+def live_driver(client, batch_id: int):
+    """Pixelake pointed at `client`'s scheduler, holding a task under the batch's driver key, as
+    while its driver runs: a read of a `running` batch whose driver the scheduler lacks submits
+    it again (dask_submit._resume_if_driver_lost), which would run the million tasks."""
+    from chalicelib import compute
+    from chalicelib.config import reset_settings
+    from chalicelib.services.dask_submit import batch_key
+
+    os.environ["DASK_SCHEDULER_ADDRESS"] = client.scheduler.address
+    reset_settings()
+    compute.reset_client()
+    from distributed import Event
+
+    release = Event(f"bench-release-{batch_id}", client=client)
+    placeholder = client.submit(hold_until_set, release.name, key=batch_key(batch_id), pure=False)
+    try:
+        yield
+    finally:
+        release.set()
+        placeholder.result(timeout=30)  # its worker thread is free again
+        compute.reset_client()
+        os.environ.pop("DASK_SCHEDULER_ADDRESS")
+        reset_settings()
+
+
+def driver_memory(client, batch_id: int, partition_size: int = 1000) -> dict:
     """Peak traced memory of the dispatch loop over every task, and of the id list it replaced."""
     import bench_batches
     from sqlalchemy import select
@@ -225,14 +258,13 @@ def driver_memory(batch_id: int, partition_size: int = 1000) -> dict:
     tracemalloc.stop()
 
     size = partition_size  # stub tasks cost nothing: partitions larger than PIXELAKE_BATCH_PARTITION_SIZE
-    with cli_cluster() as client:
-        client.submit(bench_batches.stub_partition, [], pure=False).result()  # warm: imports, connections
-        tracemalloc.start()
-        start = time.perf_counter()
-        report = dispatch_batch(client, batch_id, bench_batches.stub_partition, partition_size=size, max_in_flight=4)
-        seconds = time.perf_counter() - start
-        _, peak = tracemalloc.get_traced_memory()
-        tracemalloc.stop()
+    client.submit(bench_batches.stub_partition, [], pure=False).result()  # warm: imports, connections
+    tracemalloc.start()
+    start = time.perf_counter()
+    report = dispatch_batch(client, batch_id, bench_batches.stub_partition, partition_size=size, max_in_flight=4)
+    seconds = time.perf_counter() - start
+    _, peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
     with session_scope() as session:
         batch = session.get_one(Batch, batch_id)
         succeeded = batch.tasks_succeeded
@@ -282,8 +314,11 @@ def run(images: int, requests: int) -> dict:
         owner, load_s = load(url, images)
         report: dict = {"images": images, "load_s": round(load_s, 1)}
         report["create"] = creation(owner)
-        report["progress"] = progress_reads(url, report["create"]["batch_id"], requests)
-        report["driver"] = driver_memory(report["create"]["batch_id"])
+        batch_id = report["create"]["batch_id"]
+        with cli_cluster() as client:
+            with live_driver(client, batch_id):
+                report["progress"] = progress_reads(url, batch_id, requests)
+            report["driver"] = driver_memory(client, batch_id)
         return report
     finally:
         db_session.reset_engine()

@@ -82,7 +82,11 @@ def _client():
             return Client(address, timeout=15, set_as_default=False)
         except (OSError, TimeoutError) as exc:
             raise ComputeUnavailable(f"no Dask scheduler answers at {address}: {exc}") from exc
-    return Client(start_local_cluster(), set_as_default=False)
+    try:
+        cluster = start_local_cluster()
+    except Exception as exc:  # e.g. every worker's preload refused to start (dask_preload says why)
+        raise ComputeUnavailable(f"the local Dask cluster did not start: {exc}") from exc
+    return Client(cluster, set_as_default=False)
 
 
 _checked_at: dict[int, float] = {}

@@ -21,6 +21,7 @@ from sample_images import jpeg_bytes
 from chalicelib import storage
 
 distributed = pytest.importorskip("distributed")
+dask_config = pytest.importorskip("dask.config")
 
 pytestmark = pytest.mark.timeout(300)
 
@@ -106,7 +107,9 @@ def test_a_batch_and_a_training_job_run_on_dask_cli_workers(client, external_clu
     # DASK_CONFIG from the env file: Pixelake's Dask settings reach the workers' processes.
     with distributed.Client(external_cluster.address, timeout=15) as dask:
         trim = dask.run(lambda: os.environ.get("MALLOC_TRIM_THRESHOLD_"))
+        profiling = dask.run(lambda: dask_config.get("distributed.worker.profile.enabled"))
     assert list(trim.values()) == [None, None], trim
+    assert list(profiling.values()) == [False, False], profiling
 
 
 def test_a_batch_whose_every_task_failed_is_failed(client, external_cluster, ready_image):

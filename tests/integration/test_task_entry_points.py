@@ -69,16 +69,20 @@ def test_a_batch_from_image_ids(client, dask_cluster, ready_image):
 
 
 def test_the_local_clusters_workers_run_with_pixelakes_dask_settings(dask_cluster):
-    """chalicelib/dask_config: no fixed glibc trim threshold in the workers (Dask's default sets one)."""
+    """chalicelib/dask_config: no fixed glibc trim threshold in the workers (Dask's default sets one)
+    and no statistical profiler."""
     import os
 
+    import dask.config
     from distributed import Client
 
     with Client(dask_cluster.scheduler_address, timeout=15) as client:
         trim = client.run(lambda: os.environ.get("MALLOC_TRIM_THRESHOLD_"))
         threads = client.run(lambda: os.environ.get("OMP_NUM_THREADS"))
+        profiling = client.run(lambda: dask.config.get("distributed.worker.profile.enabled"))
     assert list(trim.values()) == [None, None], trim
     assert list(threads.values()) == ["1", "1"], "the rest of Dask's worker environment stays"
+    assert list(profiling.values()) == [False, False], "no 10 ms stack sampling in the workers"
 
 
 def test_a_batch_from_a_prefix(client, dask_cluster, ready_image):

@@ -36,3 +36,23 @@ def test_worker_configuration_problems():
     on_aws = {"PIXELAKE_STAGE": "prod", "DATABASE_HOST": "proxy", "DATABASE_SECRET_ARN": "arn:aws:secretsmanager:x"}
     assert configuration_problems(on_aws) == []
     assert configuration_problems({"PIXELAKE_STAGE": "prod", "PIXELAKE_AUTH": "off"})[0].startswith("invalid settings")
+
+
+def test_a_local_cluster_whose_workers_refuse_to_start_is_compute_unavailable():
+    """Without DASK_SCHEDULER_ADDRESS a read that looks for a driver starts a LocalCluster; when its
+    workers' preload refuses (here: no S3 endpoint), that is ComputeUnavailable with the reason,
+    which the services turn into a warning or a failed job, not a 500."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "PIXELAKE_", "DASK_"))}
+    env["DATABASE_URL"] = "postgresql://postgres@127.0.0.1:5432/test"
+    code = (
+        "from chalicelib import compute\n"
+        "from chalicelib.errors import ComputeUnavailable\n"
+        "if __name__ == '__main__':\n"
+        "    try:\n"
+        "        compute.dask_client()\n"
+        "    except ComputeUnavailable as exc:\n"
+        "        print('unavailable:', exc)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
+    assert "unavailable: the local Dask cluster did not start" in out.stdout, out.stdout + out.stderr[-2000:]
+    assert "PIXELAKE_STAGE=local needs AWS_ENDPOINT_URL" in out.stderr
