@@ -82,6 +82,23 @@ def cost_model(report: dict) -> dict:
     }
 
 
+def isolated(run):
+    """run() with this process's environment, settings and database engine restored afterwards: a
+    section points DATABASE_URL at its scratch database (dropped when it ends), and the next
+    section must not inherit it."""
+    from chalicelib.config import reset_settings
+    from chalicelib.db import session as db_session
+
+    saved = dict(os.environ)
+    try:
+        return run()
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
+        reset_settings()
+        db_session.reset_engine()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true")
@@ -89,6 +106,11 @@ def main() -> None:
         "--skip",
         default="",
         help="comma-separated: e2e, database, batches, dask, exports, imports, journal, models, training",
+    )
+    parser.add_argument(
+        "--imports-from",
+        type=Path,
+        help="the imports section from this JSON of a separate `bench_imports.py` run (15 min at 10,000 objects)",
     )
     args = parser.parse_args()
     skip = set(filter(None, args.skip.split(",")))
@@ -126,49 +148,61 @@ def main() -> None:
 
         print("… database (1,000,000 results rows)", file=sys.stderr, flush=True)
         os.environ.setdefault("PIXELAKE_STATS_MAX_AGE", "60")
-        report["database"] = bench_database.run(100_000 if args.quick else 1_000_000, 20 if args.quick else 40)
+        report["database"] = isolated(
+            lambda: bench_database.run(100_000 if args.quick else 1_000_000, 20 if args.quick else 40)
+        )
     if "batches" not in skip:
         import bench_batches
 
         print("… batches at 1,000,000 tasks: creation, progress reads, driver memory", file=sys.stderr, flush=True)
-        report["batches"] = bench_batches.run(100_000 if args.quick else 1_000_000, 50 if args.quick else 200)
+        report["batches"] = isolated(
+            lambda: bench_batches.run(100_000 if args.quick else 1_000_000, 50 if args.quick else 200)
+        )
     if "e2e" not in skip:
         import bench_e2e
 
         print("… end to end through the local stack", file=sys.stderr, flush=True)
-        report["e2e"] = bench_e2e.run(20 if args.quick else 100)
+        report["e2e"] = isolated(lambda: bench_e2e.run(20 if args.quick else 100))
     if "dask" not in skip:
         print("… Dask 1 → 2 workers", file=sys.stderr, flush=True)
-        report["dask"] = dask_scaling(args.quick)
+        report["dask"] = isolated(lambda: dask_scaling(args.quick))
     if "exports" not in skip:
         import bench_exports
 
         print("… exports and the pre-submit cluster check", file=sys.stderr, flush=True)
-        report["exports"] = bench_exports.run(100_000 if args.quick else 1_000_000, 2)
+        report["exports"] = isolated(lambda: bench_exports.run(100_000 if args.quick else 1_000_000, 2))
     if "models" not in skip:
         import bench_models
 
         print("… registered models: ResNet-50 inference, similar over stored vectors", file=sys.stderr, flush=True)
-        report["models"] = {
-            "inference": bench_models.inference(5 if args.quick else 10, threads=1),
-            # The embedded PostgreSQL (pgvector); clustered vectors are the target, uniform the worst case.
-            "similar": bench_models.similar_embedded(10_000 if args.quick else 100_000),
-        }
+        report["models"] = isolated(
+            lambda: {
+                "inference": bench_models.inference(5 if args.quick else 10, threads=1),
+                # The embedded PostgreSQL (pgvector); clustered vectors are the target, uniform the worst case.
+                "similar": bench_models.similar_embedded(10_000 if args.quick else 100_000),
+            }
+        )
     import bench_training
 
     if "training" not in skip:
         print("… training: driver memory over N and 4N images", file=sys.stderr, flush=True)
-        report["training_memory"] = bench_training.driver_memory(1000 if args.quick else 3000)
-    if "imports" not in skip:
+        report["training_memory"] = isolated(lambda: bench_training.driver_memory(1000 if args.quick else 3000))
+    if args.imports_from:
+        report["imports"] = {**json.loads(args.imports_from.read_text()), "measured_separately": str(args.imports_from)}
+    elif "imports" not in skip:
         import bench_imports
 
         print("… bulk import throughput per worker core against the ingest floor", file=sys.stderr, flush=True)
-        report["imports"] = bench_imports.run(1_000 if args.quick else 10_000, 50 if args.quick else 200)
+        report["imports"] = isolated(
+            lambda: bench_imports.run(1_000 if args.quick else 10_000, 50 if args.quick else 200)
+        )
     if "journal" not in skip:
         import bench_s3_journal
 
         print("… the local S3 journal's start with 10,000 objects", file=sys.stderr, flush=True)
-        report["s3_journal"] = bench_s3_journal.main(2_000 if args.quick else 10_000, 1 if args.quick else 3)
+        report["s3_journal"] = isolated(
+            lambda: bench_s3_journal.main(2_000 if args.quick else 10_000, 1 if args.quick else 3)
+        )
     report["cost"] = cost_model(report)
     report["fargate"] = bench_training.fargate_model(
         report["pipeline"]["ingest"]["timings"]["ingest"]["cpu_ms"], report.get("dask")

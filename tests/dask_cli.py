@@ -108,6 +108,20 @@ def use_cluster(address: str) -> None:
     reset_settings()
 
 
+def restore_cluster(previous: str | None) -> None:
+    """Pixelake pointed back at the cluster it used before (the session's LocalCluster, say), or at
+    none: never left on a cluster a test stopped, which every later test would wait on."""
+    from chalicelib import compute
+    from chalicelib.config import reset_settings
+
+    compute.reset_client()
+    if previous is None:
+        os.environ.pop("DASK_SCHEDULER_ADDRESS", None)
+    else:
+        os.environ["DASK_SCHEDULER_ADDRESS"] = previous
+    reset_settings()
+
+
 def start_two_workers(cluster: Cluster, env: dict[str, str]) -> str:
     """A scheduler and two workers with `env` on `cluster`, once both are up; the scheduler's address."""
     cluster.start_scheduler(env)
@@ -120,15 +134,11 @@ def start_two_workers(cluster: Cluster, env: dict[str, str]) -> str:
 @contextlib.contextmanager
 def two_worker_cluster(tmp: Path, env: dict[str, str]):
     """A scheduler and two workers with `env`, Pixelake pointed at them until the block ends."""
-    from chalicelib import compute
-    from chalicelib.config import reset_settings
-
+    previous = os.environ.get("DASK_SCHEDULER_ADDRESS")
     cluster = Cluster(tmp)
     try:
         use_cluster(start_two_workers(cluster, env))
         yield cluster
     finally:
-        compute.reset_client()
-        os.environ.pop("DASK_SCHEDULER_ADDRESS", None)
-        reset_settings()
+        restore_cluster(previous)
         cluster.stop()

@@ -6,13 +6,14 @@ scheduler does not hold its driver's key and submits it again (chalicelib/comput
 
 from __future__ import annotations
 
+import os
+
 import pytest
 from batch_rows import STATUSES, counted, finished, post, register_images, results_per_task
-from dask_cli import Cluster, documented_worker_env, start_two_workers, use_cluster
+from dask_cli import Cluster, documented_worker_env, restore_cluster, start_two_workers, use_cluster
 from polling import wait_for
 
 from chalicelib import compute
-from chalicelib.config import reset_settings
 from chalicelib.services.dask_submit import batch_key
 
 distributed = pytest.importorskip("distributed")
@@ -31,13 +32,12 @@ def clusters(stack_env, tmp_path, monkeypatch):
     for cluster in (first, second):
         cluster.tmp.mkdir()
     monkeypatch.setattr(compute, "DRIVER_CHECK_S", 0)  # every read looks for the driver (not once per 10 s)
+    previous = os.environ.get("DASK_SCHEDULER_ADDRESS")
     use_cluster(start_two_workers(first, env))
     try:
         yield first, second, env
     finally:
-        compute.reset_client()
-        monkeypatch.delenv("DASK_SCHEDULER_ADDRESS", raising=False)
-        reset_settings()
+        restore_cluster(previous)  # not the second cluster's address: it stops here
         first.stop()
         second.stop()
 
