@@ -165,6 +165,7 @@ FREE_FORM_KEYS = {
     "pixel_percentage": "the properties analyzer (chalicelib/imaging/analyzers.py)",
     "mask_value": "the segment analyzer (chalicelib/imaging/segmentation.py)",
     "manifest_key": "an import's source (chalicelib/services/imports.py)",
+    "sample_items": "a training job's fit options (chalicelib/services/training.py)",
 }
 
 
